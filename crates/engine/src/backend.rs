@@ -1,0 +1,87 @@
+//! The contract between the forward pass and a compute backend.
+//!
+//! The forward pass in [`crate::model`] is written once against this trait. A backend owns
+//! its weights (`Matrix`, `Vector`), activations (`Act`, rows = tokens) and KV cache; the
+//! model never looks inside them except through [`Backend::with_host`], which hooks use.
+
+use crate::Result;
+use tiller_model::TensorInfo;
+
+/// How weight matrices are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Weights de-quantized to f32 at load: the exact path, the one golden tests hold tight.
+    F32,
+    /// Weights stay quantized (Q4_1 and Q8_0 as stored; other types repacked to Q8_0);
+    /// matrix-vector products in int8 like llama.cpp.
+    #[default]
+    Fast,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "fast" => Ok(Precision::Fast),
+            _ => Err(format!("unknown precision `{s}` (f32 or fast)")),
+        }
+    }
+}
+
+/// Shape of one attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// Position of the first new row (tokens already in the cache).
+    pub pos0: usize,
+}
+
+pub trait Backend {
+    /// A weight matrix `[out, in]` (ggml dims `[in, out]`).
+    type Matrix;
+    /// A weight vector (norm gains).
+    type Vector;
+    /// Activations: `rows` tokens by some width.
+    type Act;
+    /// One layer's key/value cache.
+    type KvCache;
+
+    fn name(&self) -> String;
+
+    /// Take a weight matrix from its GGUF bytes, in the given precision.
+    fn matrix(&self, t: &TensorInfo, data: &[u8], precision: Precision) -> Result<Self::Matrix>;
+    fn vector(&self, v: Vec<f32>) -> Result<Self::Vector>;
+    fn new_cache(&self, kv_width: usize) -> Self::KvCache;
+    /// Forget cache entries from `len` on.
+    fn truncate_cache(&self, cache: &mut Self::KvCache, len: usize);
+
+    /// Rows of `table` for `ids` (the token embedding).
+    fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Act>;
+    fn rms_norm(&self, x: &Self::Act, w: &Self::Vector, eps: f32) -> Self::Act;
+    /// `x @ w.T` for each `w`, sharing the work on `x` (fused QKV, fused gate/up).
+    fn matmul(&self, x: &Self::Act, ws: &[&Self::Matrix]) -> Vec<Self::Act>;
+    /// Rotary embedding on adjacent pairs (ggml's "normal" mode, which GGUF llama weights use).
+    fn rope(&self, x: &mut Self::Act, n_heads: usize, head_dim: usize, pos0: usize, theta: f32);
+    /// Append `k`, `v` to `cache` and attend causally from the rows of `q`.
+    fn attention(
+        &self,
+        q: &Self::Act,
+        k: &Self::Act,
+        v: &Self::Act,
+        cache: &mut Self::KvCache,
+        s: AttnShape,
+    ) -> Self::Act;
+    /// `silu(gate) * up`
+    fn swiglu(&self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
+    fn add_assign(&self, x: &mut Self::Act, y: &Self::Act);
+    /// The last row only.
+    fn last_row(&self, x: &Self::Act) -> Self::Act;
+    fn rows(&self, x: &Self::Act) -> usize;
+    fn to_host(&self, x: &Self::Act) -> Vec<f32>;
+    /// Give `f` the activations as a host slice (row-major) and keep what it writes.
+    fn with_host(&self, x: &mut Self::Act, f: &mut dyn FnMut(&mut [f32]));
+}

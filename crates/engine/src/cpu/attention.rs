@@ -1,0 +1,60 @@
+//! Causal grouped-query attention over the KV cache, softmax in f32 with the max subtracted.
+
+use super::{par, CpuKv};
+use crate::backend::AttnShape;
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent lanes so the compiler vectorizes it.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `q` holds `rows` new tokens (positions `pos0..pos0 + rows`, already in `cache`).
+pub fn causal(q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) -> Vec<f32> {
+    let hd = s.head_dim;
+    let qw = s.n_head * hd;
+    let group = s.n_head / s.n_kv_head;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0f32; rows * qw];
+    // One task per (row, head): output slices of `hd` floats, disjoint.
+    let jobs: Vec<(usize, &mut [f32])> = out.chunks_exact_mut(hd).enumerate().collect();
+    let work = rows * s.n_head * (s.pos0 + rows) * hd;
+    let run = |(idx, o): (usize, &mut [f32])| {
+        let (i, h) = (idx / s.n_head, idx % s.n_head);
+        let g = h / group;
+        let p = s.pos0 + i;
+        let qh = &q[i * qw + h * hd..i * qw + (h + 1) * hd];
+        let mut sc: Vec<f32> = (0..=p)
+            .map(|j| dot(qh, &cache.k[j * cache.width + g * hd..][..hd]) * scale)
+            .collect();
+        let mx = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for v in sc.iter_mut() {
+            *v = (*v - mx).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for (j, w) in sc.iter().enumerate() {
+            let vj = &cache.v[j * cache.width + g * hd..][..hd];
+            let w = w * inv;
+            for (a, b) in o.iter_mut().zip(vj) {
+                *a += w * b;
+            }
+        }
+    };
+    if work > 1 << 16 {
+        par::for_each(jobs, run);
+    } else {
+        jobs.into_iter().for_each(run);
+    }
+    out
+}

@@ -1,0 +1,225 @@
+//! Weight matrices on the CPU and `y = x @ W.T`.
+//!
+//! Two paths, picked by an explicit match on the weight format and the number of rows:
+//! - few rows (decode) and quantized weights: int8 dot products per weight row
+//!   ([`super::quant`]), rows split across threads;
+//! - many rows (prefill) or f32 weights: tiles of `TILE` weight rows are de-quantized into a
+//!   per-task f32 buffer and multiplied with `gemm`, so prefill runs at f32 GEMM speed while
+//!   memory holds only the quantized weights.
+
+use super::par;
+use super::quant::{dequant_q4_1, dequant_q8_0, Kernels, Q8Act, QK};
+use crate::{Error, Precision, Result};
+use tiller_model::{GgmlType, TensorInfo};
+
+/// Weight rows per parallel task on the GEMM path.
+const TILE: usize = 64;
+/// From this many activation rows on, quantized weights go through the GEMM path.
+pub const GEMM_MIN_ROWS: usize = 8;
+
+pub enum Format {
+    F32(Vec<f32>),
+    Q4_1 {
+        d: Vec<f32>,
+        m: Vec<f32>,
+        qs: Vec<u8>,
+    },
+    Q8_0 {
+        d: Vec<f32>,
+        qs: Vec<i8>,
+    },
+}
+
+pub struct CpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub format: Format,
+}
+
+fn f16(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+impl CpuMatrix {
+    pub fn from_gguf(t: &TensorInfo, data: &[u8], precision: Precision) -> Result<Self> {
+        if t.dims.len() != 2 {
+            return Err(Error::Backend(format!(
+                "tensor `{}` is not a matrix: dims {:?}",
+                t.name, t.dims
+            )));
+        }
+        let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+        let format = match (precision, t.dtype) {
+            (Precision::Fast, GgmlType::Q4_1) => {
+                let nb = rows * cols / QK;
+                let (mut d, mut m, mut qs) = (
+                    Vec::with_capacity(nb),
+                    Vec::with_capacity(nb),
+                    Vec::with_capacity(nb * 16),
+                );
+                for blk in data.chunks_exact(20) {
+                    d.push(f16(&blk[0..2]));
+                    m.push(f16(&blk[2..4]));
+                    qs.extend_from_slice(&blk[4..20]);
+                }
+                Format::Q4_1 { d, m, qs }
+            }
+            (Precision::Fast, GgmlType::Q8_0) => {
+                let nb = rows * cols / QK;
+                let (mut d, mut qs) = (Vec::with_capacity(nb), Vec::with_capacity(nb * QK));
+                for blk in data.chunks_exact(34) {
+                    d.push(f16(&blk[0..2]));
+                    qs.extend(blk[2..34].iter().map(|&b| b as i8));
+                }
+                Format::Q8_0 { d, qs }
+            }
+            (Precision::Fast, _) if cols % QK == 0 => {
+                // Other types (K-quants, Q5, f16...) are repacked to Q8_0: near-lossless, one kernel.
+                let w = tiller_model::gguf::dequantize(t, data)?;
+                let nb = w.len() / QK;
+                let (mut d, mut qs) = (Vec::with_capacity(nb), Vec::with_capacity(w.len()));
+                for blk in w.chunks_exact(QK) {
+                    let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let db = half::f16::from_f32(amax / 127.0).to_f32();
+                    let id = if db > 0.0 { 1.0 / db } else { 0.0 };
+                    d.push(db);
+                    qs.extend(
+                        blk.iter()
+                            .map(|v| (v * id).round().clamp(-127.0, 127.0) as i8),
+                    );
+                }
+                Format::Q8_0 { d, qs }
+            }
+            _ => Format::F32(tiller_model::gguf::dequantize(t, data)?),
+        };
+        Ok(CpuMatrix { rows, cols, format })
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        !matches!(self.format, Format::F32(_))
+    }
+
+    /// De-quantize rows `r0..r0 + n` into `out` (`n * cols`).
+    pub fn dequant_rows(&self, r0: usize, n: usize, out: &mut [f32]) {
+        let c = self.cols;
+        let (b0, b1) = (r0 * c / QK, (r0 + n) * c / QK);
+        match &self.format {
+            Format::F32(w) => out.copy_from_slice(&w[r0 * c..(r0 + n) * c]),
+            Format::Q4_1 { d, m, qs } => {
+                dequant_q4_1(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], out)
+            }
+            Format::Q8_0 { d, qs } => dequant_q8_0(&d[b0..b1], &qs[b0 * QK..b1 * QK], out),
+        }
+    }
+
+    /// Dot products of weight rows `r0..r0 + n` with every row of `x`: `out[r][i]`, `n * x.rows()`.
+    fn dot_rows(&self, k: &Kernels, r0: usize, n: usize, x: &Q8Act, out: &mut [f32]) {
+        let nbr = self.cols / QK;
+        let xr = x.rows();
+        for r in 0..n {
+            let (b0, b1) = ((r0 + r) * nbr, (r0 + r + 1) * nbr);
+            for i in 0..xr {
+                let (xq, xd, xs) = x.row(i);
+                out[r * xr + i] = match &self.format {
+                    Format::Q4_1 { d, m, qs } => {
+                        (k.q4_1)(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], xq, xd, xs)
+                    }
+                    Format::Q8_0 { d, qs } => (k.q8_0)(&d[b0..b1], &qs[b0 * QK..b1 * QK], xq, xd),
+                    Format::F32(_) => 0.0, // never: F32 weights take the GEMM path
+                };
+            }
+        }
+    }
+}
+
+/// `dst[r][j] = sum_k w[r][k] * x[j][k]` for a tile of `m` weight rows against `n` activation rows.
+fn gemm_tile(w: &[f32], x: &[f32], m: usize, n: usize, k: usize, dst: &mut [f32]) {
+    assert!(w.len() >= m * k && x.len() >= n * k && dst.len() >= m * n);
+    // SAFETY: the asserts above bound every index gemm touches: lhs is m x k row-major,
+    // rhs is x^T (k x n, column stride k), dst is m x n row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            w.as_ptr(),
+            1,
+            k as isize,
+            x.as_ptr(),
+            k as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// `x @ w.T` for every `w` (same `cols`), one parallel region for all of them.
+/// `x` is `n x cols` row-major; each result is `n x w.rows` row-major.
+pub fn matmul(k: &Kernels, x: &[f32], n: usize, ws: &[&CpuMatrix]) -> Vec<Vec<f32>> {
+    let cols = ws[0].cols;
+    let quantized_decode = n < GEMM_MIN_ROWS && ws.iter().all(|w| w.is_quantized());
+    let xq = quantized_decode.then(|| Q8Act::quantize(x, cols));
+    // Results are computed transposed (weight-row major) so that tasks own disjoint slices.
+    let total: usize = ws.iter().map(|w| w.rows).sum();
+    let mut yt = vec![0f32; total * n];
+    let tile = if quantized_decode {
+        // Enough tasks to balance two to sixteen threads, few enough to keep overhead low.
+        (total / (par::threads() * 8)).clamp(16, 512)
+    } else {
+        TILE
+    };
+    let mut tasks = Vec::new();
+    for (wi, w) in ws.iter().enumerate() {
+        let mut r = 0;
+        while r < w.rows {
+            let len = tile.min(w.rows - r);
+            tasks.push((wi, r, len));
+            r += len;
+        }
+    }
+    let outs = par::split_lengths(&mut yt, tasks.iter().map(|t| t.2 * n));
+    let jobs: Vec<_> = tasks.into_iter().zip(outs).collect();
+    par::for_each(jobs, |((wi, r0, len), out)| {
+        let w = ws[wi];
+        match (&xq, &w.format) {
+            (Some(xq), _) => w.dot_rows(k, r0, len, xq, out),
+            (None, Format::F32(data)) => {
+                gemm_tile(&data[r0 * cols..(r0 + len) * cols], x, len, n, cols, out)
+            }
+            (None, _) => {
+                let mut buf = vec![0f32; len * cols];
+                w.dequant_rows(r0, len, &mut buf);
+                gemm_tile(&buf, x, len, n, cols, out);
+            }
+        }
+    });
+    // Transpose back to row-major per matrix.
+    let mut res = Vec::with_capacity(ws.len());
+    let mut off = 0;
+    for w in ws {
+        let block = &yt[off * n..(off + w.rows) * n];
+        let y = if n == 1 {
+            block.to_vec()
+        } else {
+            let mut y = vec![0f32; n * w.rows];
+            for r in 0..w.rows {
+                for j in 0..n {
+                    y[j * w.rows + r] = block[r * n + j];
+                }
+            }
+            y
+        };
+        res.push(y);
+        off += w.rows;
+    }
+    res
+}

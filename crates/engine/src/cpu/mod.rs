@@ -1,0 +1,214 @@
+//! The CPU backend. Activations are plain row-major `Vec<f32>`; weights are [`CpuMatrix`].
+
+pub mod attention;
+pub mod matmul;
+pub mod par;
+pub mod quant;
+
+use crate::backend::{AttnShape, Backend, Precision};
+use crate::{Error, Result};
+pub use matmul::CpuMatrix;
+use quant::Kernels;
+use tiller_model::TensorInfo;
+
+/// Row-major activations: `rows` x `cols`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuAct {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Keys and values of one layer, one row (`kv_width` floats) per position.
+pub struct CpuKv {
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    pub width: usize,
+}
+
+pub struct Cpu {
+    kernels: Kernels,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu {
+            kernels: Kernels::detect(),
+        }
+    }
+}
+
+impl Cpu {
+    /// A CPU backend with only the scalar kernels (the reference the SIMD ones are tested against).
+    pub fn scalar() -> Self {
+        Cpu {
+            kernels: Kernels::scalar(),
+        }
+    }
+    pub fn kernels(&self) -> &'static str {
+        self.kernels.name
+    }
+}
+
+impl Backend for Cpu {
+    type Matrix = CpuMatrix;
+    type Vector = Vec<f32>;
+    type Act = CpuAct;
+    type KvCache = CpuKv;
+
+    fn name(&self) -> String {
+        format!("cpu ({}, {} threads)", self.kernels.name, par::threads())
+    }
+
+    fn matrix(&self, t: &TensorInfo, data: &[u8], precision: Precision) -> Result<CpuMatrix> {
+        CpuMatrix::from_gguf(t, data, precision)
+    }
+
+    fn vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(v)
+    }
+
+    fn new_cache(&self, width: usize) -> CpuKv {
+        CpuKv {
+            k: Vec::new(),
+            v: Vec::new(),
+            width,
+        }
+    }
+
+    fn truncate_cache(&self, c: &mut CpuKv, len: usize) {
+        c.k.truncate(len * c.width);
+        c.v.truncate(len * c.width);
+    }
+
+    fn embed(&self, table: &CpuMatrix, ids: &[u32]) -> Result<CpuAct> {
+        let cols = table.cols;
+        let mut data = vec![0f32; ids.len() * cols];
+        for (i, &id) in ids.iter().enumerate() {
+            if id as usize >= table.rows {
+                return Err(Error::BadToken {
+                    id,
+                    vocab: table.rows,
+                });
+            }
+            table.dequant_rows(id as usize, 1, &mut data[i * cols..(i + 1) * cols]);
+        }
+        Ok(CpuAct {
+            data,
+            rows: ids.len(),
+            cols,
+        })
+    }
+
+    fn rms_norm(&self, x: &CpuAct, w: &Vec<f32>, eps: f32) -> CpuAct {
+        let mut out = vec![0f32; x.data.len()];
+        for (o, r) in out
+            .chunks_exact_mut(x.cols)
+            .zip(x.data.chunks_exact(x.cols))
+        {
+            let ms = r.iter().map(|v| v * v).sum::<f32>() / x.cols as f32;
+            let s = 1.0 / (ms + eps).sqrt();
+            for ((o, v), g) in o.iter_mut().zip(r).zip(w) {
+                *o = v * s * g;
+            }
+        }
+        CpuAct {
+            data: out,
+            rows: x.rows,
+            cols: x.cols,
+        }
+    }
+
+    fn matmul(&self, x: &CpuAct, ws: &[&CpuMatrix]) -> Vec<CpuAct> {
+        matmul::matmul(&self.kernels, &x.data, x.rows, ws)
+            .into_iter()
+            .zip(ws)
+            .map(|(data, w)| CpuAct {
+                data,
+                rows: x.rows,
+                cols: w.rows,
+            })
+            .collect()
+    }
+
+    fn rope(&self, x: &mut CpuAct, n_heads: usize, head_dim: usize, pos0: usize, theta: f32) {
+        let half = head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| theta.powf(-((2 * i) as f32) / head_dim as f32))
+            .collect();
+        for (r, row) in x.data.chunks_exact_mut(x.cols).enumerate() {
+            let p = (pos0 + r) as f32;
+            let cs: Vec<(f32, f32)> = inv
+                .iter()
+                .map(|f| (p * f).sin_cos())
+                .map(|(s, c)| (c, s))
+                .collect();
+            for h in 0..n_heads {
+                let v = &mut row[h * head_dim..(h + 1) * head_dim];
+                for (i, &(c, s)) in cs.iter().enumerate() {
+                    let (a, b) = (v[2 * i], v[2 * i + 1]);
+                    v[2 * i] = a * c - b * s;
+                    v[2 * i + 1] = a * s + b * c;
+                }
+            }
+        }
+    }
+
+    fn attention(
+        &self,
+        q: &CpuAct,
+        k: &CpuAct,
+        v: &CpuAct,
+        cache: &mut CpuKv,
+        s: AttnShape,
+    ) -> CpuAct {
+        cache.k.extend_from_slice(&k.data);
+        cache.v.extend_from_slice(&v.data);
+        let data = attention::causal(&q.data, q.rows, cache, s);
+        CpuAct {
+            data,
+            rows: q.rows,
+            cols: q.cols,
+        }
+    }
+
+    fn swiglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
+        let data = gate
+            .data
+            .iter()
+            .zip(&up.data)
+            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
+        CpuAct {
+            data,
+            rows: gate.rows,
+            cols: gate.cols,
+        }
+    }
+
+    fn add_assign(&self, x: &mut CpuAct, y: &CpuAct) {
+        for (a, b) in x.data.iter_mut().zip(&y.data) {
+            *a += b;
+        }
+    }
+
+    fn last_row(&self, x: &CpuAct) -> CpuAct {
+        CpuAct {
+            data: x.data[(x.rows - 1) * x.cols..].to_vec(),
+            rows: 1,
+            cols: x.cols,
+        }
+    }
+
+    fn rows(&self, x: &CpuAct) -> usize {
+        x.rows
+    }
+
+    fn to_host(&self, x: &CpuAct) -> Vec<f32> {
+        x.data.clone()
+    }
+
+    fn with_host(&self, x: &mut CpuAct, f: &mut dyn FnMut(&mut [f32])) {
+        f(&mut x.data)
+    }
+}

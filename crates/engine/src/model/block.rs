@@ -1,0 +1,43 @@
+//! One pre-norm Llama block: `x += attn(rms(x))`, then `x += mlp(rms(x))`.
+
+use super::LayerWeights;
+use crate::backend::{AttnShape, Backend};
+use tiller_model::LlamaConfig;
+
+pub fn forward<B: Backend>(
+    be: &B,
+    cfg: &LlamaConfig,
+    w: &LayerWeights<B>,
+    x: &mut B::Act,
+    cache: &mut B::KvCache,
+    pos0: usize,
+) {
+    // Attention: fused QKV projection, RoPE on q and k, causal GQA over the cache.
+    let h = be.rms_norm(x, &w.attn_norm, cfg.rms_eps);
+    let mut qkv = be.matmul(&h, &[&w.wq, &w.wk, &w.wv]).into_iter();
+    let (Some(mut q), Some(mut k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+        return;
+    };
+    be.rope(&mut q, cfg.n_head, cfg.head_dim, pos0, cfg.rope_theta);
+    be.rope(&mut k, cfg.n_kv_head, cfg.head_dim, pos0, cfg.rope_theta);
+    let shape = AttnShape {
+        n_head: cfg.n_head,
+        n_kv_head: cfg.n_kv_head,
+        head_dim: cfg.head_dim,
+        pos0,
+    };
+    let a = be.attention(&q, &k, &v, cache, shape);
+    if let Some(o) = be.matmul(&a, &[&w.wo]).pop() {
+        be.add_assign(x, &o);
+    }
+    // SwiGLU MLP: fused gate/up projection.
+    let h = be.rms_norm(x, &w.ffn_norm, cfg.rms_eps);
+    let mut gu = be.matmul(&h, &[&w.gate, &w.up]).into_iter();
+    let (Some(g), Some(u)) = (gu.next(), gu.next()) else {
+        return;
+    };
+    let a = be.swiglu(&g, &u);
+    if let Some(d) = be.matmul(&a, &[&w.down]).pop() {
+        be.add_assign(x, &d);
+    }
+}

@@ -1,0 +1,152 @@
+//! The Llama-family model: weights ([`weights`]), one block ([`block`]), and the forward
+//! pass with its KV cache and hook points ([`Session`]).
+
+mod block;
+mod weights;
+
+pub use weights::{LayerWeights, Weights};
+
+use crate::backend::{Backend, Precision};
+use crate::hooks::Hooks;
+use crate::{Error, Result};
+use tiller_model::{ChatMessage, ChatTemplate, Gguf, LlamaConfig, Tokenizer};
+
+/// A loaded model: config, tokenizer, chat template and weights on backend `B`.
+pub struct Model<B: Backend> {
+    pub backend: B,
+    pub config: LlamaConfig,
+    pub tokenizer: Tokenizer,
+    pub chat: ChatTemplate,
+    pub precision: Precision,
+    pub weights: Weights<B>,
+}
+
+impl<B: Backend> Model<B> {
+    /// Parse a GGUF held in `bytes` and upload its weights to `backend`.
+    pub fn load(bytes: &[u8], backend: B, precision: Precision) -> Result<Self> {
+        Self::load_with_progress(bytes, backend, precision, &mut |_, _| {})
+    }
+
+    /// As [`Model::load`], calling `progress(done, total)` as tensors are uploaded.
+    pub fn load_with_progress(
+        bytes: &[u8],
+        backend: B,
+        precision: Precision,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let gguf = Gguf::parse(bytes)?;
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let chat = ChatTemplate::from_gguf(&gguf);
+        let weights = Weights::load(&gguf, bytes, &config, &backend, precision, progress)?;
+        Ok(Model {
+            backend,
+            config,
+            tokenizer,
+            chat,
+            precision,
+            weights,
+        })
+    }
+
+    /// Token ids for a prompt: raw text, or a single user turn through the chat template
+    /// with the assistant generation prompt appended.
+    pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<Vec<u32>> {
+        let text = if chat {
+            self.chat.render(&[ChatMessage::user(text)], true)?
+        } else {
+            text.to_string()
+        };
+        Ok(self.tokenizer.encode(&text)?)
+    }
+
+    pub fn session(&self) -> Session<'_, B> {
+        let kv = self.config.n_kv_head * self.config.head_dim;
+        Session {
+            model: self,
+            caches: (0..self.config.n_layer)
+                .map(|_| self.backend.new_cache(kv))
+                .collect(),
+            pos: 0,
+        }
+    }
+}
+
+/// Which logits a forward call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    Last,
+    All,
+}
+
+/// One sequence being processed: the KV cache and the position reached.
+pub struct Session<'m, B: Backend> {
+    model: &'m Model<B>,
+    caches: Vec<B::KvCache>,
+    pos: usize,
+}
+
+impl<'m, B: Backend> Session<'m, B> {
+    /// Tokens processed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forget everything from position `len` on.
+    pub fn rewind(&mut self, len: usize) {
+        let len = len.min(self.pos);
+        for c in &mut self.caches {
+            self.model.backend.truncate_cache(c, len);
+        }
+        self.pos = len;
+    }
+
+    /// Run `ids` through the model (appending to the cache) and return logits, `vocab` per
+    /// row: the last row only, or every row. Hooks see every block output.
+    pub fn forward(
+        &mut self,
+        ids: &[u32],
+        hooks: Option<&mut (dyn Hooks + '_)>,
+        which: LogitsFor,
+    ) -> Result<Vec<f32>> {
+        let m = self.model;
+        let cfg = &m.config;
+        if ids.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if self.pos + ids.len() > cfg.context_length {
+            return Err(Error::ContextFull {
+                used: self.pos,
+                asked: ids.len(),
+                max: cfg.context_length,
+            });
+        }
+        let be = &m.backend;
+        let w = &m.weights;
+        let mut hooks = hooks;
+        let mut x = be.embed(&w.embed, ids)?;
+        for (l, lw) in w.layers.iter().enumerate() {
+            block::forward(be, cfg, lw, &mut x, &mut self.caches[l], self.pos);
+            if let Some(h) = hooks.as_deref_mut() {
+                if h.active(l) {
+                    let (pos0, width) = (self.pos, cfg.d_model);
+                    be.with_host(&mut x, &mut |r| h.block_output(l, pos0, r, width));
+                }
+            }
+        }
+        self.pos += ids.len();
+        let x = if which == LogitsFor::Last {
+            be.last_row(&x)
+        } else {
+            x
+        };
+        let x = be.rms_norm(&x, &w.out_norm, cfg.rms_eps);
+        let head = w.lm_head.as_ref().unwrap_or(&w.embed);
+        let logits = be
+            .matmul(&x, &[head])
+            .pop()
+            .map(|a| be.to_host(&a))
+            .unwrap_or_default();
+        Ok(logits)
+    }
+}

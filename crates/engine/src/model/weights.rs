@@ -1,0 +1,82 @@
+//! Weights of a Llama-family model on a backend.
+
+use crate::backend::{Backend, Precision};
+use crate::Result;
+use tiller_model::{Gguf, LlamaConfig};
+
+pub struct LayerWeights<B: Backend> {
+    pub attn_norm: B::Vector,
+    pub wq: B::Matrix,
+    pub wk: B::Matrix,
+    pub wv: B::Matrix,
+    pub wo: B::Matrix,
+    pub ffn_norm: B::Vector,
+    pub gate: B::Matrix,
+    pub up: B::Matrix,
+    pub down: B::Matrix,
+}
+
+pub struct Weights<B: Backend> {
+    pub embed: B::Matrix,
+    pub out_norm: B::Vector,
+    /// `None` when the embedding is tied and doubles as the LM head.
+    pub lm_head: Option<B::Matrix>,
+    pub layers: Vec<LayerWeights<B>>,
+}
+
+impl<B: Backend> Weights<B> {
+    pub fn load(
+        g: &Gguf,
+        bytes: &[u8],
+        cfg: &LlamaConfig,
+        be: &B,
+        precision: Precision,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let total = 3 + cfg.n_layer;
+        // `LlamaConfig::from_gguf` has checked that every tensor exists with the right dims.
+        let info = |name: &str| {
+            g.tensor(name)
+                .ok_or_else(|| tiller_model::Error::Shape(format!("tensor `{name}` is missing")))
+        };
+        let mat = |name: &str| -> Result<B::Matrix> {
+            let t = info(name)?;
+            be.matrix(t, g.data(bytes, t)?, precision)
+        };
+        let vec = |name: &str| -> Result<B::Vector> {
+            let t = info(name)?;
+            be.vector(tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?)
+        };
+        let embed = mat("token_embd.weight")?;
+        progress(1, total);
+        let out_norm = vec("output_norm.weight")?;
+        let lm_head = if cfg.tied_embeddings {
+            None
+        } else {
+            Some(mat("output.weight")?)
+        };
+        progress(3, total);
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            layers.push(LayerWeights {
+                attn_norm: vec(&n("attn_norm"))?,
+                wq: mat(&n("attn_q"))?,
+                wk: mat(&n("attn_k"))?,
+                wv: mat(&n("attn_v"))?,
+                wo: mat(&n("attn_output"))?,
+                ffn_norm: vec(&n("ffn_norm"))?,
+                gate: mat(&n("ffn_gate"))?,
+                up: mat(&n("ffn_up"))?,
+                down: mat(&n("ffn_down"))?,
+            });
+            progress(4 + l, total);
+        }
+        Ok(Weights {
+            embed,
+            out_norm,
+            lm_head,
+            layers,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! Llama-family hyper-parameters from GGUF metadata (`{arch}.*` keys), validated against the
+//! tensors present so that a file that lies about its shapes fails at load with a message.
+
+use crate::{Error, GgmlType, Gguf, Result};
+
+/// Architectures whose GGUF tensors follow the Llama layout.
+pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LlamaConfig {
+    pub architecture: String,
+    pub n_layer: usize,
+    pub d_model: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub d_ff: usize,
+    pub vocab: usize,
+    pub context_length: usize,
+    pub rope_theta: f32,
+    pub rms_eps: f32,
+    /// True when there is no `output.weight` and the token embedding doubles as the LM head.
+    pub tied_embeddings: bool,
+}
+
+/// Upper bounds that keep a hostile header from asking for absurd buffers.
+const MAX_LAYERS: u64 = 1024;
+const MAX_WIDTH: u64 = 1 << 16;
+const MAX_CONTEXT: u64 = 1 << 20;
+
+impl LlamaConfig {
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture()?.to_string();
+        if !LLAMA_FAMILY.contains(&arch.as_str()) {
+            return Err(Error::Unsupported(format!(
+                "architecture `{arch}`: this build of Tiller runs the Llama family ({})",
+                LLAMA_FAMILY.join(", ")
+            )));
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let bounded = |k: &str, max: u64| -> Result<usize> {
+            let v = g.u64(&key(k))?;
+            if v == 0 || v > max {
+                return Err(Error::Shape(format!(
+                    "{} = {v} is out of range 1..={max}",
+                    key(k)
+                )));
+            }
+            Ok(v as usize)
+        };
+        let n_layer = bounded("block_count", MAX_LAYERS)?;
+        let d_model = bounded("embedding_length", MAX_WIDTH)?;
+        let n_head = bounded("attention.head_count", MAX_WIDTH)?;
+        let n_kv_head = match g.get(&key("attention.head_count_kv")) {
+            Some(_) => bounded("attention.head_count_kv", MAX_WIDTH)?,
+            None => n_head,
+        };
+        let d_ff = bounded("feed_forward_length", MAX_WIDTH * 4)?;
+        let context_length = match g.get(&key("context_length")) {
+            Some(_) => bounded("context_length", MAX_CONTEXT)?,
+            None => 2048,
+        };
+        let rope_theta = g
+            .get(&key("rope.freq_base"))
+            .and_then(|v| v.as_f64())
+            .unwrap_or(10000.0) as f32;
+        let rms_eps = g.f64(&key("attention.layer_norm_rms_epsilon"))? as f32;
+        if d_model % n_head != 0 || n_head % n_kv_head != 0 {
+            return Err(Error::Shape(format!(
+                "embedding_length {d_model}, head_count {n_head}, head_count_kv {n_kv_head}: heads must divide evenly"
+            )));
+        }
+        let head_dim = match g.get(&key("attention.key_length")) {
+            Some(v) => v.as_u64().unwrap_or(0) as usize,
+            None => d_model / n_head,
+        };
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1024 {
+            return Err(Error::Shape(format!(
+                "head dimension {head_dim} must be even and at most 1024"
+            )));
+        }
+        if !(rope_theta.is_finite() && rope_theta > 0.0 && rms_eps.is_finite() && rms_eps >= 0.0) {
+            return Err(Error::Shape(format!(
+                "rope.freq_base {rope_theta} or rms epsilon {rms_eps} is invalid"
+            )));
+        }
+        let emb = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| Error::Shape("tensor `token_embd.weight` is missing".into()))?;
+        let vocab = emb.dims.get(1).copied().unwrap_or(0) as usize;
+        let tied_embeddings = g.tensor("output.weight").is_none();
+        let cfg = LlamaConfig {
+            architecture: arch,
+            n_layer,
+            d_model,
+            n_head,
+            n_kv_head,
+            head_dim,
+            d_ff,
+            vocab,
+            context_length,
+            rope_theta,
+            rms_eps,
+            tied_embeddings,
+        };
+        cfg.check_tensors(g)?;
+        Ok(cfg)
+    }
+
+    /// Every tensor the forward pass reads, with its expected ggml dims `[in, out]`.
+    pub fn expected_tensors(&self) -> Vec<(String, Vec<u64>)> {
+        let (d, q, kv, ff) = (
+            self.d_model as u64,
+            (self.n_head * self.head_dim) as u64,
+            (self.n_kv_head * self.head_dim) as u64,
+            self.d_ff as u64,
+        );
+        let mut v = vec![("token_embd.weight".to_string(), vec![d, self.vocab as u64])];
+        v.push(("output_norm.weight".into(), vec![d]));
+        if !self.tied_embeddings {
+            v.push(("output.weight".into(), vec![d, self.vocab as u64]));
+        }
+        for l in 0..self.n_layer {
+            let b = |s: &str| format!("blk.{l}.{s}.weight");
+            v.push((b("attn_norm"), vec![d]));
+            v.push((b("attn_q"), vec![d, q]));
+            v.push((b("attn_k"), vec![d, kv]));
+            v.push((b("attn_v"), vec![d, kv]));
+            v.push((b("attn_output"), vec![q, d]));
+            v.push((b("ffn_norm"), vec![d]));
+            v.push((b("ffn_gate"), vec![d, ff]));
+            v.push((b("ffn_up"), vec![d, ff]));
+            v.push((b("ffn_down"), vec![ff, d]));
+        }
+        v
+    }
+
+    fn check_tensors(&self, g: &Gguf) -> Result<()> {
+        if self.vocab == 0 {
+            return Err(Error::Shape(
+                "token_embd.weight has no vocabulary dimension".into(),
+            ));
+        }
+        for (name, dims) in self.expected_tensors() {
+            let t = g
+                .tensor(&name)
+                .ok_or_else(|| Error::Shape(format!("tensor `{name}` is missing")))?;
+            if t.dims != dims {
+                return Err(Error::Shape(format!(
+                    "tensor `{name}` has dims {:?}, expected {dims:?}",
+                    t.dims
+                )));
+            }
+            if dims.len() == 1 && !matches!(t.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+            {
+                return Err(Error::Unsupported(format!(
+                    "norm tensor `{name}` is {:?}",
+                    t.dtype
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameter count of the matrices (what decode streams through per token).
+    pub fn n_params(&self) -> usize {
+        self.expected_tensors()
+            .iter()
+            .map(|(_, d)| d.iter().product::<u64>() as usize)
+            .sum()
+    }
+}
