@@ -1,1 +1,119 @@
-//! Shared helpers for the golden and end-to-end tests.
+//! Shared helpers for the golden and end-to-end tests: where the reference data and the
+//! model are, a loader that shares one model per test binary, comparison reports, and a
+//! writer of small synthetic GGUF files.
+
+pub mod gguf_writer;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use tiller_engine::{Cpu, Model, Precision};
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `../shared/reference/smollm2-135m-instruct` beside the checkout (or $TILLER_REFERENCE).
+pub fn reference_dir() -> PathBuf {
+    let d = std::env::var_os("TILLER_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/reference/smollm2-135m-instruct"));
+    assert!(
+        d.is_dir(),
+        "reference data not found at {} (set TILLER_REFERENCE)",
+        d.display()
+    );
+    d
+}
+
+pub fn reference(name: &str) -> serde_json::Value {
+    let p = reference_dir().join(name);
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("parsing {}: {e}", p.display()))
+}
+
+pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The default model in www/models (or $TILLER_MODEL). Fails loudly when it is missing.
+pub fn model_path() -> PathBuf {
+    let p = std::env::var_os("TILLER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("www/models").join(MODEL_FILE));
+    assert!(
+        p.is_file(),
+        "model not found at {}: run `./dev setup` (or set TILLER_MODEL)",
+        p.display()
+    );
+    p
+}
+
+fn load(precision: Precision) -> Model<Cpu> {
+    let bytes = std::fs::read(model_path()).expect("reading the model");
+    Model::load(&bytes, Cpu::default(), precision).expect("loading the model")
+}
+
+/// One model per precision per test binary.
+pub fn model(precision: Precision) -> &'static Model<Cpu> {
+    static F32: OnceLock<Model<Cpu>> = OnceLock::new();
+    static FAST: OnceLock<Model<Cpu>> = OnceLock::new();
+    match precision {
+        Precision::F32 => F32.get_or_init(|| load(precision)),
+        Precision::Fast => FAST.get_or_init(|| load(precision)),
+    }
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("array of ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// `[[id, logit], ...]`
+pub fn pairs(v: &serde_json::Value) -> Vec<(u32, f32)> {
+    v.as_array()
+        .expect("pairs")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_u64().expect("id") as u32,
+                p[1].as_f64().expect("logit") as f32,
+            )
+        })
+        .collect()
+}
+
+/// Tracks the largest absolute difference and where it happened.
+#[derive(Default, Debug)]
+pub struct MaxDiff {
+    pub max: f32,
+    pub at: String,
+    pub count: usize,
+}
+
+impl MaxDiff {
+    pub fn see(&mut self, ours: f32, theirs: f32, at: impl FnOnce() -> String) {
+        let d = (ours - theirs).abs();
+        self.count += 1;
+        if d > self.max || d.is_nan() {
+            self.max = if d.is_nan() { f32::INFINITY } else { d };
+            self.at = format!("{} (ours {ours}, reference {theirs})", at());
+        }
+    }
+    pub fn report(&self, what: &str, tol: f32) -> String {
+        format!(
+            "{what}: max |diff| {:.5} over {} values (tolerance {tol}) at {}",
+            self.max, self.count, self.at
+        )
+    }
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += *x as f64 * *y as f64;
+        aa += *x as f64 * *x as f64;
+        bb += *y as f64 * *y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}

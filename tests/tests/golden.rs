@@ -1,0 +1,292 @@
+//! Golden tests against ../shared/reference (HF transformers, float32, same GGUF).
+//! Each prints the largest difference it saw and where.
+
+use tiller_engine::hooks::AddVector;
+use tiller_engine::sampling::argmax;
+use tiller_engine::{Capture, Cpu, Hooks, LogitsFor, Model, Precision};
+use tiller_tests::*;
+
+/// HF float32 vs our f32 path, next-token logits (issue #2: 0.05).
+const LOGIT_TOL_F32: f32 = 0.05;
+/// Teacher-forced top-1 agreement on greedy.json.
+const AGREE_F32: f64 = 0.995;
+/// What llama.cpp reaches on the same file (llamacpp-yardstick.json).
+const AGREE_FAST: f64 = 0.952;
+
+#[test]
+fn tokenizer_ids_equal_reference() {
+    let m = model(Precision::Fast);
+    let r = reference("tokenize.json");
+    let mut n = 0;
+    for c in r["cases"].as_array().unwrap() {
+        let want = ids(&c["ids"]);
+        let got = if let Some(t) = c["text"].as_str() {
+            m.tokenizer.encode(t).unwrap()
+        } else {
+            m.encode_prompt(c["chat"].as_str().unwrap(), true).unwrap()
+        };
+        assert_eq!(got, want, "case {c}");
+        n += 1;
+    }
+    println!("tokenizer: {n} cases equal");
+}
+
+#[test]
+fn f32_next_token_logits_match_reference() {
+    let m = model(Precision::F32);
+    let r = reference("logits.json");
+    let mut md = MaxDiff::default();
+    let mut lse = MaxDiff::default();
+    for c in r["cases"].as_array().unwrap() {
+        let ids = ids(&c["ids"]);
+        let logits = m.session().forward(&ids, None, LogitsFor::Last).unwrap();
+        let prompt = c["prompt"].as_str().unwrap();
+        for (id, want) in pairs(&c["top50"]) {
+            md.see(logits[id as usize], want, || {
+                format!("prompt {prompt:?}, token {id}")
+            });
+        }
+        let mx = logits.iter().cloned().fold(f32::MIN, f32::max);
+        let ours = mx + logits.iter().map(|l| (l - mx).exp()).sum::<f32>().ln();
+        lse.see(ours, c["logsumexp"].as_f64().unwrap() as f32, || {
+            format!("prompt {prompt:?}")
+        });
+    }
+    println!(
+        "{}",
+        md.report("f32 next-token top-50 logits", LOGIT_TOL_F32)
+    );
+    println!("{}", lse.report("f32 logsumexp", LOGIT_TOL_F32));
+    assert!(
+        md.max <= LOGIT_TOL_F32,
+        "{}",
+        md.report("f32 logits", LOGIT_TOL_F32)
+    );
+    assert!(lse.max <= LOGIT_TOL_F32);
+}
+
+/// Teacher-forced agreement: at every generated position of greedy.json, is our argmax the
+/// reference's top-1? `incremental` feeds one token at a time through the KV cache (the
+/// decode path); otherwise one forward over prompt + continuation (the prefill path).
+fn agreement(m: &Model<Cpu>, incremental: bool, label: &str) -> f64 {
+    let r = reference("greedy.json");
+    let (mut agree, mut total) = (0usize, 0usize);
+    let mut md = MaxDiff::default();
+    let mut firsts = Vec::new();
+    for c in r["cases"].as_array().unwrap() {
+        let prompt = ids(&c["ids"]);
+        let gen = ids(&c["greedy"]);
+        let tf = c["teacher_forced_top5"].as_array().unwrap();
+        let v = m.config.vocab;
+        let rows: Vec<Vec<f32>> = if incremental {
+            let mut s = m.session();
+            let mut rows = vec![s.forward(&prompt, None, LogitsFor::Last).unwrap()];
+            for &t in &gen[..gen.len() - 1] {
+                rows.push(s.forward(&[t], None, LogitsFor::Last).unwrap());
+            }
+            rows
+        } else {
+            let all: Vec<u32> = prompt.iter().chain(&gen).copied().collect();
+            let l = m.session().forward(&all, None, LogitsFor::All).unwrap();
+            (0..gen.len())
+                .map(|j| l[(prompt.len() - 1 + j) * v..(prompt.len() + j) * v].to_vec())
+                .collect()
+        };
+        let mut first = None;
+        for (j, row) in rows.iter().enumerate() {
+            let top5 = pairs(&tf[j]);
+            total += 1;
+            if argmax(row) == top5[0].0 {
+                agree += 1;
+            } else if first.is_none() {
+                first = Some(j);
+            }
+            md.see(row[top5[0].0 as usize], top5[0].1, || {
+                format!("case {:?} position {j}", c["prompt"])
+            });
+        }
+        firsts.push(first);
+    }
+    let a = agree as f64 / total as f64;
+    println!("{label}: teacher-forced top-1 agreement {agree}/{total} = {a:.4}; first disagreement per case {firsts:?}");
+    println!("{}", md.report(&format!("{label} top-1 logit"), f32::NAN));
+    a
+}
+
+#[test]
+fn f32_teacher_forced_agreement() {
+    let m = model(Precision::F32);
+    let a = agreement(m, false, "f32 prefill");
+    assert!(a >= AGREE_F32, "f32 agreement {a} < {AGREE_F32}");
+    let a = agreement(m, true, "f32 decode");
+    assert!(a >= AGREE_F32, "f32 decode agreement {a} < {AGREE_F32}");
+}
+
+#[test]
+fn fast_teacher_forced_agreement() {
+    let m = model(Precision::Fast);
+    let a = agreement(m, true, "fast decode (int8 kernels)");
+    assert!(a >= AGREE_FAST, "fast decode agreement {a} < {AGREE_FAST}");
+    let a = agreement(m, false, "fast prefill (de-quantized tiles)");
+    assert!(a >= AGREE_FAST, "fast prefill agreement {a} < {AGREE_FAST}");
+}
+
+#[test]
+fn f32_greedy_generation_matches_reference() {
+    let m = model(Precision::F32);
+    let r = reference("greedy.json");
+    let mut exact = 0;
+    let cases = r["cases"].as_array().unwrap();
+    for c in cases {
+        let prompt = ids(&c["ids"]);
+        let want = ids(&c["greedy"]);
+        let mut s = tiller_engine::Sampler::new(Default::default()).unwrap();
+        let g = tiller_engine::generate(m, &prompt, want.len(), &mut s, None, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        let same = g.ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        println!(
+            "{:?}: {same}/{} greedy tokens equal",
+            c["prompt"],
+            want.len()
+        );
+        if g.ids == want {
+            exact += 1;
+        }
+    }
+    println!(
+        "f32 greedy: {exact}/{} continuations identical",
+        cases.len()
+    );
+    assert!(
+        exact + 1 >= cases.len(),
+        "more than one greedy continuation differs"
+    );
+}
+
+#[test]
+fn capture_hook_matches_reference_residual() {
+    let m = model(Precision::F32);
+    let r = reference("residual.json");
+    let ids = ids(&r["ids"]);
+    let mut cap = Capture::new(0..m.config.n_layer);
+    m.session()
+        .forward(&ids, Some(&mut cap), LogitsFor::Last)
+        .unwrap();
+    // HF's last hidden_states entry is taken after the final RMSNorm (a quirk of
+    // transformers' LlamaModel), so the reference's layer 29 is norm(block 29 output).
+    let last = m.config.n_layer - 1;
+    let view = |l: usize| -> Vec<f32> {
+        let v = cap.last(l).unwrap().to_vec();
+        if l != last {
+            return v;
+        }
+        let s = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32 + m.config.rms_eps).sqrt();
+        v.iter()
+            .zip(&m.weights.out_norm)
+            .map(|(x, g)| x / s * g)
+            .collect()
+    };
+    let mut norms = MaxDiff::default();
+    for (l, want) in r["last_token_norm_by_layer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let v = view(l);
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let want = want.as_f64().unwrap() as f32;
+        norms.see(n / want, 1.0, || format!("layer {l} (norm {n} vs {want})"));
+    }
+    println!("{}", norms.report("last-token residual norm ratio", 1e-3));
+    assert!(norms.max < 1e-3);
+    for (l, want) in r["last_token_residual"].as_object().unwrap() {
+        let l: usize = l.parse().unwrap();
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let got = view(l);
+        let got = &got[..];
+        let mut md = MaxDiff::default();
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            md.see(*a, *b, || format!("layer {l} dim {i}"));
+        }
+        let cos = cosine(got, &want);
+        println!(
+            "layer {l}: cosine {cos:.7}; {}",
+            md.report("residual", f32::NAN)
+        );
+        assert!(cos > 0.99999, "layer {l} cosine {cos}");
+    }
+}
+
+/// The `add` cases of steering.json through the engine's hook: h + coef * mean_diff[layer]
+/// at every position must reproduce the reference's steered greedy text.
+#[test]
+fn add_hook_reproduces_reference_steering() {
+    let m = model(Precision::F32);
+    let st = reference("steering.json");
+    let concept = reference("concept-sentiment.json");
+    let mut checked = 0;
+    for c in st["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["op"] == "add")
+    {
+        let layer = c["layer"].as_u64().unwrap() as usize;
+        let coef = c["coef"].as_f64().unwrap() as f32;
+        let md: Vec<f32> = concept["mean_diff"][layer]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32 * coef)
+            .collect();
+        let mut hook = AddVector { layer, vector: md };
+        let prompt = ids(&c["ids"]);
+        let want = ids(&c["steered"]);
+        let mut s = tiller_engine::Sampler::new(Default::default()).unwrap();
+        let g = tiller_engine::generate(
+            m,
+            &prompt,
+            want.len(),
+            &mut s,
+            Some(&mut hook as &mut dyn Hooks),
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .unwrap();
+        let same = g.ids.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        println!(
+            "add coef {coef} at layer {layer} on {:?}: {same}/{} steered tokens equal; ours {:?}",
+            c["prompt"],
+            want.len(),
+            m.tokenizer.decode(&g.ids).unwrap()
+        );
+        assert_eq!(g.ids, want);
+        let base = ids(&c["baseline"]);
+        assert_ne!(g.ids, base, "steering must change the text");
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+#[test]
+fn no_hook_and_zero_hook_give_identical_logits() {
+    let m = model(Precision::Fast);
+    let ids = m.tokenizer.encode("Hooks cost nothing when idle").unwrap();
+    let a = m.session().forward(&ids, None, LogitsFor::All).unwrap();
+    let mut zero = AddVector {
+        layer: 5,
+        vector: vec![0.0; m.config.d_model],
+    };
+    let b = m
+        .session()
+        .forward(&ids, Some(&mut zero), LogitsFor::All)
+        .unwrap();
+    assert_eq!(a, b);
+}
