@@ -1,21 +1,22 @@
-//! The generation loop: prefill the prompt, then decode one token at a time, streaming each
-//! token to a callback that may stop early.
+//! Generation: prefill the prompt, then decode one token at a time. [`Generator`] is the
+//! step-by-step form (the browser worker yields to its event loop between steps so that
+//! Stop gets through); [`generate`] runs it to the end with a callback per token.
 
 use crate::backend::Backend;
 use crate::hooks::Hooks;
-use crate::model::{LogitsFor, Model};
+use crate::model::{LogitsFor, Model, Session};
 use crate::sampling::Sampler;
 use crate::{Error, Result};
 use std::ops::ControlFlow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// An end-of-sequence token was produced (it is included in the output).
     Eos,
     MaxTokens,
     ContextFull,
-    /// The callback asked to stop.
+    /// The caller asked to stop.
     Cancelled,
 }
 
@@ -25,7 +26,94 @@ pub struct Generation {
     pub stop: StopReason,
 }
 
-/// Generate up to `max_tokens` after `prompt`. `on_token` sees each new id as it is chosen.
+pub struct Generator<'m, B: Backend> {
+    model: &'m Model<B>,
+    session: Session<'m, B>,
+    sampler: Sampler,
+    prompt: Vec<u32>,
+    max_tokens: usize,
+    logits: Option<Vec<f32>>,
+    pub ids: Vec<u32>,
+    pub stop: Option<StopReason>,
+}
+
+impl<'m, B: Backend> Generator<'m, B> {
+    pub fn new(
+        model: &'m Model<B>,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: Sampler,
+    ) -> Result<Self> {
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let ctx = model.config.context_length;
+        if prompt.len() >= ctx {
+            return Err(Error::ContextFull {
+                used: 0,
+                asked: prompt.len(),
+                max: ctx,
+            });
+        }
+        let stop = (max_tokens == 0).then_some(StopReason::MaxTokens);
+        Ok(Generator {
+            model,
+            session: model.session(),
+            sampler,
+            prompt: prompt.to_vec(),
+            max_tokens,
+            logits: None,
+            ids: Vec::new(),
+            stop,
+        })
+    }
+
+    /// Produce the next token (the first call also runs the prompt), or `None` once stopped.
+    pub fn step(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<Option<u32>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        let logits = match self.logits.take() {
+            Some(l) => l,
+            None => self.session.forward(&self.prompt, hooks, LogitsFor::Last)?,
+        };
+        let id = self.sampler.sample(&logits);
+        self.ids.push(id);
+        if self.model.tokenizer.stop.contains(&id) {
+            self.stop = Some(StopReason::Eos);
+        } else if self.ids.len() >= self.max_tokens {
+            self.stop = Some(StopReason::MaxTokens);
+        } else if self.session.position() >= self.model.config.context_length {
+            self.stop = Some(StopReason::ContextFull);
+        }
+        Ok(Some(id))
+    }
+
+    /// Run the model on the token just produced so that the next `step` can sample.
+    /// Split from `step` so a caller can show the token before paying for the next forward.
+    pub fn advance(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<()> {
+        if self.stop.is_none() {
+            if let Some(&id) = self.ids.last() {
+                self.logits = Some(self.session.forward(&[id], hooks, LogitsFor::Last)?);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn cancel(&mut self) {
+        self.stop.get_or_insert(StopReason::Cancelled);
+    }
+
+    pub fn finish(self) -> Generation {
+        Generation {
+            ids: self.ids,
+            stop: self.stop.unwrap_or(StopReason::Cancelled),
+        }
+    }
+}
+
+/// Generate up to `max_tokens` after `prompt`. `on_token` sees each new id as it is chosen
+/// and may stop the generation.
 pub fn generate<B: Backend>(
     model: &Model<B>,
     prompt: &[u32],
@@ -34,53 +122,13 @@ pub fn generate<B: Backend>(
     mut hooks: Option<&mut dyn Hooks>,
     on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Generation> {
-    if prompt.is_empty() {
-        return Err(Error::EmptyPrompt);
-    }
-    let ctx = model.config.context_length;
-    if prompt.len() >= ctx {
-        return Err(Error::ContextFull {
-            used: 0,
-            asked: prompt.len(),
-            max: ctx,
-        });
-    }
-    let mut s = model.session();
-    let mut ids = Vec::new();
-    if max_tokens == 0 {
-        return Ok(Generation {
-            ids,
-            stop: StopReason::MaxTokens,
-        });
-    }
-    let mut logits = s.forward(prompt, hooks.as_deref_mut(), LogitsFor::Last)?;
-    loop {
-        let id = sampler.sample(&logits);
-        ids.push(id);
+    let mut g = Generator::new(model, prompt, max_tokens, sampler.clone())?;
+    while let Some(id) = g.step(hooks.as_deref_mut())? {
         if on_token(id).is_break() {
-            return Ok(Generation {
-                ids,
-                stop: StopReason::Cancelled,
-            });
+            g.cancel();
+            break;
         }
-        if model.tokenizer.stop.contains(&id) {
-            return Ok(Generation {
-                ids,
-                stop: StopReason::Eos,
-            });
-        }
-        if ids.len() >= max_tokens {
-            return Ok(Generation {
-                ids,
-                stop: StopReason::MaxTokens,
-            });
-        }
-        if s.position() >= ctx {
-            return Ok(Generation {
-                ids,
-                stop: StopReason::ContextFull,
-            });
-        }
-        logits = s.forward(&[id], hooks.as_deref_mut(), LogitsFor::Last)?;
+        g.advance(hooks.as_deref_mut())?;
     }
+    Ok(g.finish())
 }

@@ -44,6 +44,7 @@ impl SamplingParams {
     }
 }
 
+#[derive(Clone)]
 pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,

@@ -51,7 +51,7 @@ pub fn causal(q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) -> Vec<f32> {
             }
         }
     };
-    if work > 1 << 16 {
+    if work > 1 << 13 {
         par::for_each(jobs, run);
     } else {
         jobs.into_iter().for_each(run);

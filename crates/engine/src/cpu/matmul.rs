@@ -1,14 +1,14 @@
 //! Weight matrices on the CPU and `y = x @ W.T`.
 //!
 //! Two paths, picked by an explicit match on the weight format and the number of rows:
-//! - few rows (decode) and quantized weights: int8 dot products per weight row
+//! - few rows (decode) and quantized weights: integer dot products per weight row
 //!   ([`super::quant`]), rows split across threads;
 //! - many rows (prefill) or f32 weights: tiles of `TILE` weight rows are de-quantized into a
 //!   per-task f32 buffer and multiplied with `gemm`, so prefill runs at f32 GEMM speed while
 //!   memory holds only the quantized weights.
 
 use super::par;
-use super::quant::{dequant_q4_1, dequant_q8_0, Kernels, Q8Act, QK};
+use super::quant::{dequant_q4_1, dequant_q8_0, Kernels, QAct, QK};
 use crate::{Error, Precision, Result};
 use tiller_model::{GgmlType, TensorInfo};
 
@@ -113,7 +113,7 @@ impl CpuMatrix {
     }
 
     /// Dot products of weight rows `r0..r0 + n` with every row of `x`: `out[r][i]`, `n * x.rows()`.
-    fn dot_rows(&self, k: &Kernels, r0: usize, n: usize, x: &Q8Act, out: &mut [f32]) {
+    fn dot_rows(&self, k: &Kernels, r0: usize, n: usize, x: &QAct, out: &mut [f32]) {
         let nbr = self.cols / QK;
         let xr = x.rows();
         for r in 0..n {
@@ -167,7 +167,7 @@ fn gemm_tile(w: &[f32], x: &[f32], m: usize, n: usize, k: usize, dst: &mut [f32]
 pub fn matmul(k: &Kernels, x: &[f32], n: usize, ws: &[&CpuMatrix]) -> Vec<Vec<f32>> {
     let cols = ws[0].cols;
     let quantized_decode = n < GEMM_MIN_ROWS && ws.iter().all(|w| w.is_quantized());
-    let xq = quantized_decode.then(|| Q8Act::quantize(x, cols));
+    let xq = quantized_decode.then(|| QAct::quantize(x, cols));
     // Results are computed transposed (weight-row major) so that tasks own disjoint slices.
     let total: usize = ws.iter().map(|w| w.rows).sum();
     let mut yt = vec![0f32; total * n];
