@@ -415,11 +415,104 @@ impl Kernels {
         #[allow(unreachable_code)]
         Self::scalar()
     }
+    /// Every kernel set this machine can run (for tests and benchmarks).
+    pub fn available() -> Vec<Self> {
+        #[allow(unused_mut)]
+        let mut v = vec![Self::scalar()];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                v.push(Kernels { q4_1: avx2::dot_q4_1, q8_0: avx2::dot_q8_0, name: "avx2" });
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+                v.push(Kernels { q4_1: avx512::dot_q4_1, q8_0: avx512::dot_q8_0, name: "avx512" });
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        v.push(Kernels { q4_1: simd128::dot_q4_1, q8_0: simd128::dot_q8_0, name: "simd128" });
+        v
+    }
+
     pub fn scalar() -> Self {
         Kernels {
             q4_1: dot_q4_1_scalar,
             q8_0: dot_q8_0_scalar,
             name: "scalar",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    fn rand(seed: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every kernel this machine has against the scalar reference, and the scalar reference
+    /// against plain f32 math on the de-quantized weights, on fresh random data.
+    #[test]
+    fn kernels_match_scalar_and_f32() {
+        for k in Kernels::available() {
+            check_kernels(k);
+        }
+    }
+
+    fn check_kernels(k: Kernels) {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut worst = (0f32, String::new());
+        for &cols in &[32usize, 64, 576, 1536] {
+            let nb = cols / QK;
+            let x: Vec<f32> = rand(&mut seed, cols).iter().map(|v| v * 30.0).collect();
+            let xq = QAct::quantize(&x, cols);
+            let (q, xd, xs) = xq.row(0);
+            // Q4_1 weights: random scales, mins and nibbles.
+            let d: Vec<f32> = rand(&mut seed, nb).iter().map(|v| v.abs() * 0.1).collect();
+            let m: Vec<f32> = rand(&mut seed, nb).iter().map(|v| v * 0.5).collect();
+            let qs: Vec<u8> = rand(&mut seed, nb * 16).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
+            let mut w = vec![f32::NAN; cols];
+            dequant_q4_1(&d, &m, &qs, &mut w);
+            let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let s = dot_q4_1_scalar(&d, &m, &qs, q, xd, xs);
+            let f = (k.q4_1)(&d, &m, &qs, q, xd, xs);
+            let scale = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>();
+            for (what, err) in [("q4_1 scalar vs f32", (s - exact).abs() / scale), (k.name, (f - s).abs() / scale)] {
+                if err > worst.0 {
+                    worst = (err, format!("{what} at cols {cols}"));
+                }
+            }
+            // Q8_0 weights, including the extreme -128.
+            let q8: Vec<i8> = rand(&mut seed, cols).iter().enumerate().map(|(i, v)| if i == 3 { -128 } else { (v * 127.0) as i8 }).collect();
+            let mut w = vec![f32::NAN; cols];
+            dequant_q8_0(&d, &q8, &mut w);
+            let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let s = dot_q8_0_scalar(&d, &q8, q, xd);
+            let f = (k.q8_0)(&d, &q8, q, xd);
+            let scale = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>();
+            for (what, err) in [("q8_0 scalar vs f32", (s - exact).abs() / scale), (k.name, (f - s).abs() / scale)] {
+                if err > worst.0 {
+                    worst = (err, format!("{what} at cols {cols}"));
+                }
+            }
+        }
+        println!("kernels {}: max relative error {:.2e} at {}", k.name, worst.0, worst.1);
+        // int16 activations: ~1/32767 relative rounding per element.
+        assert!(worst.0 < 1e-4, "max relative error {:.2e} at {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn zero_block_quantizes_to_zero() {
+        let x = vec![0f32; 64];
+        let q = QAct::quantize(&x, 64);
+        assert!(q.qs.iter().all(|&v| v == 0) && q.d.iter().all(|&d| d == 0.0));
     }
 }
