@@ -10,7 +10,7 @@ use tiller_engine::{sampling::argmax, LogitsFor};
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(flatten)]
-    m: ModelArgs,
+    pub m: ModelArgs,
     #[arg(long, default_value_t = 216)]
     prompt_tokens: usize,
     #[arg(long, default_value_t = 128)]

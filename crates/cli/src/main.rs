@@ -85,21 +85,35 @@ struct GenerateArgs {
     json: bool,
 }
 
-pub fn init_threads(n: Option<usize>) -> Result<()> {
-    if let Some(n) = n {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("starting the thread pool")?;
+/// The thread count a command asked for (`--threads`), checked.
+fn threads(cmd: &Cmd) -> Result<Option<usize>> {
+    let t = match cmd {
+        Cmd::Logits(a) => a.m.threads,
+        Cmd::Generate(a) => a.m.threads,
+        Cmd::Bench(a) => a.m.threads,
+    };
+    if t == Some(0) {
+        bail!("--threads must be at least 1");
     }
-    Ok(())
+    Ok(t)
+}
+
+/// Run the whole command on a rayon worker: parallel regions in the forward pass then split
+/// work between pool threads directly, instead of waking a blocked main thread each time.
+fn in_pool(cmd: Cmd) -> Result<()> {
+    let mut b = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads(&cmd)? {
+        b = b.num_threads(n);
+    }
+    let pool = b.build().context("starting the thread pool")?;
+    pool.install(move || match cmd {
+        Cmd::Logits(a) => logits(a),
+        Cmd::Generate(a) => gen(a),
+        Cmd::Bench(a) => bench::run(a),
+    })
 }
 
 pub fn load(m: &ModelArgs) -> Result<Model<Cpu>> {
-    init_threads(m.threads)?;
     let bytes = std::fs::read(&m.model)
         .with_context(|| format!("reading model file {}", m.model.display()))?;
     let model = Model::load(&bytes, Cpu::default(), m.precision)
@@ -205,11 +219,7 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let r = match cli.cmd {
-        Cmd::Logits(a) => logits(a),
-        Cmd::Generate(a) => gen(a),
-        Cmd::Bench(a) => bench::run(a),
-    };
+    let r = in_pool(cli.cmd);
     if let Err(e) = r {
         eprintln!("error: {e:#}");
         std::process::exit(2);

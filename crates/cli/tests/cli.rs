@@ -8,13 +8,23 @@ use std::process::{Command, Output};
 fn model() -> String {
     let p = std::env::var_os("TILLER_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../www/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(p.is_file(), "model not found at {}: run `./dev setup`", p.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../www/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.is_file(),
+        "model not found at {}: run `./dev setup`",
+        p.display()
+    );
     p.to_string_lossy().into_owned()
 }
 
 fn tiller(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tiller")).args(args).output().expect("running tiller")
+    Command::new(env!("CARGO_BIN_EXE_tiller"))
+        .args(args)
+        .output()
+        .expect("running tiller")
 }
 
 fn json_ok(args: &[&str]) -> Value {
@@ -29,15 +39,30 @@ fn json_ok(args: &[&str]) -> Value {
 fn fails(args: &[&str], needle: &str) {
     let o = tiller(args);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "tiller {args:?}: expected exit 2, stderr: {err}");
-    assert!(err.contains(needle), "tiller {args:?}: stderr lacks {needle:?}: {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "tiller {args:?}: expected exit 2, stderr: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "tiller {args:?}: stderr lacks {needle:?}: {err}"
+    );
     assert!(!err.contains("panicked"), "panic: {err}");
 }
 
 #[test]
 fn logits_last_position_top_k() {
     let m = model();
-    let v = json_ok(&["logits", "--model", &m, "--prompt", "The capital of France is", "--top", "5"]);
+    let v = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--prompt",
+        "The capital of France is",
+        "--top",
+        "5",
+    ]);
     assert_eq!(v["ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 1);
@@ -51,11 +76,30 @@ fn logits_last_position_top_k() {
 #[test]
 fn logits_all_positions_from_ids_and_chat() {
     let m = model();
-    let v = json_ok(&["logits", "--model", &m, "--ids", "504,3575,282", "--all", "--precision", "f32"]);
+    let v = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--ids",
+        "504,3575,282",
+        "--all",
+        "--precision",
+        "f32",
+    ]);
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
-    assert!(top.iter().all(|r| r.as_array().unwrap().len() == 10), "default K is 10");
-    let v = json_ok(&["logits", "--model", &m, "--prompt", "What is 2 + 2?", "--chat"]);
+    assert!(
+        top.iter().all(|r| r.as_array().unwrap().len() == 10),
+        "default K is 10"
+    );
+    let v = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--prompt",
+        "What is 2 + 2?",
+        "--chat",
+    ]);
     let ids = v["ids"].as_array().unwrap();
     assert_eq!(ids[0], 1, "chat template starts with <|im_start|>");
 }
@@ -63,10 +107,27 @@ fn logits_all_positions_from_ids_and_chat() {
 #[test]
 fn generate_streams_and_json() {
     let m = model();
-    let o = tiller(&["generate", "--model", &m, "--prompt", "The capital of France is", "--max-tokens", "8"]);
+    let o = tiller(&[
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+    ]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with(" Paris."));
-    let v = json_ok(&["generate", "--model", &m, "--prompt", "The capital of France is", "--max-tokens", "8", "--json"]);
+    let v = json_ok(&[
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+        "--json",
+    ]);
     assert_eq!(v["ids"].as_array().unwrap().len(), 8);
     assert_eq!(v["tokens"].as_array().unwrap().len(), 8);
     assert!(v["text"].as_str().unwrap().starts_with(" Paris."));
@@ -76,7 +137,25 @@ fn generate_streams_and_json() {
 fn sampling_is_seeded() {
     let m = model();
     let run = |seed: &str| {
-        json_ok(&["generate", "--model", &m, "--prompt", "Once upon a time", "--max-tokens", "12", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95", "--seed", seed, "--json"])["ids"].clone()
+        json_ok(&[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "Once upon a time",
+            "--max-tokens",
+            "12",
+            "--temperature",
+            "0.9",
+            "--top-k",
+            "40",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "--json",
+        ])["ids"]
+            .clone()
     };
     assert_eq!(run("7"), run("7"), "same seed, same tokens");
     assert_ne!(run("7"), run("8"), "another seed, other tokens");
@@ -85,7 +164,18 @@ fn sampling_is_seeded() {
 #[test]
 fn bench_json_last_line() {
     let m = model();
-    let v = json_ok(&["bench", "--model", &m, "--prompt-tokens", "16", "--gen-tokens", "4", "--reps", "1", "--json"]);
+    let v = json_ok(&[
+        "bench",
+        "--model",
+        &m,
+        "--prompt-tokens",
+        "16",
+        "--gen-tokens",
+        "4",
+        "--reps",
+        "1",
+        "--json",
+    ]);
     assert!(v["prefill_tok_s"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
 }
@@ -93,22 +183,98 @@ fn bench_json_last_line() {
 #[test]
 fn bad_input_exits_2_with_a_message() {
     let m = model();
-    fails(&["logits", "--model", "/nonexistent.gguf", "--prompt", "x"], "reading model file");
+    fails(
+        &["logits", "--model", "/nonexistent.gguf", "--prompt", "x"],
+        "reading model file",
+    );
     let dir = std::env::temp_dir().join(format!("tiller-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage").unwrap();
-    fails(&["logits", "--model", bad.to_str().unwrap(), "--prompt", "x"], "truncated");
+    fails(
+        &["logits", "--model", bad.to_str().unwrap(), "--prompt", "x"],
+        "truncated",
+    );
     std::fs::write(&bad, b"not a model at all").unwrap();
-    fails(&["generate", "--model", bad.to_str().unwrap(), "--prompt", "x"], "magic");
+    fails(
+        &[
+            "generate",
+            "--model",
+            bad.to_str().unwrap(),
+            "--prompt",
+            "x",
+        ],
+        "magic",
+    );
     fails(&["logits", "--model", &m, "--prompt", ""], "empty");
-    fails(&["generate", "--model", &m, "--prompt", "", "--max-tokens", "4"], "empty");
-    fails(&["generate", "--model", &m, "--prompt", "x", "--temperature", "NaN"], "temperature");
-    fails(&["generate", "--model", &m, "--prompt", "x", "--top-p", "0"], "top-p");
-    fails(&["logits", "--model", &m, "--ids", "1,99999999"], "outside the vocabulary");
-    fails(&["logits", "--model", &m, "--prompt", "x", "--precision", "f16"], "precision");
-    fails(&["bench", "--model", &m, "--prompt-tokens", "9000", "--gen-tokens", "1"], "context");
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "",
+            "--max-tokens",
+            "4",
+        ],
+        "empty",
+    );
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--temperature",
+            "NaN",
+        ],
+        "temperature",
+    );
+    fails(
+        &["generate", "--model", &m, "--prompt", "x", "--top-p", "0"],
+        "top-p",
+    );
+    fails(
+        &["logits", "--model", &m, "--ids", "1,99999999"],
+        "outside the vocabulary",
+    );
+    fails(
+        &[
+            "logits",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--precision",
+            "f16",
+        ],
+        "precision",
+    );
+    fails(
+        &[
+            "bench",
+            "--model",
+            &m,
+            "--prompt-tokens",
+            "9000",
+            "--gen-tokens",
+            "1",
+        ],
+        "context",
+    );
     let long = "word ".repeat(9000);
-    fails(&["generate", "--model", &m, "--prompt", &long, "--max-tokens", "2"], "context");
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            &long,
+            "--max-tokens",
+            "2",
+        ],
+        "context",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,22 +1,8 @@
 //! Causal grouped-query attention over the KV cache, softmax in f32 with the max subtracted.
 
+use super::vecops::{axpy, dot};
 use super::{par, CpuKv};
 use crate::backend::AttnShape;
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent lanes so the compiler vectorizes it.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
 
 /// `q` holds `rows` new tokens (positions `pos0..pos0 + rows`, already in `cache`).
 pub fn causal(q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) -> Vec<f32> {
@@ -45,10 +31,7 @@ pub fn causal(q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) -> Vec<f32> {
         let inv = 1.0 / sum;
         for (j, w) in sc.iter().enumerate() {
             let vj = &cache.v[j * cache.width + g * hd..][..hd];
-            let w = w * inv;
-            for (a, b) in o.iter_mut().zip(vj) {
-                *a += w * b;
-            }
+            axpy(w * inv, vj, o);
         }
     };
     if work > 1 << 13 {

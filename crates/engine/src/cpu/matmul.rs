@@ -14,8 +14,12 @@ use tiller_model::{GgmlType, TensorInfo};
 
 /// Weight rows per parallel task on the GEMM path.
 const TILE: usize = 64;
-/// From this many activation rows on, quantized weights go through the GEMM path.
+/// From this many activation rows on, quantized weights go through the GEMM path. In wasm,
+/// `gemm` has no simd128 kernel, so the integer kernels (simd128) serve every row count.
+#[cfg(not(target_arch = "wasm32"))]
 pub const GEMM_MIN_ROWS: usize = 8;
+#[cfg(target_arch = "wasm32")]
+pub const GEMM_MIN_ROWS: usize = usize::MAX;
 
 pub enum Format {
     F32(Vec<f32>),

@@ -4,6 +4,7 @@ pub mod attention;
 pub mod matmul;
 pub mod par;
 pub mod quant;
+pub mod vecops;
 
 use crate::backend::{AttnShape, Backend, Precision};
 use crate::{Error, Result};
