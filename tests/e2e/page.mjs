@@ -3,34 +3,15 @@
 // streams and finishes; Stop stops a long one; an empty prompt is refused with a message;
 // a corrupt model file shows an error. Prints one JSON line with what it saw.
 // Usage: node page.mjs DIST PROMPT N SCREENSHOT_DIR
-import { chromium } from 'playwright-core';
-import http from 'node:http';
-import fs from 'node:fs';
 import path from 'node:path';
+import { serve, launch } from './serve.mjs';
 
-const [distArg, prompt, n, shots] = process.argv.slice(2);
-const dist = path.resolve(distArg);
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.gguf': 'application/octet-stream' };
-const server = http.createServer((req, res) => {
-  const url = new URL(req.url, 'http://x');
-  if (url.pathname === '/corrupt.gguf') {
-    // A GGUF header whose tensor table promises far more than the file holds.
-    const b = Buffer.alloc(64); b.write('GGUF'); b.writeUInt32LE(3, 4); b.writeBigUInt64LE(1000n, 8); b.writeBigUInt64LE(5n, 16);
-    res.writeHead(200, { 'content-type': types['.gguf'], 'content-length': b.length }); return res.end(b);
-  }
-  const file = path.join(dist, decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname));
-  if (!file.startsWith(dist) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) { res.writeHead(404); return res.end('not found'); }
-  const st = fs.statSync(file);
-  res.writeHead(200, { 'content-type': types[path.extname(file)] || 'application/octet-stream', 'content-length': st.size });
-  fs.createReadStream(file).pipe(res);
-});
-await new Promise(r => server.listen(0, '127.0.0.1', r));
-const base = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const [dist, prompt, n, shots] = process.argv.slice(2);
+// A GGUF header whose tensor table promises far more than the file holds.
+const corrupt = Buffer.alloc(64);
+corrupt.write('GGUF'); corrupt.writeUInt32LE(3, 4); corrupt.writeBigUInt64LE(1000n, 8); corrupt.writeBigUInt64LE(5n, 16);
+const { server, base } = await serve(dist, p => (p === '/corrupt.gguf' ? corrupt : null));
+const browser = await launch();
 const out = { console_errors: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });

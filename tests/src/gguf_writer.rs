@@ -85,7 +85,7 @@ pub fn write(meta: &BTreeMap<String, Meta>, tensors: &[Tensor]) -> Vec<u8> {
         offsets.push(off);
         off = (off + t.data.len() as u64).div_ceil(32) * 32;
     }
-    while o.len() % 32 != 0 {
+    while !o.len().is_multiple_of(32) {
         o.push(0);
     }
     let base = o.len();

@@ -25,10 +25,7 @@ pub fn threads() -> usize {
 }
 
 /// Split `out` into consecutive pieces of the given lengths.
-pub fn split_lengths<'a, T>(
-    mut out: &'a mut [T],
-    lens: impl IntoIterator<Item = usize>,
-) -> Vec<&'a mut [T]> {
+pub fn split_lengths<T>(mut out: &mut [T], lens: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
     let mut v = Vec::new();
     for n in lens {
         let (a, b) = out.split_at_mut(n);

@@ -64,6 +64,26 @@ pub type DotQ4_1 = fn(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], x
 /// Q8_0 row dot a quantized activation row.
 pub type DotQ8_0 = fn(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32;
 
+/// The slice lengths every Q4_1 kernel relies on (checked before any SIMD code runs).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn check_q4_1(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) {
+    let nb = d.len();
+    assert!(
+        qs.len() >= nb * 16
+            && xq.len() >= nb * QK
+            && xd.len() >= nb
+            && xs.len() >= nb
+            && m.len() >= nb
+    );
+}
+
+/// The slice lengths every Q8_0 kernel relies on.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn check_q8_0(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) {
+    let nb = d.len();
+    assert!(qs.len() >= nb * QK && xq.len() >= nb * QK && xd.len() >= nb);
+}
+
 pub fn dot_q4_1_scalar(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32 {
     let mut acc = 0f32;
     for b in 0..d.len() {
@@ -192,20 +212,12 @@ mod avx2 {
     }
 
     pub fn dot_q4_1(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32 {
-        let nb = d.len();
-        assert!(
-            qs.len() >= nb * 16
-                && xq.len() >= nb * QK
-                && xd.len() >= nb
-                && xs.len() >= nb
-                && m.len() >= nb
-        );
+        super::check_q4_1(d, m, qs, xq, xd, xs);
         // SAFETY: chosen only after `is_x86_feature_detected!("avx2")` and "fma"; bounds asserted above.
         unsafe { q4_1(d, m, qs, xq, xd, xs) }
     }
     pub fn dot_q8_0(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
-        let nb = d.len();
-        assert!(qs.len() >= nb * QK && xq.len() >= nb * QK && xd.len() >= nb);
+        super::check_q8_0(d, qs, xq, xd);
         // SAFETY: as above.
         unsafe { q8_0(d, qs, xq, xd) }
     }
@@ -257,20 +269,12 @@ mod avx512 {
     }
 
     pub fn dot_q4_1(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32 {
-        let nb = d.len();
-        assert!(
-            qs.len() >= nb * 16
-                && xq.len() >= nb * QK
-                && xd.len() >= nb
-                && xs.len() >= nb
-                && m.len() >= nb
-        );
+        super::check_q4_1(d, m, qs, xq, xd, xs);
         // SAFETY: chosen only after `is_x86_feature_detected!` for avx512f and avx512bw; bounds asserted above.
         unsafe { q4_1(d, m, qs, xq, xd, xs) }
     }
     pub fn dot_q8_0(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
-        let nb = d.len();
-        assert!(qs.len() >= nb * QK && xq.len() >= nb * QK && xd.len() >= nb);
+        super::check_q8_0(d, qs, xq, xd);
         // SAFETY: as above.
         unsafe { q8_0(d, qs, xq, xd) }
     }

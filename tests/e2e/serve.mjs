@@ -1,0 +1,37 @@
+// Shared by the e2e scripts: a static server for the built page on a free loopback port,
+// and Debian's headless Chromium launched with the flags this machine needs.
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.gguf': 'application/octet-stream' };
+
+/// Serve `dir`; `extra(pathname)` may return a Buffer to answer a path itself.
+export async function serve(dir, extra = () => null) {
+  const root = path.resolve(dir);
+  const server = http.createServer((req, res) => {
+    const p = new URL(req.url, 'http://x').pathname;
+    const body = extra(p);
+    if (body) {
+      res.writeHead(200, { 'content-type': TYPES['.gguf'], 'content-length': body.length });
+      return res.end(body);
+    }
+    const file = path.join(root, decodeURIComponent(p === '/' ? '/index.html' : p));
+    if (!file.startsWith(root) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) { res.writeHead(404); return res.end('not found'); }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'content-length': fs.statSync(file).size });
+    fs.createReadStream(file).pipe(res);
+  });
+  await new Promise(r => server.listen(0, '127.0.0.1', r));
+  return { server, base: `http://127.0.0.1:${server.address().port}/` };
+}
+
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    // --enable-unsafe-webgpu exposes Chromium's software WebGPU adapter (used from issue 4 on);
+    // the rest keep Chromium from reaching for the network this machine does not have.
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync'],
+  });
+}
