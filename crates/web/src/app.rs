@@ -3,7 +3,7 @@
 
 use crate::components::{GeneratePanel, ModelBar, OutputPanel};
 use leptos::prelude::*;
-use tiller_engine::SamplingParams;
+use tiller_engine::{SamplingParams, StopReason};
 use tiller_web::protocol::{FromWorker, Stage, ToWorker, DEFAULT_MODEL_URL, WORKER_URL};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
@@ -180,8 +180,14 @@ pub fn App() -> impl IntoView {
                 decode_tok_s,
             } => set_output.update(|o| {
                 o.state = RunState::Done;
+                let why = match stop {
+                    StopReason::Eos => "end of text",
+                    StopReason::MaxTokens => "token limit",
+                    StopReason::ContextFull => "context full",
+                    StopReason::Cancelled => "stopped",
+                };
                 o.stats = format!(
-                    "{} tokens, stopped: {stop:?}; prompt {:.0} ms, decode {:.1} tok/s",
+                    "{} tokens ({why}); prompt {:.0} ms, decode {:.1} tok/s",
                     ids.len(),
                     prefill_ms,
                     decode_tok_s

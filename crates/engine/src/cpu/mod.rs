@@ -27,6 +27,9 @@ pub struct CpuKv {
     pub width: usize,
 }
 
+/// The CPU backend. Natively it splits each matmul over rayon's pool; call the engine from
+/// inside that pool (`rayon::ThreadPool::install`, as the CLI does) so that the ~150 parallel
+/// regions per token are work-stealing joins rather than wake-ups of a blocked caller thread.
 pub struct Cpu {
     kernels: Kernels,
 }
@@ -58,7 +61,12 @@ impl Backend for Cpu {
     type KvCache = CpuKv;
 
     fn name(&self) -> String {
-        format!("cpu ({}, {} threads)", self.kernels.name, par::threads())
+        let n = par::threads();
+        format!(
+            "cpu ({}, {n} thread{})",
+            self.kernels.name,
+            if n == 1 { "" } else { "s" }
+        )
     }
 
     fn matrix(&self, t: &TensorInfo, data: &[u8], precision: Precision) -> Result<CpuMatrix> {

@@ -1,0 +1,164 @@
+//! Concepts as contrast pairs, and reading them out of the model.
+
+use crate::{Error, Result};
+use tiller_engine::{Backend, Capture, LogitsFor, Model};
+
+/// Where a prompt's activation is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Read {
+    /// The last token (the reference's convention).
+    #[default]
+    LastToken,
+    /// The mean over all tokens of the prompt.
+    Mean,
+}
+
+/// A concept: (positive, negative) prompt pairs. The JSON form is
+/// `{"name": ..., "pairs": [[positive, negative], ...]}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Concept {
+    pub name: String,
+    pub pairs: Vec<(String, String)>,
+    #[serde(default)]
+    pub read: Read,
+}
+
+/// Caps on what a concept may hold (a concept can come from an untrusted link).
+pub const MAX_PAIRS: usize = 256;
+pub const MAX_CHARS: usize = 4096;
+
+impl Concept {
+    pub fn validate(&self) -> Result<()> {
+        let err = |msg: String| {
+            Err(Error::Concept {
+                name: self.name.clone(),
+                msg,
+            })
+        };
+        if self.name.trim().is_empty() {
+            return Err(Error::Concept {
+                name: "(unnamed)".into(),
+                msg: "a concept needs a name".into(),
+            });
+        }
+        if self.pairs.is_empty() {
+            return err("it has no pairs: give at least one [positive, negative] pair".into());
+        }
+        if self.pairs.len() > MAX_PAIRS {
+            return err(format!(
+                "{} pairs is more than the {MAX_PAIRS} allowed",
+                self.pairs.len()
+            ));
+        }
+        for (i, (p, n)) in self.pairs.iter().enumerate() {
+            if p.trim().is_empty() || n.trim().is_empty() {
+                return err(format!("pair {} has an empty side", i + 1));
+            }
+            if p.len() > MAX_CHARS || n.len() > MAX_CHARS {
+                return err(format!(
+                    "pair {} is longer than {MAX_CHARS} characters",
+                    i + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Activations of a set of prompts: `acts[prompt][layer]` is a `d`-vector.
+#[derive(Debug, Clone)]
+pub struct Acts {
+    pub acts: Vec<Vec<Vec<f32>>>,
+    pub n_layer: usize,
+    pub d: usize,
+}
+
+impl Acts {
+    pub fn at(&self, layer: usize) -> impl Iterator<Item = &[f32]> {
+        self.acts.iter().map(move |a| a[layer].as_slice())
+    }
+}
+
+/// Run each raw prompt (no chat template) and read its residual stream at every layer.
+pub fn capture<B: Backend>(model: &Model<B>, texts: &[String], read: Read) -> Result<Acts> {
+    let (n_layer, d) = (model.config.n_layer, model.config.d_model);
+    let mut acts = Vec::with_capacity(texts.len());
+    for t in texts {
+        let ids = model.encode_prompt(t, false)?;
+        let mut cap = Capture::new(0..n_layer);
+        model
+            .session()
+            .forward(&ids, Some(&mut cap), LogitsFor::Last)?;
+        let per_layer = (0..n_layer)
+            .map(|l| {
+                let rows = &cap.rows[l];
+                match read {
+                    Read::LastToken => rows[rows.len() - d..].to_vec(),
+                    Read::Mean => {
+                        let n = rows.len() / d;
+                        let mut m = vec![0f32; d];
+                        for r in rows.chunks_exact(d) {
+                            m.iter_mut().zip(r).for_each(|(a, b)| *a += b / n as f32);
+                        }
+                        m
+                    }
+                }
+            })
+            .collect();
+        acts.push(per_layer);
+    }
+    Ok(Acts { acts, n_layer, d })
+}
+
+/// Positive and negative activations of a concept.
+pub fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Acts, Acts)> {
+    c.validate()?;
+    let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
+    let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
+    Ok((capture(model, &pos, c.read)?, capture(model, &neg, c.read)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(pairs: Vec<(&str, &str)>) -> Concept {
+        Concept {
+            name: "x".into(),
+            pairs: pairs
+                .into_iter()
+                .map(|(a, b)| (a.into(), b.into()))
+                .collect(),
+            read: Read::LastToken,
+        }
+    }
+
+    #[test]
+    fn validation_errors_are_clear() {
+        assert!(c(vec![])
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("no pairs"));
+        assert!(c(vec![("good", " ")])
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("empty side"));
+        let long = "a".repeat(MAX_CHARS + 1);
+        assert!(c(vec![("a", long.as_str())]).validate().is_err());
+        let mut unnamed = c(vec![("a", "b")]);
+        unnamed.name = " ".into();
+        assert!(unnamed.validate().is_err());
+        assert!(c(vec![("a", "b")]).validate().is_ok());
+    }
+
+    #[test]
+    fn json_form_matches_the_reference_files() {
+        let c: Concept =
+            serde_json::from_str(r#"{"name": "s", "pairs": [["good", "bad"]]}"#).unwrap();
+        assert_eq!(c.pairs, vec![("good".to_string(), "bad".to_string())]);
+        assert_eq!(c.read, Read::LastToken);
+    }
+}

@@ -1,0 +1,349 @@
+//! Interventions on the residual stream at block outputs, as engine hooks.
+//!
+//! - add: `h + c v` (v as computed, e.g. the raw mean difference);
+//! - ablate: `h - (h.u) u` with u the unit direction of that layer;
+//! - clamp: `h + (value - h.u) u`, the projection on u set to `value`;
+//! - rotate (Selective Steering, Hu et al. 2025): norm-preserving rotation by angle t in the
+//!   plane (b1, b2), `h' = h - P h + V h` with `P = b1 b1' + b2 b2'` and
+//!   `V = cos t P + sin t (b2 b1' - b1 b2')`; b1 the unit mean difference at the layer, b2 the
+//!   first principal component of the centred unit mean differences of all layers, made
+//!   orthogonal to b1.
+//!
+//! Each acts on chosen layers and positions and they compose in order ([`Plan`]).
+
+use crate::directions::first_pc;
+use crate::{dot, unit, Error, Result};
+use tiller_engine::Hooks;
+
+/// Which token positions an intervention touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Positions {
+    /// Every position, prompt and generated (the reference's convention).
+    #[default]
+    All,
+    /// Prompt tokens only (positions below the prompt length).
+    Prompt,
+    /// Generated tokens only.
+    Generated,
+    /// Absolute positions `start..end`.
+    Range { start: usize, end: usize },
+}
+
+impl Positions {
+    fn contains(&self, pos: usize, prompt_len: usize) -> bool {
+        match *self {
+            Positions::All => true,
+            Positions::Prompt => pos < prompt_len,
+            Positions::Generated => pos >= prompt_len,
+            Positions::Range { start, end } => (start..end).contains(&pos),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `h + v` (the coefficient is already in `v`).
+    Add { v: Vec<f32> },
+    /// Remove the component along unit `u`.
+    Ablate { u: Vec<f32> },
+    /// Set the component along unit `u` to `value`.
+    Clamp { u: Vec<f32>, value: f32 },
+    /// Rotate by `theta` (radians) in the plane of orthonormal `b1`, `b2`.
+    Rotate {
+        b1: Vec<f32>,
+        b2: Vec<f32>,
+        theta: f32,
+    },
+}
+
+impl Op {
+    pub fn apply(&self, h: &mut [f32]) {
+        match self {
+            Op::Add { v } => h.iter_mut().zip(v).for_each(|(a, b)| *a += b),
+            Op::Ablate { u } => {
+                let c = dot(h, u);
+                h.iter_mut().zip(u).for_each(|(a, b)| *a -= c * b);
+            }
+            Op::Clamp { u, value } => {
+                let c = dot(h, u);
+                h.iter_mut().zip(u).for_each(|(a, b)| *a += (value - c) * b);
+            }
+            Op::Rotate { b1, b2, theta } => {
+                let (c1, c2) = (dot(h, b1) as f64, dot(h, b2) as f64);
+                let (s, c) = (*theta as f64).sin_cos();
+                // h - P h + V h = h + (cos t - 1)(c1 b1 + c2 b2) + sin t (c1 b2 - c2 b1)
+                for ((a, x1), x2) in h.iter_mut().zip(b1).zip(b2) {
+                    let (x1, x2) = (*x1 as f64, *x2 as f64);
+                    *a += ((c - 1.0) * (c1 * x1 + c2 * x2) + s * (c1 * x2 - c2 * x1)) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// One intervention: an op per layer it acts on, and the positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intervention {
+    pub layers: Vec<(usize, Op)>,
+    pub positions: Positions,
+}
+
+/// Interventions applied in order at each block output.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub interventions: Vec<Intervention>,
+    /// Tokens of the prompt (for `Positions::Prompt` / `Generated`).
+    pub prompt_len: usize,
+}
+
+impl Hooks for Plan {
+    fn active(&self, layer: usize) -> bool {
+        self.interventions
+            .iter()
+            .any(|i| i.layers.iter().any(|(l, _)| *l == layer))
+    }
+    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
+        for iv in &self.interventions {
+            for (_, op) in iv.layers.iter().filter(|(l, _)| *l == layer) {
+                for (i, row) in resid.chunks_exact_mut(width).enumerate() {
+                    if iv.positions.contains(pos0 + i, self.prompt_len) {
+                        op.apply(row);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_layer(l: usize, n_layer: usize) -> Result<()> {
+    if l >= n_layer {
+        return Err(Error::Layer {
+            layer: l,
+            max: n_layer - 1,
+        });
+    }
+    Ok(())
+}
+
+fn finite(x: f32, what: &str) -> Result<f32> {
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(Error::Intervention(format!(
+            "{what} must be a finite number, got {x}"
+        )))
+    }
+}
+
+/// `h + coef * md[layer]` at one layer.
+pub fn add(md: &[Vec<f32>], layer: usize, coef: f32) -> Result<Vec<(usize, Op)>> {
+    check_layer(layer, md.len())?;
+    let c = finite(coef, "the strength")?;
+    Ok(vec![(
+        layer,
+        Op::Add {
+            v: md[layer].iter().map(|x| x * c).collect(),
+        },
+    )])
+}
+
+/// Each listed layer's own unit direction projected out of that layer's output.
+pub fn ablate(dirs: &[Vec<f32>], layers: &[usize]) -> Result<Vec<(usize, Op)>> {
+    layers
+        .iter()
+        .map(|&l| check_layer(l, dirs.len()).map(|_| (l, Op::Ablate { u: unit(&dirs[l]) })))
+        .collect()
+}
+
+/// The projection on each listed layer's unit direction set to `value`.
+pub fn clamp(dirs: &[Vec<f32>], layers: &[usize], value: f32) -> Result<Vec<(usize, Op)>> {
+    let value = finite(value, "the clamp value")?;
+    layers
+        .iter()
+        .map(|&l| {
+            check_layer(l, dirs.len()).map(|_| {
+                (
+                    l,
+                    Op::Clamp {
+                        u: unit(&dirs[l]),
+                        value,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+/// The rotation plane of Selective Steering at `layer` from the per-layer mean differences.
+/// b2's sign (which way the rotation turns) is not fixed by the method: Tiller orients b2 so
+/// that the first layer's unit mean difference projects on it at least as much as the last
+/// layer's, which matches the reference implementation's SVD sign on its data. A negative
+/// angle turns the other way.
+pub fn rotation_plane(md: &[Vec<f32>], layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    check_layer(layer, md.len())?;
+    let units: Vec<Vec<f64>> = md
+        .iter()
+        .map(|v| unit(v).iter().map(|x| *x as f64).collect())
+        .collect();
+    let b1 = &units[layer];
+    let mut pc = first_pc(&units)?;
+    let along: f64 = pc.iter().zip(b1).map(|(a, b)| a * b).sum();
+    pc.iter_mut().zip(b1).for_each(|(a, b)| *a -= along * b);
+    let n = pc.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if n < 1e-9 {
+        return Err(Error::LinAlg(
+            "the principal component is parallel to b1: no rotation plane".into(),
+        ));
+    }
+    pc.iter_mut().for_each(|x| *x /= n);
+    let drift: f64 = units[units.len() - 1]
+        .iter()
+        .zip(&units[0])
+        .zip(&pc)
+        .map(|((a, b), p)| (a - b) * p)
+        .sum();
+    if drift > 0.0 {
+        pc.iter_mut().for_each(|x| *x = -*x);
+    }
+    Ok((
+        b1.iter().map(|x| *x as f32).collect(),
+        pc.iter().map(|x| *x as f32).collect(),
+    ))
+}
+
+/// Rotate by `degrees` at `layer` in its Selective Steering plane.
+pub fn rotate(md: &[Vec<f32>], layer: usize, degrees: f32) -> Result<Vec<(usize, Op)>> {
+    let deg = finite(degrees, "the angle")?;
+    let (b1, b2) = rotation_plane(md, layer)?;
+    Ok(vec![(
+        layer,
+        Op::Rotate {
+            b1,
+            b2,
+            theta: deg.to_radians(),
+        },
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random vectors.
+    fn vecs(seed: u64, n: usize, d: usize) -> Vec<Vec<f32>> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                (0..d)
+                    .map(|_| {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn norm(v: &[f32]) -> f64 {
+        v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+    }
+
+    #[test]
+    fn rotation_preserves_norm_and_zero_is_identity() {
+        for seed in 1..40u64 {
+            let md: Vec<Vec<f32>> = vecs(seed, 6, 48)
+                .into_iter()
+                .map(|v| v.iter().map(|x| x * 10.0).collect())
+                .collect();
+            let h0 = vecs(seed + 100, 1, 48)
+                .remove(0)
+                .iter()
+                .map(|x| x * 50.0)
+                .collect::<Vec<f32>>();
+            for deg in [0.0f32, 15.0, 60.0, 90.0, 180.0, -45.0] {
+                let ops = rotate(&md, 2, deg).unwrap();
+                let mut h = h0.clone();
+                ops[0].1.apply(&mut h);
+                let rel = (norm(&h) - norm(&h0)).abs() / norm(&h0);
+                assert!(
+                    rel <= 1e-5,
+                    "seed {seed} angle {deg}: relative norm change {rel}"
+                );
+                if deg == 0.0 {
+                    let e = h
+                        .iter()
+                        .zip(&h0)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(e < 1e-4, "rotation by 0 moved h by {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ablate_is_idempotent_and_clamp_sets_the_projection() {
+        for seed in 1..40u64 {
+            let dirs = vecs(seed, 3, 32);
+            let h0 = vecs(seed + 7, 1, 32).remove(0);
+            let ops = ablate(&dirs, &[1]).unwrap();
+            let (mut once, mut twice) = (h0.clone(), h0.clone());
+            ops[0].1.apply(&mut once);
+            ops[0].1.apply(&mut twice);
+            ops[0].1.apply(&mut twice);
+            let e = once
+                .iter()
+                .zip(&twice)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(e < 1e-5, "ablating twice differs from once by {e}");
+            assert!(dot(&once, &unit(&dirs[1])).abs() < 1e-5);
+            let ops = clamp(&dirs, &[2], 3.5).unwrap();
+            let mut h = h0.clone();
+            ops[0].1.apply(&mut h);
+            assert!((dot(&h, &unit(&dirs[2])) - 3.5).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn add_zero_is_identity_and_positions_filter() {
+        let md = vecs(3, 4, 16);
+        let h0 = vecs(4, 3, 16).concat();
+        let mut plan = Plan {
+            interventions: vec![Intervention {
+                layers: add(&md, 1, 0.0).unwrap(),
+                positions: Positions::All,
+            }],
+            prompt_len: 2,
+        };
+        let mut h = h0.clone();
+        plan.block_output(1, 0, &mut h, 16);
+        assert_eq!(h, h0);
+        // Generated positions only: rows at positions 0, 1 (prompt) untouched, 2 changed.
+        plan.interventions[0] = Intervention {
+            layers: add(&md, 1, 1.0).unwrap(),
+            positions: Positions::Generated,
+        };
+        let mut h = h0.clone();
+        plan.block_output(1, 0, &mut h, 16);
+        assert_eq!(h[..32], h0[..32]);
+        assert_ne!(h[32..], h0[32..]);
+        assert!(!plan.active(0) && plan.active(1));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let md = vecs(5, 4, 8);
+        assert!(add(&md, 1, f32::NAN).is_err());
+        assert!(add(&md, 4, 1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+        assert!(ablate(&md, &[0, 9]).is_err());
+        assert!(clamp(&md, &[0], f32::INFINITY).is_err());
+        assert!(rotate(&md, 1, f32::NAN).is_err());
+    }
+}
