@@ -1,6 +1,7 @@
 //! `tiller`: the command line. Errors print to stderr and exit with code 2; never a panic.
 
 mod bench;
+mod steering;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Measure prefill and greedy decode speed.
     Bench(bench::BenchArgs),
+    /// Compute a concept's direction at every layer from contrast pairs (JSON).
+    Concept(steering::ConceptArgs),
 }
 
 #[derive(Args)]
@@ -58,6 +61,8 @@ struct LogitsArgs {
     ids: Option<Vec<u32>>,
     #[arg(long, default_value_t = 10)]
     top: usize,
+    #[command(flatten)]
+    steer: steering::SteerArgs,
     /// One list per input position instead of the last only.
     #[arg(long)]
     all: bool,
@@ -83,6 +88,8 @@ struct GenerateArgs {
     seed: u64,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    steer: steering::SteerArgs,
 }
 
 /// The thread count a command asked for (`--threads`), checked.
@@ -91,6 +98,7 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Logits(a) => a.m.threads,
         Cmd::Generate(a) => a.m.threads,
         Cmd::Bench(a) => a.m.threads,
+        Cmd::Concept(a) => a.m.threads,
     };
     if t == Some(0) {
         bail!("--threads must be at least 1");
@@ -110,6 +118,7 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Logits(a) => logits(a),
         Cmd::Generate(a) => gen(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Concept(a) => steering::concept(a),
     })
 }
 
@@ -151,7 +160,9 @@ fn logits(a: LogitsArgs) -> Result<()> {
     } else {
         LogitsFor::Last
     };
-    let out = model.session().forward(&ids, None, which)?;
+    let mut plan = a.steer.plan(&model, ids.len())?;
+    let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
+    let out = model.session().forward(&ids, hooks, which)?;
     let v = model.config.vocab;
     let top: Vec<Vec<(u32, f32)>> = out.chunks_exact(v).map(|r| top_k(r, a.top)).collect();
     println!("{}", json!({ "ids": ids, "top": top }));
@@ -174,7 +185,9 @@ fn gen(a: GenerateArgs) -> Result<()> {
     let mut stream = tiller_model::tokenizer::StreamDecoder::default();
     let mut out = std::io::stdout().lock();
     let mut err: Option<anyhow::Error> = None;
-    let g = generate(&model, &ids, a.max_tokens, &mut sampler, None, &mut |id| {
+    let mut plan = a.steer.plan(&model, ids.len())?;
+    let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
+    let g = generate(&model, &ids, a.max_tokens, &mut sampler, hooks, &mut |id| {
         if !a.json {
             match stream.push(&model.tokenizer, id) {
                 Ok(piece) => {

@@ -278,3 +278,169 @@ fn bad_input_exits_2_with_a_message() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn reference_concept() -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/reference/smollm2-135m-instruct/concept-sentiment.json");
+    assert!(
+        p.is_file(),
+        "reference concept not found at {}",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn concept_json_shape() {
+    let (m, c) = (model(), reference_concept());
+    for method in ["mean-diff", "pca"] {
+        let v = json_ok(&[
+            "concept", "--model", &m, "--pairs", &c, "--method", method, "--json",
+        ]);
+        assert_eq!(v["name"], "sentiment");
+        assert_eq!(v["method"], method);
+        let layers = v["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 30);
+        assert_eq!(layers[7]["layer"], 7);
+        assert_eq!(layers[7]["direction"].as_array().unwrap().len(), 576);
+    }
+    fails(
+        &["concept", "--model", &m, "--pairs", &c, "--method", "lda"],
+        "unknown method",
+    );
+}
+
+#[test]
+fn steering_flags_reproduce_the_reference_add_case() {
+    let (m, c) = (model(), reference_concept());
+    let v = json_ok(&[
+        "generate",
+        "--model",
+        &m,
+        "--precision",
+        "f32",
+        "--prompt",
+        "I think that the weather today is",
+        "--max-tokens",
+        "30",
+        "--concept",
+        &c,
+        "--add",
+        "sentiment@10=1",
+        "--json",
+    ]);
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(" perfect for a day of enjoying the outdoors."),
+        "{}",
+        v["text"]
+    );
+    let base = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--prompt",
+        "I love this. It is",
+        "--top",
+        "3",
+    ]);
+    let abl = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--prompt",
+        "I love this. It is",
+        "--top",
+        "3",
+        "--concept",
+        &c,
+        "--ablate",
+        "sentiment@0-29",
+    ]);
+    assert_ne!(base["top"], abl["top"], "ablation changes the logits");
+    let rot = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--prompt",
+        "I love this",
+        "--concept",
+        &c,
+        "--rotate",
+        "sentiment@10=0",
+        "--positions",
+        "prompt",
+    ]);
+    let plain = json_ok(&["logits", "--model", &m, "--prompt", "I love this"]);
+    assert_eq!(rot["ids"], plain["ids"]);
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--concept",
+            &c,
+            "--add",
+            "nope@10=1",
+        ],
+        "unknown concept",
+    );
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--concept",
+            &c,
+            "--add",
+            "sentiment@40=1",
+        ],
+        "out of range",
+    );
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--concept",
+            &c,
+            "--clamp",
+            "sentiment@3-5=NaN",
+        ],
+        "finite",
+    );
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--add",
+            "sentiment@3=1",
+        ],
+        "unknown concept",
+    );
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--concept",
+            "/nonexistent.json",
+            "--add",
+            "s@3=1",
+        ],
+        "reading concept file",
+    );
+}

@@ -4,7 +4,7 @@ use crate::{Error, Result};
 use tiller_engine::{Backend, Capture, LogitsFor, Model};
 
 /// Where a prompt's activation is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Read {
     /// The last token (the reference's convention).
@@ -12,6 +12,24 @@ pub enum Read {
     LastToken,
     /// The mean over all tokens of the prompt.
     Mean,
+}
+
+/// Read from JSON leniently: `last_token` or `mean`, or a description that starts with "last"
+/// or "mean" (the reference files say `"read": "last token, raw prompt, no BOS"`).
+impl<'de> serde::Deserialize<'de> for Read {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim().to_ascii_lowercase();
+        if t.starts_with("last") {
+            Ok(Read::LastToken)
+        } else if t.starts_with("mean") {
+            Ok(Read::Mean)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "read position `{s}`: expected last_token or mean"
+            )))
+        }
+    }
 }
 
 /// A concept: (positive, negative) prompt pairs. The JSON form is
@@ -160,5 +178,18 @@ mod tests {
             serde_json::from_str(r#"{"name": "s", "pairs": [["good", "bad"]]}"#).unwrap();
         assert_eq!(c.pairs, vec![("good".to_string(), "bad".to_string())]);
         assert_eq!(c.read, Read::LastToken);
+        let c: Concept = serde_json::from_str(
+            r#"{"name": "s", "read": "last token, raw prompt, no BOS", "pairs": [["a", "b"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.read, Read::LastToken);
+        let c: Concept =
+            serde_json::from_str(r#"{"name": "s", "read": "mean", "pairs": [["a", "b"]]}"#)
+                .unwrap();
+        assert_eq!(c.read, Read::Mean);
+        assert!(serde_json::from_str::<Concept>(
+            r#"{"name": "s", "read": "first", "pairs": [["a", "b"]]}"#
+        )
+        .is_err());
     }
 }

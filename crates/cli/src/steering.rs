@@ -1,0 +1,213 @@
+//! Steering flags shared by `generate` and `logits`, and the `concept` command.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tiller_engine::{Backend, Model};
+use tiller_steer::concept::{capture_concept, Concept};
+use tiller_steer::directions::{directions, mean_diff, Method};
+use tiller_steer::intervene::{self, Intervention, Plan, Positions};
+
+#[derive(Args, Default)]
+pub struct SteerArgs {
+    /// A concept file ({"name": ..., "pairs": [[positive, negative], ...]}); repeatable.
+    #[arg(long = "concept")]
+    pub concepts: Vec<PathBuf>,
+    /// NAME@L=C: add C times the raw mean-difference vector of NAME at layer L.
+    #[arg(long)]
+    pub add: Vec<String>,
+    /// NAME@LAYERS: project each layer's unit mean-difference direction out (LAYERS: 4-16 or 3,5,7).
+    #[arg(long)]
+    pub ablate: Vec<String>,
+    /// NAME@LAYERS=V: set the projection on each layer's unit direction to V.
+    #[arg(long)]
+    pub clamp: Vec<String>,
+    /// NAME@L=DEGREES: Selective Steering rotation at layer L.
+    #[arg(long)]
+    pub rotate: Vec<String>,
+    /// Where interventions act: prompt, generated or all (default).
+    #[arg(long, default_value = "all")]
+    pub positions: String,
+}
+
+fn read_concept(p: &PathBuf) -> Result<Concept> {
+    let s = std::fs::read_to_string(p)
+        .with_context(|| format!("reading concept file {}", p.display()))?;
+    let c: Concept = serde_json::from_str(&s).with_context(|| {
+        format!(
+            "{}: expected {{\"name\": ..., \"pairs\": [[positive, negative], ...]}}",
+            p.display()
+        )
+    })?;
+    c.validate()?;
+    Ok(c)
+}
+
+/// "4-16", "3,5,7" or "10".
+pub fn parse_layers(s: &str) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
+            if a > b {
+                bail!("layer range {part} is backwards");
+            }
+            v.extend(a..=b);
+        } else {
+            v.push(
+                part.parse()
+                    .map_err(|_| anyhow!("`{part}` is not a layer number"))?,
+            );
+        }
+    }
+    Ok(v)
+}
+
+/// "NAME@REST" -> (NAME, REST)
+fn split_spec<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str)> {
+    spec.rsplit_once('@')
+        .ok_or_else(|| anyhow!("--{flag} {spec}: expected NAME@..."))
+}
+
+fn value(flag: &str, spec: &str, s: &str) -> Result<f32> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--{flag} {spec}: `{s}` is not a number"))?;
+    if !v.is_finite() {
+        bail!("--{flag} {spec}: the value must be a finite number, got {s}");
+    }
+    Ok(v)
+}
+
+impl SteerArgs {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty()
+            && self.ablate.is_empty()
+            && self.clamp.is_empty()
+            && self.rotate.is_empty()
+    }
+
+    /// The interventions as an engine hook, or None when none were asked for.
+    pub fn plan<B: Backend>(&self, model: &Model<B>, prompt_len: usize) -> Result<Option<Plan>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let positions = match self.positions.as_str() {
+            "all" => Positions::All,
+            "prompt" => Positions::Prompt,
+            "generated" => Positions::Generated,
+            other => bail!("--positions {other}: expected prompt, generated or all"),
+        };
+        let mut md: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
+        for p in &self.concepts {
+            let c = read_concept(p)?;
+            let (pos, neg) = capture_concept(model, &c)?;
+            md.insert(c.name.clone(), mean_diff(&pos, &neg)?);
+        }
+        let get = |flag: &str, name: &str| {
+            md.get(name).ok_or_else(|| {
+                anyhow!(
+                    "--{flag}: unknown concept `{name}` (known: {}); load it with --concept FILE",
+                    md.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
+        };
+        let mut ivs = Vec::new();
+        for spec in &self.add {
+            let (name, rest) = split_spec("add", spec)?;
+            let (l, c) = rest
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--add {spec}: expected NAME@L=C"))?;
+            let l: usize = l
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("--add {spec}: `{l}` is not a layer"))?;
+            ivs.push(intervene::add(
+                get("add", name)?,
+                l,
+                value("add", spec, c)?,
+            )?);
+        }
+        for spec in &self.ablate {
+            let (name, layers) = split_spec("ablate", spec)?;
+            ivs.push(intervene::ablate(
+                get("ablate", name)?,
+                &parse_layers(layers)?,
+            )?);
+        }
+        for spec in &self.clamp {
+            let (name, rest) = split_spec("clamp", spec)?;
+            let (layers, v) = rest
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--clamp {spec}: expected NAME@LAYERS=V"))?;
+            ivs.push(intervene::clamp(
+                get("clamp", name)?,
+                &parse_layers(layers)?,
+                value("clamp", spec, v)?,
+            )?);
+        }
+        for spec in &self.rotate {
+            let (name, rest) = split_spec("rotate", spec)?;
+            let (l, deg) = rest
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--rotate {spec}: expected NAME@L=DEGREES"))?;
+            let l: usize = l
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("--rotate {spec}: `{l}` is not a layer"))?;
+            ivs.push(intervene::rotate(
+                get("rotate", name)?,
+                l,
+                value("rotate", spec, deg)?,
+            )?);
+        }
+        Ok(Some(Plan {
+            interventions: ivs
+                .into_iter()
+                .map(|layers| Intervention { layers, positions })
+                .collect(),
+            prompt_len,
+        }))
+    }
+}
+
+#[derive(Args)]
+pub struct ConceptArgs {
+    #[command(flatten)]
+    pub m: crate::ModelArgs,
+    /// Concept file: {"name": ..., "pairs": [[positive, negative], ...]}.
+    #[arg(long)]
+    pub pairs: PathBuf,
+    #[arg(long, default_value = "mean-diff")]
+    pub method: String,
+    /// Print JSON (the only output format today).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn concept(a: ConceptArgs) -> Result<()> {
+    let method: Method = a.method.parse().map_err(|e: String| anyhow!(e))?;
+    let c = read_concept(&a.pairs)?;
+    let model = crate::load(&a.m)?;
+    let (pos, neg) = capture_concept(&model, &c)?;
+    let dirs = directions(method, &pos, &neg)?;
+    let layers: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(l, d)| {
+            let norm = d.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let all = pos.at(l).chain(neg.at(l));
+            let mean_resid = all.map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).sum::<f32>() / (2 * c.pairs.len()) as f32;
+            json!({ "layer": l, "direction": d, "norm": norm, "norm_over_mean_residual": norm / mean_resid })
+        })
+        .collect();
+    println!(
+        "{}",
+        json!({ "name": c.name, "method": a.method, "read": c.read, "layers": layers })
+    );
+    Ok(())
+}
