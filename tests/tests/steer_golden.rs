@@ -178,3 +178,34 @@ fn steering_cases_reproduce_reference() {
         assert_eq!(g.ids, want, "{op}: steered greedy continuation differs");
     }
 }
+
+/// The diagnostics say what a person would: sentiment separates its examples in the later
+/// layers, and the direction's logit lens suppresses negative words.
+#[test]
+fn diagnostics_of_the_sentiment_direction() {
+    let m = model(Precision::Fast);
+    let (pos, neg) = capture_concept(m, &concept()).unwrap();
+    let md = mean_diff(&pos, &neg).unwrap();
+    let mut opposite = Vec::new();
+    for l in 12..m.config.n_layer {
+        let d = tiller_steer::diagnostics::layer(&pos, &neg, l, &md[l]);
+        assert_eq!(d.auroc, 1.0, "layer {l}");
+        assert!(d.cohens_d > 2.0, "layer {l}: {d:?}");
+        if d.opposite_signs {
+            opposite.push(l);
+        }
+    }
+    let last = m.config.n_layer - 1;
+    println!("opposite-sign criterion holds at layers {opposite:?} (of 12..={last})");
+    assert!(opposite.contains(&last));
+    let (_, down) = tiller_steer::diagnostics::top_tokens(m, &md[last], 10);
+    let words: Vec<String> = down
+        .iter()
+        .map(|(i, _)| m.tokenizer.decode(&[*i]).unwrap())
+        .collect();
+    println!("layer {last} suppresses {words:?}");
+    assert!(
+        words.iter().any(|w| w.trim().eq_ignore_ascii_case("worse")),
+        "{words:?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tiller_engine::{Backend, Model};
 use tiller_steer::concept::{capture_concept, Concept};
+use tiller_steer::diagnostics;
 use tiller_steer::directions::{directions, mean_diff, Method};
 use tiller_steer::intervene::{self, Intervention, Plan, Positions};
 
@@ -195,14 +196,22 @@ pub fn concept(a: ConceptArgs) -> Result<()> {
     let model = crate::load(&a.m)?;
     let (pos, neg) = capture_concept(&model, &c)?;
     let dirs = directions(method, &pos, &neg)?;
+    let tok = |ids: Vec<(u32, f32)>| -> Vec<serde_json::Value> {
+        ids.into_iter().map(|(i, sc)| json!({ "id": i, "token": model.tokenizer.decode(&[i]).unwrap_or_default(), "score": sc })).collect()
+    };
     let layers: Vec<_> = dirs
         .iter()
         .enumerate()
         .map(|(l, d)| {
             let norm = d.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let all = pos.at(l).chain(neg.at(l));
-            let mean_resid = all.map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).sum::<f32>() / (2 * c.pairs.len()) as f32;
-            json!({ "layer": l, "direction": d, "norm": norm, "norm_over_mean_residual": norm / mean_resid })
+            let diag = diagnostics::layer(&pos, &neg, l, d);
+            let (up, down) = diagnostics::top_tokens(&model, d, 10);
+            json!({
+                "layer": l, "direction": d, "norm": norm,
+                "auroc": diag.auroc, "cohens_d": diag.cohens_d, "opposite_signs": diag.opposite_signs,
+                "norm_over_mean_residual": diag.norm_over_mean_residual,
+                "promotes": tok(up), "suppresses": tok(down),
+            })
         })
         .collect();
     println!(

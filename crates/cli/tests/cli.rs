@@ -303,6 +303,18 @@ fn concept_json_shape() {
         assert_eq!(layers.len(), 30);
         assert_eq!(layers[7]["layer"], 7);
         assert_eq!(layers[7]["direction"].as_array().unwrap().len(), 576);
+        for key in [
+            "norm",
+            "auroc",
+            "cohens_d",
+            "opposite_signs",
+            "norm_over_mean_residual",
+            "promotes",
+            "suppresses",
+        ] {
+            assert!(!layers[20][key].is_null(), "{key} missing");
+        }
+        assert_eq!(layers[20]["promotes"].as_array().unwrap().len(), 10);
     }
     fails(
         &["concept", "--model", &m, "--pairs", &c, "--method", "lda"],

@@ -11,6 +11,7 @@
 //! block l, 0-based.
 
 pub mod concept;
+pub mod diagnostics;
 pub mod directions;
 pub mod intervene;
 

@@ -217,6 +217,10 @@ impl Backend for Cpu {
         x.data.clone()
     }
 
+    fn from_host(&self, data: Vec<f32>, rows: usize, cols: usize) -> CpuAct {
+        CpuAct { data, rows, cols }
+    }
+
     fn with_host(&self, x: &mut CpuAct, f: &mut dyn FnMut(&mut [f32])) {
         f(&mut x.data)
     }

@@ -60,6 +60,25 @@ impl<B: Backend> Model<B> {
         Ok(self.tokenizer.encode(&text)?)
     }
 
+    /// Unembedding scores of residual-stream vectors (`rows` x d): the LM head applied to
+    /// `gain * v`, the final RMSNorm's gain without its (positive) scale, so a direction's
+    /// scores say which tokens it promotes and suppresses.
+    pub fn unembed_direction(&self, v: &[f32]) -> Vec<f32> {
+        let d = self.config.d_model;
+        let g: Vec<f32> = v
+            .iter()
+            .zip(self.weights.out_norm_host.iter())
+            .map(|(a, b)| a * b)
+            .collect();
+        let x = self.backend.from_host(g, v.len() / d, d);
+        let head = self.weights.lm_head.as_ref().unwrap_or(&self.weights.embed);
+        self.backend
+            .matmul(&x, &[head])
+            .pop()
+            .map(|a| self.backend.to_host(&a))
+            .unwrap_or_default()
+    }
+
     pub fn session(&self) -> Session<'_, B> {
         let kv = self.config.n_kv_head * self.config.head_dim;
         Session {

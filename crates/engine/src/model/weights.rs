@@ -19,6 +19,8 @@ pub struct LayerWeights<B: Backend> {
 pub struct Weights<B: Backend> {
     pub embed: B::Matrix,
     pub out_norm: B::Vector,
+    /// The final norm's gain on the host (for analysis: unembedding a direction).
+    pub out_norm_host: Vec<f32>,
     /// `None` when the embedding is tied and doubles as the LM head.
     pub lm_head: Option<B::Matrix>,
     pub layers: Vec<LayerWeights<B>>,
@@ -49,7 +51,11 @@ impl<B: Backend> Weights<B> {
         };
         let embed = mat("token_embd.weight")?;
         progress(1, total);
-        let out_norm = vec("output_norm.weight")?;
+        let out_norm_host = {
+            let t = info("output_norm.weight")?;
+            tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?
+        };
+        let out_norm = be.vector(out_norm_host.clone())?;
         let lm_head = if cfg.tied_embeddings {
             None
         } else {
@@ -75,6 +81,7 @@ impl<B: Backend> Weights<B> {
         Ok(Weights {
             embed,
             out_norm,
+            out_norm_host,
             lm_head,
             layers,
         })
