@@ -83,7 +83,7 @@ pub trait Backend {
     fn rows(&self, x: &Self::Act) -> usize;
     fn to_host(&self, x: &Self::Act) -> Vec<f32>;
     /// Activations from a host buffer (`rows` x `cols`, row-major).
-    fn from_host(&self, data: Vec<f32>, rows: usize, cols: usize) -> Self::Act;
+    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> Self::Act;
     /// Give `f` the activations as a host slice (row-major) and keep what it writes.
     fn with_host(&self, x: &mut Self::Act, f: &mut dyn FnMut(&mut [f32]));
 }

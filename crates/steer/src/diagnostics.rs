@@ -94,12 +94,11 @@ pub fn layer(pos: &Acts, neg: &Acts, layer: usize, v: &[f32]) -> LayerDiagnostic
     }
 }
 
+/// Token ids with their unembedding scores, best first.
+pub type Scored = Vec<(u32, f32)>;
+
 /// The `k` tokens direction `v` promotes most and the `k` it suppresses most, with scores.
-pub fn top_tokens<B: Backend>(
-    model: &Model<B>,
-    v: &[f32],
-    k: usize,
-) -> (Vec<(u32, f32)>, Vec<(u32, f32)>) {
+pub fn top_tokens<B: Backend>(model: &Model<B>, v: &[f32], k: usize) -> (Scored, Scored) {
     let scores = model.unembed_direction(v);
     let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
     idx.sort_by(|&a, &b| {

@@ -217,7 +217,7 @@ impl Backend for Cpu {
         x.data.clone()
     }
 
-    fn from_host(&self, data: Vec<f32>, rows: usize, cols: usize) -> CpuAct {
+    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> CpuAct {
         CpuAct { data, rows, cols }
     }
 

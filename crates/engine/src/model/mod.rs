@@ -70,7 +70,7 @@ impl<B: Backend> Model<B> {
             .zip(self.weights.out_norm_host.iter())
             .map(|(a, b)| a * b)
             .collect();
-        let x = self.backend.from_host(g, v.len() / d, d);
+        let x = self.backend.upload_act(g, v.len() / d, d);
         let head = self.weights.lm_head.as_ref().unwrap_or(&self.weights.embed);
         self.backend
             .matmul(&x, &[head])
