@@ -187,8 +187,8 @@ fn diagnostics_of_the_sentiment_direction() {
     let (pos, neg) = capture_concept(m, &concept()).unwrap();
     let md = mean_diff(&pos, &neg).unwrap();
     let mut opposite = Vec::new();
-    for l in 12..m.config.n_layer {
-        let d = tiller_steer::diagnostics::layer(&pos, &neg, l, &md[l]);
+    for (l, v) in md.iter().enumerate().skip(12) {
+        let d = tiller_steer::diagnostics::layer(&pos, &neg, l, v);
         assert_eq!(d.auroc, 1.0, "layer {l}");
         assert!(d.cohens_d > 2.0, "layer {l}: {d:?}");
         if d.opposite_signs {
@@ -208,4 +208,29 @@ fn diagnostics_of_the_sentiment_direction() {
         words.iter().any(|w| w.trim().eq_ignore_ascii_case("worse")),
         "{words:?}"
     );
+}
+
+/// Stability tells a steerable direction from a fragile one: the mean difference holds up
+/// under bootstrap resampling of the pairs, while PCA of centred differences (which removes
+/// the mean difference itself) does not, with 8 pairs.
+#[test]
+fn stability_and_probe_accuracy() {
+    use tiller_steer::directions::{directions, stability, Method};
+    let m = model(Precision::Fast);
+    let (pos, neg) = capture_concept(m, &concept()).unwrap();
+    let md = directions(Method::MeanDiff, &pos, &neg).unwrap();
+    let pca = directions(Method::Pca, &pos, &neg).unwrap();
+    let s_md = stability(Method::MeanDiff, &pos, &neg, &md, 16, 1).unwrap();
+    let s_pca = stability(Method::Pca, &pos, &neg, &pca, 16, 1).unwrap();
+    let late = 20..m.config.n_layer;
+    let avg = |v: &[f64]| late.clone().map(|l| v[l]).sum::<f64>() / late.len() as f64;
+    println!(
+        "mean stability, layers 20-29: mean-diff {:.3}, pca {:.3}",
+        avg(&s_md),
+        avg(&s_pca)
+    );
+    assert!(avg(&s_md) > 0.8 && avg(&s_md) > avg(&s_pca));
+    let acc = tiller_steer::probe::heldout_accuracy(&pos, &neg, 25).unwrap();
+    println!("held-out probe accuracy at layer 25: {acc:.3}");
+    assert!(acc >= 0.8);
 }

@@ -93,6 +93,15 @@ pub struct Acts {
 }
 
 impl Acts {
+    /// The examples at `idx` (repeats allowed, for bootstrap resampling).
+    pub fn subset(&self, idx: &[usize]) -> Acts {
+        Acts {
+            acts: idx.iter().map(|&i| self.acts[i].clone()).collect(),
+            n_layer: self.n_layer,
+            d: self.d,
+        }
+    }
+
     pub fn at(&self, layer: usize) -> impl Iterator<Item = &[f32]> {
         self.acts.iter().map(move |a| a[layer].as_slice())
     }

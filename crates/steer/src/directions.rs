@@ -5,6 +5,13 @@
 //! - PCA of pair differences (Zou et al. 2023, "Representation Engineering"): the first right
 //!   singular vector of the centred differences `D_l = (pos_i,l - neg_i,l) - mean_i(...)`, a unit
 //!   vector, signed so that positives project higher than negatives on average.
+//! - SVD subspace of pair differences (the "Neural FOXP2" analysis): the top-k right singular
+//!   vectors of the uncentred differences with their singular values, the eigengap s1 - s2 and
+//!   the effective rank exp(H(s / sum s)) (Roy & Vetterli 2007). The `svd` direction is the top
+//!   singular vector, signed like PCA.
+//! - Logistic probe: see [`crate::probe`].
+//! - Stability: mean cosine between the direction from bootstrap resamples of the pairs and the
+//!   direction from all of them (1 = the data pins it down; low = do not steer with it).
 
 use crate::concept::Acts;
 use crate::{Error, Result};
@@ -15,6 +22,8 @@ use nalgebra::DMatrix;
 pub enum Method {
     MeanDiff,
     Pca,
+    Probe,
+    Svd,
 }
 
 impl std::str::FromStr for Method {
@@ -23,7 +32,11 @@ impl std::str::FromStr for Method {
         match s {
             "mean-diff" => Ok(Method::MeanDiff),
             "pca" => Ok(Method::Pca),
-            _ => Err(format!("unknown method `{s}` (mean-diff or pca)")),
+            "probe" => Ok(Method::Probe),
+            "svd" => Ok(Method::Svd),
+            _ => Err(format!(
+                "unknown method `{s}` (mean-diff, pca, probe or svd)"
+            )),
         }
     }
 }
@@ -68,72 +81,138 @@ pub fn mean_diff(pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
-/// First principal direction (unit) of the rows of `rows` after centring them.
+/// The top `k` right singular vectors of the rows (centred first when asked) and their
+/// singular values, largest first.
 ///
 /// Computed from the n x n Gram matrix `G = D D'` (n examples, usually far fewer than the
-/// width): its top eigenvector `u` gives `v = D' u / |D' u|`, the top right singular vector of
-/// `D`. A symmetric eigensolver on the small matrix is both cheaper and steadier than an SVD of
-/// the wide n x d matrix.
-pub fn first_pc(rows: &[Vec<f64>]) -> Result<Vec<f64>> {
+/// width): its eigenvectors `u` give `v = D' u / |D' u|`, the right singular vectors of `D`. A
+/// symmetric eigensolver on the small matrix is both cheaper and steadier than an SVD of the wide
+/// n x d matrix (nalgebra's returned a wrong vector at one layer of the reference concept).
+pub fn top_components(
+    rows: &[Vec<f64>],
+    center: bool,
+    k: usize,
+) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
     let (n, d) = (rows.len(), rows.first().map_or(0, |r| r.len()));
     if n == 0 || d == 0 {
         return Err(Error::LinAlg("no rows to decompose".into()));
     }
     let mut mean = vec![0f64; d];
-    for r in rows {
-        mean.iter_mut().zip(r).for_each(|(m, x)| *m += x / n as f64);
+    if center {
+        for r in rows {
+            mean.iter_mut().zip(r).for_each(|(m, x)| *m += x / n as f64);
+        }
     }
     let m = DMatrix::from_fn(n, d, |i, j| rows[i][j] - mean[j]);
-    let gram = &m * m.transpose();
-    let eig = nalgebra::SymmetricEigen::new(gram);
-    let (best, _) = eig
-        .eigenvalues
-        .iter()
-        .enumerate()
-        .fold(
-            (0, f64::MIN),
-            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-        );
-    let v = m.transpose() * eig.eigenvectors.column(best);
-    let norm = v.norm();
-    if !(norm > 0.0 && norm.is_finite()) {
+    let eig = nalgebra::SymmetricEigen::new(&m * m.transpose());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+    let (mut svals, mut vecs) = (Vec::new(), Vec::new());
+    for &i in order.iter().take(k) {
+        let v = m.transpose() * eig.eigenvectors.column(i);
+        let norm = v.norm();
+        if !(norm > 1e-12 && norm.is_finite()) {
+            break;
+        }
+        svals.push(eig.eigenvalues[i].max(0.0).sqrt());
+        vecs.push(v.iter().map(|x| x / norm).collect());
+    }
+    if vecs.is_empty() {
         return Err(Error::LinAlg(
             "the examples do not vary: no principal direction".into(),
         ));
     }
-    Ok(v.iter().map(|x| x / norm).collect())
+    Ok((svals, vecs))
 }
 
-/// Unit PCA direction of centred pair differences at every layer (pairs: `pos[i]` with `neg[i]`).
-pub fn pca_diff(pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>>> {
-    check(pos, neg)?;
+/// First principal direction (unit) of the rows after centring them.
+pub fn first_pc(rows: &[Vec<f64>]) -> Result<Vec<f64>> {
+    Ok(top_components(rows, true, 1)?.1.remove(0))
+}
+
+fn pair_diffs(pos: &Acts, neg: &Acts, l: usize) -> Vec<Vec<f64>> {
+    pos.at(l)
+        .zip(neg.at(l))
+        .map(|(p, n)| p.iter().zip(n).map(|(a, b)| (*a - *b) as f64).collect())
+        .collect()
+}
+
+/// Flip `v` so positives project higher than negatives on average.
+fn orient(v: &mut [f64], pos: &Acts, neg: &Acts, l: usize) {
+    let proj = |a: &Acts| {
+        a.at(l)
+            .map(|x| {
+                x.iter()
+                    .zip(v.iter())
+                    .map(|(p, q)| *p as f64 * q)
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / a.acts.len() as f64
+    };
+    if proj(pos) < proj(neg) {
+        v.iter_mut().for_each(|x| *x = -*x);
+    }
+}
+
+fn need_pairs(pos: &Acts, neg: &Acts, what: &str) -> Result<()> {
     if pos.acts.len() != neg.acts.len() {
         return Err(Error::Concept {
             name: String::new(),
             msg: format!(
-                "{} positives but {} negatives: PCA needs pairs",
+                "{} positives but {} negatives: {what} needs pairs",
                 pos.acts.len(),
                 neg.acts.len()
             ),
         });
     }
+    Ok(())
+}
+
+/// The SVD subspace of the pair differences at one layer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Subspace {
+    pub singular_values: Vec<f64>,
+    /// Unit vectors, largest singular value first (the first signed like PCA).
+    pub vectors: Vec<Vec<f32>>,
+    pub eigengap: f64,
+    pub effective_rank: f64,
+}
+
+pub fn svd_subspace(pos: &Acts, neg: &Acts, l: usize, k: usize) -> Result<Subspace> {
+    check(pos, neg)?;
+    need_pairs(pos, neg, "the SVD subspace")?;
+    let diffs = pair_diffs(pos, neg, l);
+    // Effective rank uses the whole spectrum.
+    let (all, _) = top_components(&diffs, false, diffs.len())?;
+    let (sv, mut vecs) = top_components(&diffs, false, k.max(1))?;
+    orient(&mut vecs[0], pos, neg, l);
+    let total: f64 = all.iter().sum();
+    let entropy: f64 = all
+        .iter()
+        .filter(|s| **s > 0.0)
+        .map(|s| s / total)
+        .map(|p| -p * p.ln())
+        .sum();
+    Ok(Subspace {
+        eigengap: all.first().copied().unwrap_or(0.0) - all.get(1).copied().unwrap_or(0.0),
+        effective_rank: entropy.exp(),
+        singular_values: sv,
+        vectors: vecs
+            .into_iter()
+            .map(|v| v.iter().map(|x| *x as f32).collect())
+            .collect(),
+    })
+}
+
+/// Unit PCA direction of centred pair differences at every layer (pairs: `pos[i]` with `neg[i]`).
+pub fn pca_diff(pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>>> {
+    check(pos, neg)?;
+    need_pairs(pos, neg, "PCA")?;
     (0..pos.n_layer)
         .map(|l| {
-            let diffs: Vec<Vec<f64>> = pos
-                .at(l)
-                .zip(neg.at(l))
-                .map(|(p, n)| p.iter().zip(n).map(|(a, b)| (*a - *b) as f64).collect())
-                .collect();
-            let mut v = first_pc(&diffs)?;
-            let proj = |a: &Acts| {
-                a.at(l)
-                    .map(|x| x.iter().zip(&v).map(|(p, q)| *p as f64 * q).sum::<f64>())
-                    .sum::<f64>()
-                    / a.acts.len() as f64
-            };
-            if proj(pos) < proj(neg) {
-                v.iter_mut().for_each(|x| *x = -*x);
-            }
+            let mut v = first_pc(&pair_diffs(pos, neg, l))?;
+            orient(&mut v, pos, neg, l);
             Ok(v.iter().map(|x| *x as f32).collect())
         })
         .collect()
@@ -144,5 +223,53 @@ pub fn directions(method: Method, pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>
     match method {
         Method::MeanDiff => mean_diff(pos, neg),
         Method::Pca => pca_diff(pos, neg),
+        Method::Svd => (0..pos.n_layer)
+            .map(|l| Ok(svd_subspace(pos, neg, l, 1)?.vectors.remove(0)))
+            .collect(),
+        Method::Probe => {
+            check(pos, neg)?;
+            need_pairs(pos, neg, "the probe")?;
+            Ok((0..pos.n_layer)
+                .map(|l| crate::probe::direction(pos, neg, l))
+                .collect())
+        }
     }
+}
+
+/// Bootstrap stability of `method` at every layer: the mean cosine between the direction from
+/// `resamples` resamples of the pairs (with replacement, seeded) and the one from all pairs.
+pub fn stability(
+    method: Method,
+    pos: &Acts,
+    neg: &Acts,
+    full: &[Vec<f32>],
+    resamples: usize,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    check(pos, neg)?;
+    need_pairs(pos, neg, "stability")?;
+    let n = pos.acts.len();
+    let mut s = seed | 1;
+    let mut sum = vec![0f64; pos.n_layer];
+    for _ in 0..resamples {
+        let idx: Vec<usize> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % n as u64) as usize
+            })
+            .collect();
+        let (p, q) = (pos.subset(&idx), neg.subset(&idx));
+        // A resample whose examples do not vary has no direction: count it as unstable (0).
+        if let Ok(dirs) = directions(method, &p, &q) {
+            for (l, (a, b)) in dirs.iter().zip(full).enumerate() {
+                sum[l] += crate::cosine(a, b);
+            }
+        }
+    }
+    Ok(sum
+        .into_iter()
+        .map(|x| x / resamples.max(1) as f64)
+        .collect())
 }

@@ -14,6 +14,7 @@ pub mod concept;
 pub mod diagnostics;
 pub mod directions;
 pub mod intervene;
+pub mod probe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +42,21 @@ pub(crate) fn unit(v: &[f32]) -> Vec<f32> {
         return v.to_vec();
     }
     v.iter().map(|x| (*x as f64 / n) as f32).collect()
+}
+
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (*x as f64, *y as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa.sqrt() * bb.sqrt())
+    }
 }
 
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
