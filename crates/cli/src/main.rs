@@ -32,6 +32,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Compute a concept's direction at every layer from contrast pairs (JSON).
     Concept(steering::ConceptArgs),
+    /// Effect curves over strength: concept scores (and side effects), KL, perplexity (JSON).
+    Sweep(steering::SweepArgs),
 }
 
 #[derive(Args)]
@@ -99,6 +101,7 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Generate(a) => a.m.threads,
         Cmd::Bench(a) => a.m.threads,
         Cmd::Concept(a) => a.m.threads,
+        Cmd::Sweep(a) => a.m.threads,
     };
     if t == Some(0) {
         bail!("--threads must be at least 1");
@@ -119,6 +122,7 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Generate(a) => gen(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Concept(a) => steering::concept(a),
+        Cmd::Sweep(a) => steering::sweep(a),
     })
 }
 

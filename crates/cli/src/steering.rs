@@ -235,3 +235,131 @@ pub fn concept(a: ConceptArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub m: crate::ModelArgs,
+    /// Concept files; the first (or --steer NAME) is steered, every one is scored (side effects).
+    #[arg(long = "concept", required = true)]
+    pub concepts: Vec<PathBuf>,
+    /// Which loaded concept to steer (default: the first).
+    #[arg(long)]
+    pub steer: Option<String>,
+    /// add (strength = coefficient on the mean difference), clamp (the projection value) or
+    /// rotate (degrees).
+    #[arg(long, default_value = "add")]
+    pub op: String,
+    #[arg(long)]
+    pub layer: usize,
+    /// Strengths, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        default_value = "-2,-1,0,1,2"
+    )]
+    pub strengths: Vec<f32>,
+    /// The prompt whose greedy continuation is scored.
+    #[arg(long, default_value = "I think that the weather today is")]
+    pub prompt: String,
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value_t = 24)]
+    pub max_tokens: usize,
+    /// A neutral text for perplexity and KL.
+    #[arg(
+        long,
+        default_value = "The city council met on Tuesday to discuss the budget for roads, schools and the library."
+    )]
+    pub neutral: String,
+    /// Layer at which concept scores are read (default: the steered layer).
+    #[arg(long)]
+    pub read_layer: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn sweep(a: SweepArgs) -> Result<()> {
+    use tiller_steer::effects::{concept_score, kl_per_position, perplexity};
+    if a.strengths.iter().any(|s| !s.is_finite()) {
+        bail!("--strengths must be finite numbers");
+    }
+    let model = crate::load(&a.m)?;
+    let mut names = Vec::new();
+    let mut md: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
+    for p in &a.concepts {
+        let c = read_concept(p)?;
+        let (pos, neg) = capture_concept(&model, &c)?;
+        names.push(c.name.clone());
+        md.insert(c.name, mean_diff(&pos, &neg)?);
+    }
+    let target = a.steer.clone().unwrap_or_else(|| names[0].clone());
+    let dirs = md
+        .get(&target)
+        .ok_or_else(|| anyhow!("--steer {target}: no such concept loaded"))?;
+    let read = a.read_layer.unwrap_or(a.layer);
+    if read >= model.config.n_layer {
+        bail!(
+            "--read-layer {read} is out of range: the model has layers 0..={}",
+            model.config.n_layer - 1
+        );
+    }
+    let prompt = model.encode_prompt(&a.prompt, a.chat)?;
+    let neutral = model.encode_prompt(&a.neutral, false)?;
+    if prompt.is_empty() || neutral.len() < 2 {
+        bail!("the prompt must have a token and the neutral text at least two");
+    }
+    let mut points = Vec::new();
+    for &s in &a.strengths {
+        let layers = match a.op.as_str() {
+            "add" => intervene::add(dirs, a.layer, s)?,
+            "clamp" => intervene::clamp(dirs, &[a.layer], s)?,
+            "rotate" => intervene::rotate(dirs, a.layer, s)?,
+            other => bail!("--op {other}: expected add, clamp or rotate"),
+        };
+        let mut plan = Plan {
+            interventions: vec![Intervention {
+                layers,
+                positions: Positions::All,
+            }],
+            prompt_len: prompt.len(),
+        };
+        let mut sampler = tiller_engine::Sampler::new(Default::default())?;
+        let g = tiller_engine::generate(
+            &model,
+            &prompt,
+            a.max_tokens,
+            &mut sampler,
+            Some(&mut plan),
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )?;
+        let all: Vec<u32> = prompt.iter().chain(&g.ids).copied().collect();
+        let mut scores = serde_json::Map::new();
+        for n in &names {
+            scores.insert(
+                n.clone(),
+                json!(concept_score(
+                    &model,
+                    &all,
+                    prompt.len(),
+                    read,
+                    &md[n][read]
+                )?),
+            );
+        }
+        plan.prompt_len = neutral.len();
+        let kl = kl_per_position(&model, &neutral, &mut plan)?;
+        let kl_mean = kl.iter().sum::<f64>() / kl.len() as f64;
+        let ppl = perplexity(&model, &neutral, Some(&mut plan))?;
+        points.push(json!({
+            "strength": s, "text": model.tokenizer.decode(&g.ids)?, "kl_mean": kl_mean, "kl": kl,
+            "perplexity": ppl, "scores": scores,
+        }));
+    }
+    println!(
+        "{}",
+        json!({ "concept": target, "op": a.op, "layer": a.layer, "read_layer": read, "prompt": a.prompt, "neutral": a.neutral, "points": points })
+    );
+    Ok(())
+}

@@ -456,3 +456,75 @@ fn steering_flags_reproduce_the_reference_add_case() {
         "reading concept file",
     );
 }
+
+#[test]
+fn sweep_curves() {
+    let (m, c) = (model(), reference_concept());
+    let f = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/formality.json");
+    let v = json_ok(&[
+        "sweep",
+        "--model",
+        &m,
+        "--concept",
+        &c,
+        "--concept",
+        f.to_str().unwrap(),
+        "--layer",
+        "10",
+        "--strengths=-1,0,1",
+        "--max-tokens",
+        "12",
+        "--json",
+    ]);
+    let pts = v["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 3);
+    let score = |i: usize| pts[i]["scores"]["sentiment"].as_f64().unwrap();
+    assert!(
+        score(0) < score(1) && score(1) < score(2),
+        "sentiment score rises with strength"
+    );
+    assert!(
+        pts[1]["kl_mean"].as_f64().unwrap() < 1e-6,
+        "no steering, no divergence"
+    );
+    assert!(
+        pts[0]["kl_mean"].as_f64().unwrap() > 0.01 && pts[2]["kl_mean"].as_f64().unwrap() > 0.01
+    );
+    assert!(pts[2]["perplexity"].as_f64().unwrap() > 1.0);
+    assert!(
+        pts[0]["scores"]["formality"].is_number(),
+        "side effects are scored"
+    );
+    fails(
+        &[
+            "sweep",
+            "--model",
+            &m,
+            "--concept",
+            &c,
+            "--layer",
+            "10",
+            "--strengths",
+            "NaN",
+        ],
+        "finite",
+    );
+    fails(
+        &[
+            "sweep",
+            "--model",
+            &m,
+            "--concept",
+            &c,
+            "--layer",
+            "10",
+            "--op",
+            "twist",
+        ],
+        "--op",
+    );
+    fails(
+        &["sweep", "--model", &m, "--concept", &c, "--layer", "99"],
+        "out of range",
+    );
+}

@@ -13,6 +13,7 @@
 pub mod concept;
 pub mod diagnostics;
 pub mod directions;
+pub mod effects;
 pub mod intervene;
 pub mod probe;
 
