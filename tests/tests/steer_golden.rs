@@ -234,3 +234,23 @@ fn stability_and_probe_accuracy() {
     println!("held-out probe accuracy at layer 25: {acc:.3}");
     assert!(acc >= 0.8);
 }
+
+/// ObsProp: the observable " good" minus " bad" couples positively with the sentiment
+/// direction at the last layer, and its reverse negatively.
+#[test]
+fn observable_directions_couple_with_the_concept() {
+    use tiller_steer::observable::{coupling, observable};
+    let m = model(Precision::Fast);
+    let (pos, neg) = capture_concept(m, &concept()).unwrap();
+    let md = mean_diff(&pos, &neg).unwrap();
+    let tok = |s: &str| m.tokenizer.encode(s).unwrap()[0];
+    let (good, bad) = (tok(" good"), tok(" bad"));
+    let y = observable(m, good, bad).unwrap();
+    let last = m.config.n_layer - 1;
+    let (c1, c2) = (
+        coupling(&md[last], &y),
+        coupling(&md[last], &observable(m, bad, good).unwrap()),
+    );
+    println!("coupling of sentiment (layer {last}) with good-bad: {c1:.4}, with bad-good: {c2:.4}");
+    assert!(c1 > 0.0 && c2 < 0.0 && (c1 + c2).abs() < 1e-6);
+}

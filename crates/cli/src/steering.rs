@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use tiller_engine::{Backend, Model};
 use tiller_steer::concept::{capture_concept, Concept};
 use tiller_steer::diagnostics;
-use tiller_steer::directions::{directions, mean_diff, stability, svd_subspace, Method};
+use tiller_steer::directions::{
+    directions, mean_diff, mean_norms, stability, svd_subspace, Method,
+};
 use tiller_steer::intervene::{self, Intervention, Plan, Positions};
 use tiller_steer::probe;
 
@@ -20,15 +22,22 @@ pub struct SteerArgs {
     /// NAME@L=C: add C times the raw mean-difference vector of NAME at layer L.
     #[arg(long)]
     pub add: Vec<String>,
+    /// NAME@L=C: add C times the unit mean difference scaled by the layer's mean residual norm
+    /// (one strength means the same at every layer).
+    #[arg(long)]
+    pub add_unit: Vec<String>,
     /// NAME@LAYERS: project each layer's unit mean-difference direction out (LAYERS: 4-16 or 3,5,7).
     #[arg(long)]
     pub ablate: Vec<String>,
     /// NAME@LAYERS=V: set the projection on each layer's unit direction to V.
     #[arg(long)]
     pub clamp: Vec<String>,
-    /// NAME@L=DEGREES: Selective Steering rotation at layer L.
+    /// NAME@L=DEGREES (or NAME@LAYERS=DEGREES): Selective Steering rotation.
     #[arg(long)]
     pub rotate: Vec<String>,
+    /// With --rotate: only on the listed layers that pass the opposite-sign criterion.
+    #[arg(long)]
+    pub selective: bool,
     /// Where interventions act: prompt, generated or all (default).
     #[arg(long, default_value = "all")]
     pub positions: String,
@@ -88,6 +97,7 @@ fn value(flag: &str, spec: &str, s: &str) -> Result<f32> {
 impl SteerArgs {
     pub fn is_empty(&self) -> bool {
         self.add.is_empty()
+            && self.add_unit.is_empty()
             && self.ablate.is_empty()
             && self.clamp.is_empty()
             && self.rotate.is_empty()
@@ -105,10 +115,18 @@ impl SteerArgs {
             other => bail!("--positions {other}: expected prompt, generated or all"),
         };
         let mut md: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
+        let mut norms: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+        let mut criterion: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for p in &self.concepts {
             let c = read_concept(p)?;
             let (pos, neg) = capture_concept(model, &c)?;
-            md.insert(c.name.clone(), mean_diff(&pos, &neg)?);
+            let dirs = mean_diff(&pos, &neg)?;
+            let pass = (0..dirs.len())
+                .filter(|&l| diagnostics::layer(&pos, &neg, l, &dirs[l]).opposite_signs)
+                .collect();
+            criterion.insert(c.name.clone(), pass);
+            norms.insert(c.name.clone(), mean_norms(&pos, &neg));
+            md.insert(c.name.clone(), dirs);
         }
         let get = |flag: &str, name: &str| {
             md.get(name).ok_or_else(|| {
@@ -134,6 +152,23 @@ impl SteerArgs {
                 value("add", spec, c)?,
             )?);
         }
+        for spec in &self.add_unit {
+            let (name, rest) = split_spec("add-unit", spec)?;
+            let (l, c) = rest
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--add-unit {spec}: expected NAME@L=C"))?;
+            let l: usize = l
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("--add-unit {spec}: `{l}` is not a layer"))?;
+            let n = norms.get(name).map(Vec::as_slice).unwrap_or(&[]);
+            ivs.push(intervene::add_unit(
+                get("add-unit", name)?,
+                n,
+                l,
+                value("add-unit", spec, c)?,
+            )?);
+        }
         for spec in &self.ablate {
             let (name, layers) = split_spec("ablate", spec)?;
             ivs.push(intervene::ablate(
@@ -154,16 +189,20 @@ impl SteerArgs {
         }
         for spec in &self.rotate {
             let (name, rest) = split_spec("rotate", spec)?;
-            let (l, deg) = rest
+            let (ls, deg) = rest
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--rotate {spec}: expected NAME@L=DEGREES"))?;
-            let l: usize = l
-                .trim()
-                .parse()
-                .map_err(|_| anyhow!("--rotate {spec}: `{l}` is not a layer"))?;
-            ivs.push(intervene::rotate(
+            let mut layers = parse_layers(ls)?;
+            if self.selective {
+                let pass = criterion.get(name).map(Vec::as_slice).unwrap_or(&[]);
+                layers.retain(|l| pass.contains(l));
+                if layers.is_empty() {
+                    bail!("--rotate {spec} --selective: no listed layer passes the opposite-sign criterion");
+                }
+            }
+            ivs.push(intervene::rotate_layers(
                 get("rotate", name)?,
-                l,
+                &layers,
                 value("rotate", spec, deg)?,
             )?);
         }

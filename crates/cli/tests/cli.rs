@@ -387,6 +387,53 @@ fn steering_flags_reproduce_the_reference_add_case() {
     ]);
     let plain = json_ok(&["logits", "--model", &m, "--prompt", "I love this"]);
     assert_eq!(rot["ids"], plain["ids"]);
+    let unit = json_ok(&[
+        "generate",
+        "--model",
+        &m,
+        "--prompt",
+        "I think that the weather today is",
+        "--max-tokens",
+        "8",
+        "--concept",
+        &c,
+        "--add-unit",
+        "sentiment@10=0.25",
+        "--json",
+    ]);
+    assert!(
+        unit["text"].as_str().unwrap().starts_with(" perfect"),
+        "{}",
+        unit["text"]
+    );
+    let sel = json_ok(&[
+        "logits",
+        "--model",
+        &m,
+        "--prompt",
+        "I love this",
+        "--concept",
+        &c,
+        "--rotate",
+        "sentiment@10-20=30",
+        "--selective",
+    ]);
+    assert_ne!(sel["top"], plain["top"]);
+    fails(
+        &[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "x",
+            "--concept",
+            &c,
+            "--rotate",
+            "sentiment@14=30",
+            "--selective",
+        ],
+        "criterion",
+    );
     fails(
         &[
             "generate",

@@ -273,3 +273,17 @@ pub fn stability(
         .map(|x| x / resamples.max(1) as f64)
         .collect())
 }
+
+/// Mean residual norm of all examples at every layer (the scale of the unit-norm add mode).
+pub fn mean_norms(pos: &Acts, neg: &Acts) -> Vec<f32> {
+    (0..pos.n_layer)
+        .map(|l| {
+            let all: Vec<f64> = pos
+                .at(l)
+                .chain(neg.at(l))
+                .map(|h| h.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt())
+                .collect();
+            (all.iter().sum::<f64>() / all.len().max(1) as f64) as f32
+        })
+        .collect()
+}

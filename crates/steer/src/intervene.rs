@@ -148,6 +148,24 @@ pub fn add(md: &[Vec<f32>], layer: usize, coef: f32) -> Result<Vec<(usize, Op)>>
     )])
 }
 
+/// `h + coef * mean_norm[layer] * unit(md[layer])`: the unit-norm mode, where one strength means
+/// the same at every layer (1.0 moves h by the typical residual norm of that layer).
+pub fn add_unit(
+    md: &[Vec<f32>],
+    mean_norms: &[f32],
+    layer: usize,
+    coef: f32,
+) -> Result<Vec<(usize, Op)>> {
+    check_layer(layer, md.len())?;
+    let c = finite(coef, "the strength")? * mean_norms.get(layer).copied().unwrap_or(0.0);
+    Ok(vec![(
+        layer,
+        Op::Add {
+            v: unit(&md[layer]).iter().map(|x| x * c).collect(),
+        },
+    )])
+}
+
 /// Each listed layer's own unit direction projected out of that layer's output.
 pub fn ablate(dirs: &[Vec<f32>], layers: &[usize]) -> Result<Vec<(usize, Op)>> {
     layers
@@ -214,16 +232,28 @@ pub fn rotation_plane(md: &[Vec<f32>], layer: usize) -> Result<(Vec<f32>, Vec<f3
 
 /// Rotate by `degrees` at `layer` in its Selective Steering plane.
 pub fn rotate(md: &[Vec<f32>], layer: usize, degrees: f32) -> Result<Vec<(usize, Op)>> {
+    rotate_layers(md, &[layer], degrees)
+}
+
+/// Rotate by `degrees` at each listed layer, each in its own plane (b1 of that layer, the common
+/// b2 made orthogonal to it). Selective Steering applies it on the layers that pass the
+/// opposite-sign criterion ([`crate::diagnostics::LayerDiagnostics::opposite_signs`]).
+pub fn rotate_layers(md: &[Vec<f32>], layers: &[usize], degrees: f32) -> Result<Vec<(usize, Op)>> {
     let deg = finite(degrees, "the angle")?;
-    let (b1, b2) = rotation_plane(md, layer)?;
-    Ok(vec![(
-        layer,
-        Op::Rotate {
-            b1,
-            b2,
-            theta: deg.to_radians(),
-        },
-    )])
+    layers
+        .iter()
+        .map(|&l| {
+            let (b1, b2) = rotation_plane(md, l)?;
+            Ok((
+                l,
+                Op::Rotate {
+                    b1,
+                    b2,
+                    theta: deg.to_radians(),
+                },
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -332,6 +362,23 @@ mod tests {
         assert_eq!(h[..32], h0[..32]);
         assert_ne!(h[32..], h0[32..]);
         assert!(!plan.active(0) && plan.active(1));
+    }
+
+    #[test]
+    fn unit_add_is_scaled_and_rotation_covers_each_layer() {
+        let md = vecs(9, 4, 8);
+        let norms = vec![2.0f32; 4];
+        let ops = add_unit(&md, &norms, 1, 0.5).unwrap();
+        let Op::Add { v } = &ops[0].1 else {
+            panic!("add")
+        };
+        assert!(
+            (norm(v) - 1.0).abs() < 1e-5,
+            "0.5 x norm 2 = length 1, got {}",
+            norm(v)
+        );
+        let ops = rotate_layers(&md, &[0, 2, 3], 20.0).unwrap();
+        assert_eq!(ops.iter().map(|o| o.0).collect::<Vec<_>>(), vec![0, 2, 3]);
     }
 
     #[test]

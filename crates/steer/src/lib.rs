@@ -15,6 +15,7 @@ pub mod diagnostics;
 pub mod directions;
 pub mod effects;
 pub mod intervene;
+pub mod observable;
 pub mod probe;
 
 #[derive(Debug, thiserror::Error)]
