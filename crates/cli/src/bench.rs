@@ -20,6 +20,10 @@ pub struct BenchArgs {
     reps: usize,
     #[arg(long)]
     json: bool,
+    /// Also time concept work on this concept file, its pairs repeated to 32: capture of all
+    /// layers against a plain prefill of the same prompts, and each direction method.
+    #[arg(long)]
+    concept: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -76,13 +80,80 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.gen_tokens,
         a.reps
     );
+    let concept = match &a.concept {
+        Some(p) => Some(concept_bench(&model, p, a.reps)?),
+        None => None,
+    };
     if a.json {
-        println!(
-            "{}",
-            json!({ "prefill_tok_s": prefill, "decode_tok_s": decode })
-        );
+        let mut o = json!({ "prefill_tok_s": prefill, "decode_tok_s": decode });
+        if let Some(c) = concept {
+            o["concept"] = c;
+        }
+        println!("{o}");
     } else {
         println!("prefill_tok_s {prefill:.1}\ndecode_tok_s {decode:.1}");
     }
     Ok(())
+}
+
+/// Capture cost against a plain prefill, and the time of every direction method with its
+/// diagnostics, for 32 pairs (the concept's pairs repeated).
+fn concept_bench(
+    model: &tiller_engine::Model<tiller_engine::Cpu>,
+    path: &std::path::Path,
+    reps: usize,
+) -> Result<serde_json::Value> {
+    use tiller_steer::concept::{capture, Concept};
+    use tiller_steer::directions::{directions, stability, Method};
+    use tiller_steer::{diagnostics, probe};
+    let s = std::fs::read_to_string(path)?;
+    let c: Concept = serde_json::from_str(&s)?;
+    c.validate()?;
+    let pairs: Vec<(String, String)> = c.pairs.iter().cycle().take(32).cloned().collect();
+    let pos: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
+    let neg: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
+    let texts: Vec<String> = pos.iter().chain(&neg).cloned().collect();
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| model.encode_prompt(t, false))
+        .collect::<Result<_, _>>()?;
+    let (mut plain, mut cap) = (f64::MAX, f64::MAX);
+    for _ in 0..=reps {
+        let t = Instant::now();
+        for i in &ids {
+            model.session().forward(i, None, LogitsFor::Last)?;
+        }
+        plain = plain.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        capture(model, &texts, c.read)?;
+        cap = cap.min(t.elapsed().as_secs_f64());
+    }
+    let (p, n) = (capture(model, &pos, c.read)?, capture(model, &neg, c.read)?);
+    let mut methods = serde_json::Map::new();
+    for (name, m) in [
+        ("mean-diff", Method::MeanDiff),
+        ("pca", Method::Pca),
+        ("probe", Method::Probe),
+        ("svd", Method::Svd),
+    ] {
+        let t = Instant::now();
+        let d = directions(m, &p, &n)?;
+        let dir_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        for (l, v) in d.iter().enumerate() {
+            diagnostics::layer(&p, &n, l, v);
+            probe::heldout_accuracy(&p, &n, l);
+        }
+        stability(m, &p, &n, &d, if m == Method::Probe { 8 } else { 16 }, 1)?;
+        let diag_ms = t.elapsed().as_secs_f64() * 1e3;
+        methods.insert(
+            name.into(),
+            json!({ "directions_ms": dir_ms, "with_diagnostics_ms": dir_ms + diag_ms }),
+        );
+    }
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    eprintln!("concept bench: 32 pairs ({tokens} tokens): plain prefill {:.0} ms, capture of all layers {:.0} ms ({:.3}x)", plain * 1e3, cap * 1e3, cap / plain);
+    Ok(
+        json!({ "pairs": 32, "tokens": tokens, "prefill_ms": plain * 1e3, "capture_ms": cap * 1e3, "capture_over_prefill": cap / plain, "methods": methods }),
+    )
 }

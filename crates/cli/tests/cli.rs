@@ -575,3 +575,36 @@ fn sweep_curves() {
         "out of range",
     );
 }
+
+#[test]
+fn bench_concept_reports_capture_and_methods() {
+    let (m, c) = (model(), reference_concept());
+    let v = json_ok(&[
+        "bench",
+        "--model",
+        &m,
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "2",
+        "--reps",
+        "1",
+        "--concept",
+        &c,
+        "--json",
+    ]);
+    assert!(
+        v["prefill_tok_s"].as_f64().unwrap() > 0.0,
+        "the contract's keys stay"
+    );
+    let r = v["concept"]["capture_over_prefill"].as_f64().unwrap();
+    assert!(r > 0.0 && r.is_finite());
+    for meth in ["mean-diff", "pca", "probe", "svd"] {
+        assert!(
+            v["concept"]["methods"][meth]["directions_ms"]
+                .as_f64()
+                .unwrap()
+                >= 0.0
+        );
+    }
+}
