@@ -3,6 +3,7 @@
 // streams and finishes; Stop stops a long one; an empty prompt is refused with a message;
 // a corrupt model file shows an error. Prints one JSON line with what it saw.
 // Usage: node page.mjs DIST PROMPT N SCREENSHOT_DIR
+import fs from 'node:fs';
 import path from 'node:path';
 import { serve, launch } from './serve.mjs';
 
@@ -10,7 +11,17 @@ const [dist, prompt, n, shots] = process.argv.slice(2);
 // A GGUF header whose tensor table promises far more than the file holds.
 const corrupt = Buffer.alloc(64);
 corrupt.write('GGUF'); corrupt.writeUInt32LE(3, 4); corrupt.writeBigUInt64LE(1000n, 8); corrupt.writeBigUInt64LE(5n, 16);
-const { server, base } = await serve(dist, p => (p === '/corrupt.gguf' ? corrupt : null));
+// /broken/ is the page again, but its engine worker dies on start (as on a wasm trap or OOM).
+const brokenWorker = Buffer.from('throw new Error("simulated engine crash");');
+const { server, base } = await serve(dist, p => {
+  if (p === '/corrupt.gguf') return corrupt;
+  if (p === '/broken/tiller-worker_loader.js') return brokenWorker;
+  if (p.startsWith('/broken/')) {
+    const f = path.join(path.resolve(dist), p.slice('/broken/'.length) || 'index.html');
+    return fs.existsSync(f) && fs.statSync(f).isFile() ? fs.readFileSync(f) : null;
+  }
+  return null;
+});
 const browser = await launch();
 const out = { console_errors: [] };
 try {
@@ -59,6 +70,11 @@ try {
   await bad.waitForSelector('[data-testid=model-status][data-state=error]', { timeout: 60000 });
   out.corrupt_error = await bad.getByTestId('model-status').innerText();
   if (shots) await bad.screenshot({ path: path.join(shots, 'corrupt-model.png') });
+  // The engine worker dies: the page says so instead of waiting forever.
+  const crashed = await browser.newPage();
+  await crashed.goto(base + 'broken/index.html');
+  await crashed.waitForSelector('[data-testid=model-status][data-state=error]', { timeout: 60000 });
+  out.worker_crash = await crashed.getByTestId('model-status').innerText();
   out.ok = true;
 } catch (e) {
   out.ok = false;

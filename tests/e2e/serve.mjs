@@ -14,7 +14,7 @@ export async function serve(dir, extra = () => null) {
     const p = new URL(req.url, 'http://x').pathname;
     const body = extra(p);
     if (body) {
-      res.writeHead(200, { 'content-type': TYPES['.gguf'], 'content-length': body.length });
+      res.writeHead(200, { 'content-type': TYPES[path.extname(p)] || 'application/octet-stream', 'content-length': body.length });
       return res.end(body);
     }
     const file = path.join(root, decodeURIComponent(p === '/' ? '/index.html' : p));

@@ -6,7 +6,7 @@ pub mod gguf_writer;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use tiller_engine::{Cpu, Model, Precision};
+use tiller_engine::{Cpu, Hooks, Model, Precision, Sampler};
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -116,4 +116,29 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
         bb += *y as f64 * *y as f64;
     }
     ab / (aa.sqrt() * bb.sqrt())
+}
+
+/// The model's final RMSNorm (with its gain) applied to one residual vector. HF's last
+/// `hidden_states` entry is taken after it, so the reference's "layer 29" vectors are normed.
+pub fn final_norm(m: &Model<Cpu>, v: &[f32]) -> Vec<f32> {
+    let s = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32 + m.config.rms_eps).sqrt();
+    v.iter()
+        .zip(&m.weights.out_norm_host)
+        .map(|(x, g)| x / s * g)
+        .collect()
+}
+
+/// Greedy continuation of `prompt`, at most `n` tokens, through `hooks` if given.
+pub fn greedy(m: &Model<Cpu>, prompt: &[u32], n: usize, hooks: Option<&mut dyn Hooks>) -> Vec<u32> {
+    let s = Sampler::new(Default::default()).expect("greedy sampler");
+    tiller_engine::generate(m, prompt, n, s, hooks, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("generation")
+    .ids
+}
+
+/// How many leading tokens two sequences share.
+pub fn same_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

@@ -4,8 +4,8 @@
 //! Missing prerequisites fail loudly with what to run; `./dev test` provides them all.
 
 use std::process::Command;
-use tiller_engine::{generate, Precision, Sampler};
-use tiller_tests::{model, workspace};
+use tiller_engine::Precision;
+use tiller_tests::{greedy, model, workspace};
 
 const PROMPT: &str = "The capital of France is";
 const N: usize = 16;
@@ -57,22 +57,18 @@ fn page_loads_generates_stops_and_reports_errors() {
         .collect();
     let m = model(Precision::Fast);
     let ids = m.encode_prompt(PROMPT, false).unwrap();
-    let mut s = Sampler::new(Default::default()).unwrap();
-    let cli = generate(m, &ids, N, &mut s, None, &mut |_| {
-        std::ops::ControlFlow::Continue(())
-    })
-    .unwrap();
-    println!("page {:?}\ncli  {:?}", page_ids, cli.ids);
+    let cli = greedy(m, &ids, N, None);
+    println!("page {:?}\ncli  {:?}", page_ids, cli);
     assert_eq!(
         page_ids.len(),
         N,
         "the page produced {} tokens",
         page_ids.len()
     );
-    assert_eq!(page_ids, cli.ids, "page and CLI greedy tokens differ");
+    assert_eq!(page_ids, cli, "page and CLI greedy tokens differ");
     assert_eq!(
         v["text"].as_str().unwrap(),
-        m.tokenizer.decode(&cli.ids).unwrap()
+        m.tokenizer.decode(&cli).unwrap()
     );
 
     let stopped = v["stopped_after"].as_u64().unwrap();
@@ -85,6 +81,11 @@ fn page_loads_generates_stops_and_reports_errors() {
         v["corrupt_error"].as_str().unwrap().contains("cannot load"),
         "{}",
         v["corrupt_error"]
+    );
+    let crash = v["worker_crash"].as_str().unwrap_or_default();
+    assert!(
+        crash.contains("engine stopped") && crash.contains("Reload"),
+        "a dead worker must show an error: {crash:?}"
     );
     let console: Vec<&str> = v["console_errors"]
         .as_array()

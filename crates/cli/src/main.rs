@@ -181,7 +181,7 @@ fn gen(a: GenerateArgs) -> Result<()> {
         top_p: a.top_p,
         seed: a.seed,
     };
-    let mut sampler = Sampler::new(params)?;
+    let sampler = Sampler::new(params)?;
     let ids = model.encode_prompt(&a.prompt, a.chat)?;
     if ids.is_empty() {
         bail!("the prompt is empty: it has no tokens");
@@ -191,7 +191,7 @@ fn gen(a: GenerateArgs) -> Result<()> {
     let mut err: Option<anyhow::Error> = None;
     let mut plan = a.steer.plan(&model, ids.len())?;
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
-    let g = generate(&model, &ids, a.max_tokens, &mut sampler, hooks, &mut |id| {
+    let g = generate(&model, &ids, a.max_tokens, sampler, hooks, &mut |id| {
         if !a.json {
             match stream.push(&model.tokenizer, id) {
                 Ok(piece) => {

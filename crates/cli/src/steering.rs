@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tiller_engine::{Backend, Model};
+use tiller_engine::{Backend, LogitsFor, Model};
 use tiller_steer::concept::{capture_concept, Concept};
 use tiller_steer::diagnostics;
 use tiller_steer::directions::{
@@ -121,11 +121,16 @@ impl SteerArgs {
             let c = read_concept(p)?;
             let (pos, neg) = capture_concept(model, &c)?;
             let dirs = mean_diff(&pos, &neg)?;
-            let pass = (0..dirs.len())
-                .filter(|&l| diagnostics::layer(&pos, &neg, l, &dirs[l]).opposite_signs)
-                .collect();
-            criterion.insert(c.name.clone(), pass);
-            norms.insert(c.name.clone(), mean_norms(&pos, &neg));
+            // Only what the flags use: the sign criterion for --selective, norms for --add-unit.
+            if self.selective {
+                let pass = (0..dirs.len())
+                    .filter(|&l| diagnostics::layer(&pos, &neg, l, &dirs[l]).opposite_signs)
+                    .collect();
+                criterion.insert(c.name.clone(), pass);
+            }
+            if !self.add_unit.is_empty() {
+                norms.insert(c.name.clone(), mean_norms(&pos, &neg));
+            }
             md.insert(c.name.clone(), dirs);
         }
         let get = |flag: &str, name: &str| {
@@ -320,7 +325,7 @@ pub struct SweepArgs {
 }
 
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    use tiller_steer::effects::{concept_score, kl_per_position, perplexity};
+    use tiller_steer::effects::{concept_score, kl_rows, perplexity};
     if a.strengths.iter().any(|s| !s.is_finite()) {
         bail!("--strengths must be finite numbers");
     }
@@ -349,6 +354,8 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     if prompt.is_empty() || neutral.len() < 2 {
         bail!("the prompt must have a token and the neutral text at least two");
     }
+    let vocab = model.config.vocab;
+    let base = model.session().forward(&neutral, None, LogitsFor::All)?;
     let mut points = Vec::new();
     for &s in &a.strengths {
         let layers = match a.op.as_str() {
@@ -364,12 +371,12 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             }],
             prompt_len: prompt.len(),
         };
-        let mut sampler = tiller_engine::Sampler::new(Default::default())?;
+        let sampler = tiller_engine::Sampler::new(Default::default())?;
         let g = tiller_engine::generate(
             &model,
             &prompt,
             a.max_tokens,
-            &mut sampler,
+            sampler,
             Some(&mut plan),
             &mut |_| std::ops::ControlFlow::Continue(()),
         )?;
@@ -387,10 +394,15 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
                 )?),
             );
         }
+        // One steered forward over the neutral text gives both KL (against the baseline, run
+        // once before the loop) and perplexity.
         plan.prompt_len = neutral.len();
-        let kl = kl_per_position(&model, &neutral, &mut plan)?;
+        let steered = model
+            .session()
+            .forward(&neutral, Some(&mut plan), LogitsFor::All)?;
+        let kl = kl_rows(&steered, &base, vocab);
         let kl_mean = kl.iter().sum::<f64>() / kl.len() as f64;
-        let ppl = perplexity(&model, &neutral, Some(&mut plan))?;
+        let ppl = perplexity(&steered, &neutral, vocab);
         points.push(json!({
             "strength": s, "text": model.tokenizer.decode(&g.ids)?, "kl_mean": kl_mean, "kl": kl,
             "perplexity": ppl, "scores": scores,

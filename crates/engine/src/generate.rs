@@ -118,11 +118,11 @@ pub fn generate<B: Backend>(
     model: &Model<B>,
     prompt: &[u32],
     max_tokens: usize,
-    sampler: &mut Sampler,
+    sampler: Sampler,
     mut hooks: Option<&mut dyn Hooks>,
     on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Generation> {
-    let mut g = Generator::new(model, prompt, max_tokens, sampler.clone())?;
+    let mut g = Generator::new(model, prompt, max_tokens, sampler)?;
     while let Some(id) = g.step(hooks.as_deref_mut())? {
         if on_token(id).is_break() {
             g.cancel();

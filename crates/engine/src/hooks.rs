@@ -30,9 +30,6 @@ impl Capture {
             width: 0,
         }
     }
-    pub fn layers(&self) -> &[usize] {
-        &self.layers
-    }
     /// The last captured row at `layer`, if any.
     pub fn last(&self, layer: usize) -> Option<&[f32]> {
         let i = self.layers.iter().position(|&l| l == layer)?;
@@ -49,40 +46,6 @@ impl Hooks for Capture {
         if let Some(i) = self.layers.iter().position(|&l| l == layer) {
             self.width = width;
             self.rows[i].extend_from_slice(resid);
-        }
-    }
-}
-
-/// Several hooks run in order at each layer (e.g. interventions, then a capture).
-impl Hooks for [&mut dyn Hooks] {
-    fn active(&self, layer: usize) -> bool {
-        self.iter().any(|h| h.active(layer))
-    }
-    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
-        for h in self.iter_mut() {
-            if h.active(layer) {
-                h.block_output(layer, pos0, resid, width);
-            }
-        }
-    }
-}
-
-/// Adds a fixed vector at one layer, at every position: `h + v`. The simplest intervention,
-/// here so the engine's tests can show that writing through a hook steers the model.
-pub struct AddVector {
-    pub layer: usize,
-    pub vector: Vec<f32>,
-}
-
-impl Hooks for AddVector {
-    fn active(&self, layer: usize) -> bool {
-        layer == self.layer
-    }
-    fn block_output(&mut self, _layer: usize, _pos0: usize, resid: &mut [f32], width: usize) {
-        for row in resid.chunks_exact_mut(width) {
-            for (h, v) in row.iter_mut().zip(&self.vector) {
-                *h += v;
-            }
         }
     }
 }

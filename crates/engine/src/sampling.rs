@@ -44,7 +44,6 @@ impl SamplingParams {
     }
 }
 
-#[derive(Clone)]
 pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,

@@ -62,10 +62,6 @@ impl ChatTemplate {
         )
     }
 
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// Render `messages`, appending the assistant generation prompt when asked.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let mut env = minijinja::Environment::new();

@@ -161,12 +161,4 @@ impl LlamaConfig {
         }
         Ok(())
     }
-
-    /// Parameter count of the matrices (what decode streams through per token).
-    pub fn n_params(&self) -> usize {
-        self.expected_tensors()
-            .iter()
-            .map(|(_, d)| d.iter().product::<u64>() as usize)
-            .sum()
-    }
 }

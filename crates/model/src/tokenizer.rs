@@ -181,15 +181,6 @@ impl Tokenizer {
             .decode(ids, false)
             .map_err(|e| Error::Tokenizer(e.to_string()))
     }
-
-    /// The vocabulary string of one id (byte-level form), if any.
-    pub fn token_str(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
-    }
-
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
-    }
 }
 
 /// Turns a growing list of ids into text pieces without splitting a UTF-8 character:

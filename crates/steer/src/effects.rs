@@ -8,7 +8,7 @@
 //!   compare across strengths; scoring every concept gives the side effects.
 
 use crate::{dot, unit, Result};
-use tiller_engine::{Backend, Capture, Hooks, LogitsFor, Model};
+use tiller_engine::{Backend, Capture, LogitsFor, Model};
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -26,37 +26,26 @@ pub fn kl(steered: &[f32], base: &[f32]) -> f64 {
         .max(0.0)
 }
 
-/// KL of the steered from the baseline next-token distribution at every position of `ids`.
-pub fn kl_per_position<B: Backend>(
-    model: &Model<B>,
-    ids: &[u32],
-    hooks: &mut dyn Hooks,
-) -> Result<Vec<f64>> {
-    let v = model.config.vocab;
-    let base = model.session().forward(ids, None, LogitsFor::All)?;
-    let steered = model.session().forward(ids, Some(hooks), LogitsFor::All)?;
-    Ok(steered
-        .chunks_exact(v)
-        .zip(base.chunks_exact(v))
+/// KL of the steered from the baseline next-token distribution at every position: both are
+/// `[positions, vocab]` logits of the same text.
+pub fn kl_rows(steered: &[f32], base: &[f32], vocab: usize) -> Vec<f64> {
+    steered
+        .chunks_exact(vocab)
+        .zip(base.chunks_exact(vocab))
         .map(|(s, b)| kl(s, b))
-        .collect())
+        .collect()
 }
 
-/// Perplexity of `ids` (each token predicted from the ones before it), optionally steered.
-pub fn perplexity<B: Backend>(
-    model: &Model<B>,
-    ids: &[u32],
-    hooks: Option<&mut dyn Hooks>,
-) -> Result<f64> {
-    if ids.len() < 2 {
-        return Ok(f64::NAN);
+/// Perplexity of `ids` from the logits of a forward over them (`[ids.len(), vocab]`): each token
+/// predicted from the ones before it. NaN for fewer than two tokens.
+pub fn perplexity(logits: &[f32], ids: &[u32], vocab: usize) -> f64 {
+    if ids.len() < 2 || logits.len() < ids.len() * vocab {
+        return f64::NAN;
     }
-    let v = model.config.vocab;
-    let logits = model.session().forward(ids, hooks, LogitsFor::All)?;
     let nll: f64 = (0..ids.len() - 1)
-        .map(|t| -log_softmax(&logits[t * v..(t + 1) * v])[ids[t + 1] as usize])
+        .map(|t| -log_softmax(&logits[t * vocab..(t + 1) * vocab])[ids[t + 1] as usize])
         .sum();
-    Ok((nll / (ids.len() - 1) as f64).exp())
+    (nll / (ids.len() - 1) as f64).exp()
 }
 
 /// Mean projection on `unit(direction)` at `layer` over tokens `from..` of `ids`, unsteered.
@@ -82,6 +71,20 @@ pub fn concept_score<B: Backend>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn perplexity_of_a_certain_model_is_one() {
+        // Vocabulary of 3; logits that put (almost) all mass on the next token.
+        let ids = [0u32, 2, 1];
+        let mut logits = vec![0f32; 9];
+        logits[2] = 50.0;
+        logits[3 + 1] = 50.0;
+        assert!((super::perplexity(&logits, &ids, 3) - 1.0).abs() < 1e-6);
+        assert!(super::perplexity(&logits, &ids[..1], 3).is_nan());
+        let uniform = vec![0f32; 9];
+        assert!((super::perplexity(&uniform, &ids, 3) - 3.0).abs() < 1e-9);
+        assert_eq!(super::kl_rows(&uniform, &uniform, 3), vec![0.0; 3]);
+    }
+
     #[test]
     fn kl_is_zero_for_equal_and_positive_otherwise() {
         let a = [1.0f32, 2.0, 3.0];

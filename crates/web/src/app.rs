@@ -214,12 +214,32 @@ pub fn App() -> impl IntoView {
             }
         }
     });
+    // The worker itself failing (out of memory, a wasm trap) must not leave the page waiting.
+    let on_err = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+        let message = format!(
+            "The engine stopped: {}. Reload the page to start it again.",
+            ev.message()
+        );
+        if status.get_untracked().state == LoadState::Ready {
+            let message = message.clone();
+            set_output.update(|o| {
+                o.state = RunState::Done;
+                o.error = Some(message);
+            });
+        }
+        set_status.update(|s| {
+            s.state = LoadState::Error;
+            s.message = message;
+        });
+    });
     worker.with_value(|w| {
         if let Some(w) = w {
             w.set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
+            w.set_onerror(Some(on_err.as_ref().unchecked_ref()));
         }
     });
     on_msg.forget();
+    on_err.forget();
 
     let on_generate = move |req: Request| {
         if req.prompt.trim().is_empty() {

@@ -1,11 +1,12 @@
 //! Causal grouped-query attention over the KV cache, softmax in f32 with the max subtracted.
 
-use super::vecops::{axpy, dot};
+use super::kernels::Kernels;
 use super::{par, CpuKv};
 use crate::backend::AttnShape;
 
 /// `q` holds `rows` new tokens (positions `pos0..pos0 + rows`, already in `cache`).
-pub fn causal(q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) -> Vec<f32> {
+pub fn causal(k: &Kernels, q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) -> Vec<f32> {
+    let (dot, axpy) = (k.dot_f32, k.axpy_f32);
     let hd = s.head_dim;
     let qw = s.n_head * hd;
     let group = s.n_head / s.n_kv_head;

@@ -7,8 +7,9 @@
 //!   per-task f32 buffer and multiplied with `gemm`, so prefill runs at f32 GEMM speed while
 //!   memory holds only the quantized weights.
 
+use super::kernels::Kernels;
 use super::par;
-use super::quant::{dequant_q4_1, dequant_q8_0, Kernels, QAct, QK};
+use super::quant::{dequant_q4_1, dequant_q8_0, QAct, QK};
 use crate::{Error, Precision, Result};
 use tiller_model::{GgmlType, TensorInfo};
 
@@ -33,6 +34,9 @@ pub enum Format {
         qs: Vec<i8>,
     },
 }
+
+/// One weight row (by index) dot one quantized activation row (qs, scales, sums).
+type RowDot<'a> = dyn Fn(usize, &[i16], &[f32], &[f32]) -> f32 + 'a;
 
 pub struct CpuMatrix {
     pub rows: usize,
@@ -118,19 +122,33 @@ impl CpuMatrix {
 
     /// Dot products of weight rows `r0..r0 + n` with every row of `x`: `out[r][i]`, `n * x.rows()`.
     fn dot_rows(&self, k: &Kernels, r0: usize, n: usize, x: &QAct, out: &mut [f32]) {
-        let nbr = self.cols / QK;
-        let xr = x.rows();
+        let (nbr, xr, cols) = (self.cols / QK, x.rows(), self.cols);
+        // The row kernel for this format, chosen once per task.
+        let row_dot: Box<RowDot<'_>> = match &self.format {
+            Format::Q4_1 { d, m, qs } => Box::new(move |r, xq, xd, xs| {
+                let (b0, b1) = (r * nbr, (r + 1) * nbr);
+                (k.q4_1)(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], xq, xd, xs)
+            }),
+            Format::Q8_0 { d, qs } => Box::new(move |r, xq, xd, _| {
+                let (b0, b1) = (r * nbr, (r + 1) * nbr);
+                (k.q8_0)(&d[b0..b1], &qs[b0 * QK..b1 * QK], xq, xd)
+            }),
+            // `matmul` sends f32 weights to the GEMM path; should one get here, it is still right.
+            Format::F32(w) => Box::new(move |r, xq, xd, _| {
+                let row = &w[r * cols..(r + 1) * cols];
+                row.chunks_exact(QK)
+                    .zip(xq.chunks_exact(QK))
+                    .zip(xd)
+                    .map(|((wb, qb), d)| {
+                        d * wb.iter().zip(qb).map(|(a, q)| a * *q as f32).sum::<f32>()
+                    })
+                    .sum()
+            }),
+        };
         for r in 0..n {
-            let (b0, b1) = ((r0 + r) * nbr, (r0 + r + 1) * nbr);
             for i in 0..xr {
                 let (xq, xd, xs) = x.row(i);
-                out[r * xr + i] = match &self.format {
-                    Format::Q4_1 { d, m, qs } => {
-                        (k.q4_1)(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], xq, xd, xs)
-                    }
-                    Format::Q8_0 { d, qs } => (k.q8_0)(&d[b0..b1], &qs[b0 * QK..b1 * QK], xq, xd),
-                    Format::F32(_) => 0.0, // never: F32 weights take the GEMM path
-                };
+                out[r * xr + i] = row_dot(r0 + r, xq, xd, xs);
             }
         }
     }

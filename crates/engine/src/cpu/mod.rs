@@ -1,6 +1,7 @@
 //! The CPU backend. Activations are plain row-major `Vec<f32>`; weights are [`CpuMatrix`].
 
 pub mod attention;
+pub mod kernels;
 pub mod matmul;
 pub mod par;
 pub mod quant;
@@ -8,8 +9,8 @@ pub mod vecops;
 
 use crate::backend::{AttnShape, Backend, Precision};
 use crate::{Error, Result};
+use kernels::Kernels;
 pub use matmul::CpuMatrix;
-use quant::Kernels;
 use tiller_model::TensorInfo;
 
 /// Row-major activations: `rows` x `cols`.
@@ -39,18 +40,6 @@ impl Default for Cpu {
         Cpu {
             kernels: Kernels::detect(),
         }
-    }
-}
-
-impl Cpu {
-    /// A CPU backend with only the scalar kernels (the reference the SIMD ones are tested against).
-    pub fn scalar() -> Self {
-        Cpu {
-            kernels: Kernels::scalar(),
-        }
-    }
-    pub fn kernels(&self) -> &'static str {
-        self.kernels.name
     }
 }
 
@@ -173,7 +162,7 @@ impl Backend for Cpu {
     ) -> CpuAct {
         cache.k.extend_from_slice(&k.data);
         cache.v.extend_from_slice(&v.data);
-        let data = attention::causal(&q.data, q.rows, cache, s);
+        let data = attention::causal(&self.kernels, &q.data, q.rows, cache, s);
         CpuAct {
             data,
             rows: q.rows,

@@ -10,8 +10,8 @@
 //! block (pmaddwd / i32x4.dot_i16x8 take i16 directly) but leaves ~1/256 of the rounding
 //! noise, so the fast path stays within ~1e-3 of f32 and x86 and wasm agree token for token.
 //!
-//! Each dot product has a scalar reference and an AVX2 version chosen once at run time;
-//! in wasm, simd128 when the build enables it.
+//! Each dot product has a scalar reference and SIMD versions (AVX2, AVX-512, simd128);
+//! [`super::kernels::Kernels`] picks one set per backend.
 
 pub const QK: usize = 32;
 const QMAX: f32 = 32767.0;
@@ -129,7 +129,7 @@ pub fn dequant_q8_0(d: &[f32], qs: &[i8], out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use super::QK;
     use std::arch::x86_64::*;
 
@@ -224,7 +224,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use super::QK;
     use std::arch::x86_64::*;
 
@@ -281,7 +281,7 @@ mod avx512 {
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd128 {
+pub(super) mod simd128 {
     use super::QK;
     use std::arch::wasm32::*;
 
@@ -370,103 +370,10 @@ mod simd128 {
     }
 }
 
-/// The kernels this machine runs, chosen once.
-#[derive(Clone, Copy)]
-pub struct Kernels {
-    pub q4_1: DotQ4_1,
-    pub q8_0: DotQ8_0,
-    pub name: &'static str,
-}
-
-impl Kernels {
-    /// The fastest kernels this machine has; `TILLER_KERNELS=scalar` or `avx512` forces others.
-    pub fn detect() -> Self {
-        #[cfg(not(target_arch = "wasm32"))]
-        if std::env::var("TILLER_KERNELS").as_deref() == Ok("scalar") {
-            return Self::scalar();
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            // AVX-512 measured no faster than AVX2 on the machines here (AMD EPYC runs 512-bit
-            // ops in two halves), so it is opt-in.
-            let want512 = std::env::var("TILLER_KERNELS").as_deref() == Ok("avx512");
-            if want512
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-            {
-                return Kernels {
-                    q4_1: avx512::dot_q4_1,
-                    q8_0: avx512::dot_q8_0,
-                    name: "avx512",
-                };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Kernels {
-                    q4_1: avx2::dot_q4_1,
-                    q8_0: avx2::dot_q8_0,
-                    name: "avx2",
-                };
-            }
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        {
-            return Kernels {
-                q4_1: simd128::dot_q4_1,
-                q8_0: simd128::dot_q8_0,
-                name: "simd128",
-            };
-        }
-        #[allow(unreachable_code)]
-        Self::scalar()
-    }
-    /// Every kernel set this machine can run (for tests and benchmarks).
-    pub fn available() -> Vec<Self> {
-        #[allow(unused_mut)]
-        let mut v = vec![Self::scalar()];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                v.push(Kernels {
-                    q4_1: avx2::dot_q4_1,
-                    q8_0: avx2::dot_q8_0,
-                    name: "avx2",
-                });
-            }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-            {
-                v.push(Kernels {
-                    q4_1: avx512::dot_q4_1,
-                    q8_0: avx512::dot_q8_0,
-                    name: "avx512",
-                });
-            }
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        v.push(Kernels {
-            q4_1: simd128::dot_q4_1,
-            q8_0: simd128::dot_q8_0,
-            name: "simd128",
-        });
-        v
-    }
-
-    pub fn scalar() -> Self {
-        Kernels {
-            q4_1: dot_q4_1_scalar,
-            q8_0: dot_q8_0_scalar,
-            name: "scalar",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::kernels::Kernels;
 
     /// Deterministic pseudo-random values in [-1, 1).
     fn rand(seed: &mut u64, n: usize) -> Vec<f32> {

@@ -1,10 +1,10 @@
-//! f32 vector primitives for attention (q.k and weighted sums of v), AVX2+FMA when the CPU has
-//! it (picked once at run time), portable loops otherwise (simd128 auto-vectorised in wasm).
+//! f32 vector primitives for attention (q.k and weighted sums of v): AVX2+FMA, and portable
+//! loops (simd128 auto-vectorised in wasm). [`super::kernels::Kernels`] picks one.
 
-use std::sync::OnceLock;
-
-type Dot = fn(&[f32], &[f32]) -> f32;
-type Axpy = fn(f32, &[f32], &mut [f32]);
+/// `a . b`
+pub type Dot = fn(&[f32], &[f32]) -> f32;
+/// `y += w * x`
+pub type Axpy = fn(f32, &[f32], &mut [f32]);
 
 pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent lanes so the compiler vectorizes it.
@@ -26,7 +26,7 @@ pub fn axpy_portable(w: f32, x: &[f32], y: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
@@ -88,45 +88,30 @@ mod avx2 {
     }
 }
 
-fn pick() -> (Dot, Axpy) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        return (avx2::dot, avx2::axpy);
-    }
-    (dot_portable, axpy_portable)
-}
-
-static OPS: OnceLock<(Dot, Axpy)> = OnceLock::new();
-
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    (OPS.get_or_init(pick).0)(a, b)
-}
-
-/// `y += w * x`
-#[inline]
-pub fn axpy(w: f32, x: &[f32], y: &mut [f32]) {
-    (OPS.get_or_init(pick).1)(w, x, y)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn simd_matches_portable() {
-        for n in [1usize, 7, 8, 16, 63, 64, 100] {
-            let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
-            let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.7).collect();
-            let (d, p) = (super::dot(&a, &b), super::dot_portable(&a, &b));
-            assert!((d - p).abs() <= 1e-4 * (1.0 + p.abs()), "n={n}: {d} vs {p}");
-            let (mut y1, mut y2) = (b.clone(), b.clone());
-            super::axpy(0.37, &a, &mut y1);
-            super::axpy_portable(0.37, &a, &mut y2);
-            let e = y1
-                .iter()
-                .zip(&y2)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
-            assert!(e < 1e-5, "axpy n={n}: max diff {e}");
+    fn every_kernel_set_matches_portable() {
+        for k in crate::cpu::kernels::Kernels::available() {
+            for n in [1usize, 7, 8, 16, 63, 64, 100] {
+                let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
+                let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.7).collect();
+                let (d, p) = ((k.dot_f32)(&a, &b), super::dot_portable(&a, &b));
+                assert!(
+                    (d - p).abs() <= 1e-4 * (1.0 + p.abs()),
+                    "{} n={n}: {d} vs {p}",
+                    k.name
+                );
+                let (mut y1, mut y2) = (b.clone(), b.clone());
+                (k.axpy_f32)(0.37, &a, &mut y1);
+                super::axpy_portable(0.37, &a, &mut y2);
+                let e = y1
+                    .iter()
+                    .zip(&y2)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0f32, f32::max);
+                assert!(e < 1e-5, "{} axpy n={n}: max diff {e}", k.name);
+            }
         }
     }
 }

@@ -111,15 +111,6 @@ impl<'m, B: Backend> Session<'m, B> {
         self.pos
     }
 
-    /// Forget everything from position `len` on.
-    pub fn rewind(&mut self, len: usize) {
-        let len = len.min(self.pos);
-        for c in &mut self.caches {
-            self.model.backend.truncate_cache(c, len);
-        }
-        self.pos = len;
-    }
-
     /// Run `ids` through the model (appending to the cache) and return logits, `vocab` per
     /// row: the last row only, or every row. Hooks see every block output.
     pub fn forward(
