@@ -98,10 +98,8 @@ pub fn write(meta: &BTreeMap<String, Meta>, tensors: &[Tensor]) -> Vec<u8> {
 
 /// GPT-2's byte-to-unicode table: the byte-level BPE alphabet.
 pub fn byte_alphabet() -> Vec<String> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
+    let mut bs: Vec<u32> =
+        (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -113,10 +111,7 @@ pub fn byte_alphabet() -> Vec<String> {
     }
     let mut pairs: Vec<(u32, u32)> = bs.into_iter().zip(cs).collect();
     pairs.sort();
-    pairs
-        .into_iter()
-        .map(|(_, c)| char::from_u32(c).unwrap_or('?').to_string())
-        .collect()
+    pairs.into_iter().map(|(_, c)| char::from_u32(c).unwrap_or('?').to_string()).collect()
 }
 
 /// A deterministic xorshift generator for test weights.
@@ -163,19 +158,10 @@ impl TinyModel {
         meta.insert("llama.context_length".into(), Meta::U32(64));
         meta.insert("llama.embedding_length".into(), Meta::U32(t.d as u32));
         meta.insert("llama.feed_forward_length".into(), Meta::U32(t.d_ff as u32));
-        meta.insert(
-            "llama.attention.head_count".into(),
-            Meta::U32(t.n_head as u32),
-        );
-        meta.insert(
-            "llama.attention.head_count_kv".into(),
-            Meta::U32(t.n_kv_head as u32),
-        );
+        meta.insert("llama.attention.head_count".into(), Meta::U32(t.n_head as u32));
+        meta.insert("llama.attention.head_count_kv".into(), Meta::U32(t.n_kv_head as u32));
         meta.insert("llama.rope.freq_base".into(), Meta::F32(10000.0));
-        meta.insert(
-            "llama.attention.layer_norm_rms_epsilon".into(),
-            Meta::F32(1e-5),
-        );
+        meta.insert("llama.attention.layer_norm_rms_epsilon".into(), Meta::F32(1e-5));
         meta.insert("tokenizer.ggml.model".into(), Meta::Str("gpt2".into()));
         meta.insert("tokenizer.ggml.pre".into(), Meta::Str("gpt2".into()));
         let mut types = vec![3, 3];
@@ -190,20 +176,11 @@ impl TinyModel {
         let mut values = BTreeMap::new();
         let mut tensors = Vec::new();
         let mut add = |name: String, rows: usize, cols: usize, v: Vec<f32>| {
-            let dims = if rows == 1 {
-                vec![cols as u64]
-            } else {
-                vec![cols as u64, rows as u64]
-            };
+            let dims = if rows == 1 { vec![cols as u64] } else { vec![cols as u64, rows as u64] };
             tensors.push(Tensor::f32(&name, &dims, &v));
             values.insert(name, v);
         };
-        add(
-            "token_embd.weight".into(),
-            vocab,
-            t.d,
-            rng.vec(vocab * t.d, 1.0),
-        );
+        add("token_embd.weight".into(), vocab, t.d, rng.vec(vocab * t.d, 1.0));
         add(
             "output_norm.weight".into(),
             1,
@@ -211,67 +188,22 @@ impl TinyModel {
             rng.vec(t.d, 0.2).iter().map(|x| 1.0 + x).collect(),
         );
         if !t.tied {
-            add(
-                "output.weight".into(),
-                vocab,
-                t.d,
-                rng.vec(vocab * t.d, 0.5),
-            );
+            add("output.weight".into(), vocab, t.d, rng.vec(vocab * t.d, 0.5));
         }
         for l in 0..t.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
             let sc = 1.0 / (t.d as f32).sqrt();
-            add(
-                n("attn_norm"),
-                1,
-                t.d,
-                rng.vec(t.d, 0.2).iter().map(|x| 1.0 + x).collect(),
-            );
-            add(
-                n("attn_q"),
-                t.n_head * hd,
-                t.d,
-                rng.vec(t.n_head * hd * t.d, sc),
-            );
-            add(
-                n("attn_k"),
-                t.n_kv_head * hd,
-                t.d,
-                rng.vec(t.n_kv_head * hd * t.d, sc),
-            );
-            add(
-                n("attn_v"),
-                t.n_kv_head * hd,
-                t.d,
-                rng.vec(t.n_kv_head * hd * t.d, sc),
-            );
-            add(
-                n("attn_output"),
-                t.d,
-                t.n_head * hd,
-                rng.vec(t.d * t.n_head * hd, sc),
-            );
-            add(
-                n("ffn_norm"),
-                1,
-                t.d,
-                rng.vec(t.d, 0.2).iter().map(|x| 1.0 + x).collect(),
-            );
+            add(n("attn_norm"), 1, t.d, rng.vec(t.d, 0.2).iter().map(|x| 1.0 + x).collect());
+            add(n("attn_q"), t.n_head * hd, t.d, rng.vec(t.n_head * hd * t.d, sc));
+            add(n("attn_k"), t.n_kv_head * hd, t.d, rng.vec(t.n_kv_head * hd * t.d, sc));
+            add(n("attn_v"), t.n_kv_head * hd, t.d, rng.vec(t.n_kv_head * hd * t.d, sc));
+            add(n("attn_output"), t.d, t.n_head * hd, rng.vec(t.d * t.n_head * hd, sc));
+            add(n("ffn_norm"), 1, t.d, rng.vec(t.d, 0.2).iter().map(|x| 1.0 + x).collect());
             add(n("ffn_gate"), t.d_ff, t.d, rng.vec(t.d_ff * t.d, sc));
             add(n("ffn_up"), t.d_ff, t.d, rng.vec(t.d_ff * t.d, sc));
-            add(
-                n("ffn_down"),
-                t.d,
-                t.d_ff,
-                rng.vec(t.d * t.d_ff, 1.0 / (t.d_ff as f32).sqrt()),
-            );
+            add(n("ffn_down"), t.d, t.d_ff, rng.vec(t.d * t.d_ff, 1.0 / (t.d_ff as f32).sqrt()));
         }
-        TinyModel {
-            meta,
-            tensors,
-            values,
-            vocab,
-        }
+        TinyModel { meta, tensors, values, vocab }
     }
 
     pub fn bytes(&self) -> Vec<u8> {
@@ -280,17 +212,10 @@ impl TinyModel {
 
     /// A plain, obviously-correct forward pass (f64, no cache) for comparison: all logits.
     pub fn reference_logits(&self, t: Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
-        let v = |n: &str| {
-            self.values[n]
-                .iter()
-                .map(|&x| x as f64)
-                .collect::<Vec<f64>>()
-        };
+        let v = |n: &str| self.values[n].iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let hd = t.d / t.n_head;
         let mm = |x: &[f64], w: &[f64], rows: usize| -> Vec<f64> {
-            (0..rows)
-                .map(|r| (0..x.len()).map(|k| x[k] * w[r * x.len() + k]).sum())
-                .collect()
+            (0..rows).map(|r| (0..x.len()).map(|k| x[k] * w[r * x.len() + k]).sum()).collect()
         };
         let rms = |x: &[f64], g: &[f64]| -> Vec<f64> {
             let s = (x.iter().map(|a| a * a).sum::<f64>() / x.len() as f64 + 1e-5).sqrt();
@@ -308,18 +233,12 @@ impl TinyModel {
             }
         };
         let emb = v("token_embd.weight");
-        let mut xs: Vec<Vec<f64>> = ids
-            .iter()
-            .map(|&i| emb[i as usize * t.d..(i as usize + 1) * t.d].to_vec())
-            .collect();
+        let mut xs: Vec<Vec<f64>> =
+            ids.iter().map(|&i| emb[i as usize * t.d..(i as usize + 1) * t.d].to_vec()).collect();
         for l in 0..t.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
-            let (wq, wk, wv, wo) = (
-                v(&n("attn_q")),
-                v(&n("attn_k")),
-                v(&n("attn_v")),
-                v(&n("attn_output")),
-            );
+            let (wq, wk, wv, wo) =
+                (v(&n("attn_q")), v(&n("attn_k")), v(&n("attn_v")), v(&n("attn_output")));
             let hs: Vec<Vec<f64>> = xs.iter().map(|x| rms(x, &v(&n("attn_norm")))).collect();
             let mut qs: Vec<Vec<f64>> = hs.iter().map(|h| mm(h, &wq, t.n_head * hd)).collect();
             let mut ks: Vec<Vec<f64>> = hs.iter().map(|h| mm(h, &wk, t.n_kv_head * hd)).collect();
@@ -334,9 +253,7 @@ impl TinyModel {
                     let g = h / (t.n_head / t.n_kv_head);
                     let sc: Vec<f64> = (0..=p)
                         .map(|j| {
-                            (0..hd)
-                                .map(|i| qs[p][h * hd + i] * ks[j][g * hd + i])
-                                .sum::<f64>()
+                            (0..hd).map(|i| qs[p][h * hd + i] * ks[j][g * hd + i]).sum::<f64>()
                                 / (hd as f64).sqrt()
                         })
                         .collect();
@@ -354,22 +271,13 @@ impl TinyModel {
                 let h = rms(&xs[p], &v(&n("ffn_norm")));
                 let g = mm(&h, &v(&n("ffn_gate")), t.d_ff);
                 let u = mm(&h, &v(&n("ffn_up")), t.d_ff);
-                let a: Vec<f64> = g
-                    .iter()
-                    .zip(&u)
-                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
-                    .collect();
+                let a: Vec<f64> =
+                    g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
                 let d = mm(&a, &v(&n("ffn_down")), t.d);
                 xs[p].iter_mut().zip(d).for_each(|(a, b)| *a += b);
             }
         }
-        let head = if t.tied {
-            v("token_embd.weight")
-        } else {
-            v("output.weight")
-        };
-        xs.iter()
-            .map(|x| mm(&rms(x, &v("output_norm.weight")), &head, self.vocab))
-            .collect()
+        let head = if t.tied { v("token_embd.weight") } else { v("output.weight") };
+        xs.iter().map(|x| mm(&rms(x, &v("output_norm.weight")), &head, self.vocab)).collect()
     }
 }

@@ -17,11 +17,7 @@ pub fn reference_dir() -> PathBuf {
     let d = std::env::var_os("TILLER_REFERENCE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("../shared/reference/smollm2-135m-instruct"));
-    assert!(
-        d.is_dir(),
-        "reference data not found at {} (set TILLER_REFERENCE)",
-        d.display()
-    );
+    assert!(d.is_dir(), "reference data not found at {} (set TILLER_REFERENCE)", d.display());
     d
 }
 
@@ -62,11 +58,7 @@ pub fn model(precision: Precision) -> &'static Model<Cpu> {
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
+    v.as_array().expect("array of ids").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 /// `[[id, logit], ...]`
@@ -74,12 +66,7 @@ pub fn pairs(v: &serde_json::Value) -> Vec<(u32, f32)> {
     v.as_array()
         .expect("pairs")
         .iter()
-        .map(|p| {
-            (
-                p[0].as_u64().expect("id") as u32,
-                p[1].as_f64().expect("logit") as f32,
-            )
-        })
+        .map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("logit") as f32))
         .collect()
 }
 
@@ -122,20 +109,15 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// `hidden_states` entry is taken after it, so the reference's "layer 29" vectors are normed.
 pub fn final_norm(m: &Model<Cpu>, v: &[f32]) -> Vec<f32> {
     let s = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32 + m.config.rms_eps).sqrt();
-    v.iter()
-        .zip(&m.weights.out_norm_host)
-        .map(|(x, g)| x / s * g)
-        .collect()
+    v.iter().zip(&m.weights.out_norm_host).map(|(x, g)| x / s * g).collect()
 }
 
 /// Greedy continuation of `prompt`, at most `n` tokens, through `hooks` if given.
 pub fn greedy(m: &Model<Cpu>, prompt: &[u32], n: usize, hooks: Option<&mut dyn Hooks>) -> Vec<u32> {
     let s = Sampler::new(Default::default()).expect("greedy sampler");
-    tiller_engine::generate(m, prompt, n, s, hooks, &mut |_| {
-        std::ops::ControlFlow::Continue(())
-    })
-    .expect("generation")
-    .ids
+    tiller_engine::generate(m, prompt, n, s, hooks, &mut |_| std::ops::ControlFlow::Continue(()))
+        .expect("generation")
+        .ids
 }
 
 /// How many leading tokens two sequences share.

@@ -44,58 +44,29 @@ fn page_loads_generates_stops_and_reports_errors() {
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .expect("page.mjs prints one JSON line");
     assert_eq!(v["ok"], true, "e2e failed: {}", v["error"]);
-    println!(
-        "page: ready in {} ms on {}; {}",
-        v["load_ms"], v["backend"], v["stats"]
-    );
+    println!("page: ready in {} ms on {}; {}", v["load_ms"], v["backend"], v["stats"]);
 
-    let page_ids: Vec<u32> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
+    let page_ids: Vec<u32> =
+        v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
     let m = model(Precision::Fast);
     let ids = m.encode_prompt(PROMPT, false).unwrap();
     let cli = greedy(m, &ids, N, None);
     println!("page {:?}\ncli  {:?}", page_ids, cli);
-    assert_eq!(
-        page_ids.len(),
-        N,
-        "the page produced {} tokens",
-        page_ids.len()
-    );
+    assert_eq!(page_ids.len(), N, "the page produced {} tokens", page_ids.len());
     assert_eq!(page_ids, cli, "page and CLI greedy tokens differ");
-    assert_eq!(
-        v["text"].as_str().unwrap(),
-        m.tokenizer.decode(&cli).unwrap()
-    );
+    assert_eq!(v["text"].as_str().unwrap(), m.tokenizer.decode(&cli).unwrap());
 
     let stopped = v["stopped_after"].as_u64().unwrap();
-    assert!(
-        (3..400).contains(&stopped),
-        "Stop did not stop the generation: {stopped} tokens"
-    );
+    assert!((3..400).contains(&stopped), "Stop did not stop the generation: {stopped} tokens");
     assert!(v["empty_prompt_error"].as_str().unwrap().contains("empty"));
-    assert!(
-        v["corrupt_error"].as_str().unwrap().contains("cannot load"),
-        "{}",
-        v["corrupt_error"]
-    );
+    assert!(v["corrupt_error"].as_str().unwrap().contains("cannot load"), "{}", v["corrupt_error"]);
     let crash = v["worker_crash"].as_str().unwrap_or_default();
     assert!(
         crash.contains("engine stopped") && crash.contains("Reload"),
         "a dead worker must show an error: {crash:?}"
     );
-    let console: Vec<&str> = v["console_errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e.as_str())
-        .collect();
+    let console: Vec<&str> =
+        v["console_errors"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     // The only console error allowed is the 404 for /favicon.ico.
-    assert!(
-        console.iter().all(|e| e.contains("404")),
-        "console errors: {console:?}"
-    );
+    assert!(console.iter().all(|e| e.contains("404")), "console errors: {console:?}");
 }

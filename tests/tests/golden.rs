@@ -41,26 +41,15 @@ fn f32_next_token_logits_match_reference() {
         let logits = m.session().forward(&ids, None, LogitsFor::Last).unwrap();
         let prompt = c["prompt"].as_str().unwrap();
         for (id, want) in pairs(&c["top50"]) {
-            md.see(logits[id as usize], want, || {
-                format!("prompt {prompt:?}, token {id}")
-            });
+            md.see(logits[id as usize], want, || format!("prompt {prompt:?}, token {id}"));
         }
         let mx = logits.iter().cloned().fold(f32::MIN, f32::max);
         let ours = mx + logits.iter().map(|l| (l - mx).exp()).sum::<f32>().ln();
-        lse.see(ours, c["logsumexp"].as_f64().unwrap() as f32, || {
-            format!("prompt {prompt:?}")
-        });
+        lse.see(ours, c["logsumexp"].as_f64().unwrap() as f32, || format!("prompt {prompt:?}"));
     }
-    println!(
-        "{}",
-        md.report("f32 next-token top-50 logits", LOGIT_TOL_F32)
-    );
+    println!("{}", md.report("f32 next-token top-50 logits", LOGIT_TOL_F32));
     println!("{}", lse.report("f32 logsumexp", LOGIT_TOL_F32));
-    assert!(
-        md.max <= LOGIT_TOL_F32,
-        "{}",
-        md.report("f32 logits", LOGIT_TOL_F32)
-    );
+    assert!(md.max <= LOGIT_TOL_F32, "{}", md.report("f32 logits", LOGIT_TOL_F32));
     assert!(lse.max <= LOGIT_TOL_F32);
 }
 
@@ -141,23 +130,13 @@ fn f32_greedy_generation_matches_reference() {
         let want = ids(&c["greedy"]);
         let got = greedy(m, &prompt, want.len(), None);
         let same = same_prefix(&got, &want);
-        println!(
-            "{:?}: {same}/{} greedy tokens equal",
-            c["prompt"],
-            want.len()
-        );
+        println!("{:?}: {same}/{} greedy tokens equal", c["prompt"], want.len());
         if got == want {
             exact += 1;
         }
     }
-    println!(
-        "f32 greedy: {exact}/{} continuations identical",
-        cases.len()
-    );
-    assert!(
-        exact + 1 >= cases.len(),
-        "more than one greedy continuation differs"
-    );
+    println!("f32 greedy: {exact}/{} continuations identical", cases.len());
+    assert!(exact + 1 >= cases.len(), "more than one greedy continuation differs");
 }
 
 #[test]
@@ -166,9 +145,7 @@ fn capture_hook_matches_reference_residual() {
     let r = reference("residual.json");
     let ids = ids(&r["ids"]);
     let mut cap = Capture::new(0..m.config.n_layer);
-    m.session()
-        .forward(&ids, Some(&mut cap), LogitsFor::Last)
-        .unwrap();
+    m.session().forward(&ids, Some(&mut cap), LogitsFor::Last).unwrap();
     // HF's last hidden_states entry is taken after the final RMSNorm (a quirk of
     // transformers' LlamaModel), so the reference's layer 29 is norm(block 29 output).
     let last = m.config.n_layer - 1;
@@ -181,12 +158,7 @@ fn capture_hook_matches_reference_residual() {
         }
     };
     let mut norms = MaxDiff::default();
-    for (l, want) in r["last_token_norm_by_layer"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
+    for (l, want) in r["last_token_norm_by_layer"].as_array().unwrap().iter().enumerate() {
         let v = view(l);
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         let want = want.as_f64().unwrap() as f32;
@@ -196,12 +168,8 @@ fn capture_hook_matches_reference_residual() {
     assert!(norms.max < 1e-3);
     for (l, want) in r["last_token_residual"].as_object().unwrap() {
         let l: usize = l.parse().unwrap();
-        let want: Vec<f32> = want
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let want: Vec<f32> =
+            want.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         let got = view(l);
         let got = &got[..];
         let mut md = MaxDiff::default();
@@ -209,10 +177,7 @@ fn capture_hook_matches_reference_residual() {
             md.see(*a, *b, || format!("layer {l} dim {i}"));
         }
         let cos = cosine(got, &want);
-        println!(
-            "layer {l}: cosine {cos:.7}; {}",
-            md.report("residual", f32::NAN)
-        );
+        println!("layer {l}: cosine {cos:.7}; {}", md.report("residual", f32::NAN));
         assert!(cos > 0.99999, "layer {l} cosine {cos}");
     }
 }
@@ -231,9 +196,6 @@ fn no_hook_and_zero_hook_give_identical_logits() {
         }],
         prompt_len: ids.len(),
     };
-    let b = m
-        .session()
-        .forward(&ids, Some(&mut plan), LogitsFor::All)
-        .unwrap();
+    let b = m.session().forward(&ids, Some(&mut plan), LogitsFor::All).unwrap();
     assert_eq!(a, b);
 }

@@ -19,18 +19,9 @@ fn concept() -> Concept {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| {
-            (
-                p[0].as_str().unwrap().to_string(),
-                p[1].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
         .collect();
-    Concept {
-        name: "sentiment".into(),
-        pairs,
-        read: Read::LastToken,
-    }
+    Concept { name: "sentiment".into(), pairs, read: Read::LastToken }
 }
 
 /// The reference read HF `hidden_states[l + 1]`, whose last entry is after the final RMSNorm;
@@ -47,18 +38,11 @@ fn reference_style(m: &Model<Cpu>, mut a: Acts) -> Acts {
 fn directions(m: &Model<Cpu>) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let (pos, neg) = capture_concept(m, &concept()).unwrap();
     let (pos, neg) = (reference_style(m, pos), reference_style(m, neg));
-    (
-        mean_diff(&pos, &neg).unwrap(),
-        pca_diff(&pos, &neg).unwrap(),
-    )
+    (mean_diff(&pos, &neg).unwrap(), pca_diff(&pos, &neg).unwrap())
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 #[test]
@@ -90,10 +74,7 @@ fn mean_difference_and_pca_match_reference() {
         "mean difference: min cosine {:.6} at layer {}; max relative norm error {:.2e} at layer {}",
         worst_cos.0, worst_cos.1, worst_norm.0, worst_norm.1
     );
-    println!(
-        "PCA of pair differences: min cosine {:.6} at layer {}",
-        worst_pca.0, worst_pca.1
-    );
+    println!("PCA of pair differences: min cosine {:.6} at layer {}", worst_pca.0, worst_pca.1);
     assert!(worst_cos.0 >= MD_COS && worst_norm.0 <= MD_NORM_REL && worst_pca.0 >= PCA_COS);
 }
 
@@ -133,20 +114,14 @@ fn steering_cases_reproduce_reference() {
         let prompt = ids(&c["ids"]);
         let want = ids(&c["steered"]);
         let mut plan = Plan {
-            interventions: vec![Intervention {
-                layers,
-                positions: Positions::All,
-            }],
+            interventions: vec![Intervention { layers, positions: Positions::All }],
             prompt_len: prompt.len(),
         };
         let got = greedy(m, &prompt, want.len(), Some(&mut plan));
         let same = same_prefix(&got, &want);
         // Teacher-forced: the reference's steered continuation fed in, our argmax at each step.
         let all: Vec<u32> = prompt.iter().chain(&want).copied().collect();
-        let l = m
-            .session()
-            .forward(&all, Some(&mut plan), LogitsFor::All)
-            .unwrap();
+        let l = m.session().forward(&all, Some(&mut plan), LogitsFor::All).unwrap();
         let v = m.config.vocab;
         let tf = c["teacher_forced_top5"].as_array().unwrap();
         let agree = (0..want.len())
@@ -186,15 +161,9 @@ fn diagnostics_of_the_sentiment_direction() {
     println!("opposite-sign criterion holds at layers {opposite:?} (of 12..={last})");
     assert!(opposite.contains(&last));
     let (_, down) = tiller_steer::diagnostics::top_tokens(m, &md[last], 10);
-    let words: Vec<String> = down
-        .iter()
-        .map(|(i, _)| m.tokenizer.decode(&[*i]).unwrap())
-        .collect();
+    let words: Vec<String> = down.iter().map(|(i, _)| m.tokenizer.decode(&[*i]).unwrap()).collect();
     println!("layer {last} suppresses {words:?}");
-    assert!(
-        words.iter().any(|w| w.trim().eq_ignore_ascii_case("worse")),
-        "{words:?}"
-    );
+    assert!(words.iter().any(|w| w.trim().eq_ignore_ascii_case("worse")), "{words:?}");
 }
 
 /// Stability tells a steerable direction from a fragile one: the mean difference holds up
@@ -211,11 +180,7 @@ fn stability_and_probe_accuracy() {
     let s_pca = stability(Method::Pca, &pos, &neg, &pca, 16, 1).unwrap();
     let late = 20..m.config.n_layer;
     let avg = |v: &[f64]| late.clone().map(|l| v[l]).sum::<f64>() / late.len() as f64;
-    println!(
-        "mean stability, layers 20-29: mean-diff {:.3}, pca {:.3}",
-        avg(&s_md),
-        avg(&s_pca)
-    );
+    println!("mean stability, layers 20-29: mean-diff {:.3}, pca {:.3}", avg(&s_md), avg(&s_pca));
     assert!(avg(&s_md) > 0.8 && avg(&s_md) > avg(&s_pca));
     let acc = tiller_steer::probe::heldout_accuracy(&pos, &neg, 25).unwrap();
     println!("held-out probe accuracy at layer 25: {acc:.3}");
@@ -234,10 +199,8 @@ fn observable_directions_couple_with_the_concept() {
     let (good, bad) = (tok(" good"), tok(" bad"));
     let y = observable(m, good, bad).unwrap();
     let last = m.config.n_layer - 1;
-    let (c1, c2) = (
-        coupling(&md[last], &y),
-        coupling(&md[last], &observable(m, bad, good).unwrap()),
-    );
+    let (c1, c2) =
+        (coupling(&md[last], &y), coupling(&md[last], &observable(m, bad, good).unwrap()));
     println!("coupling of sentiment (layer {last}) with good-bad: {c1:.4}, with bad-good: {c2:.4}");
     assert!(c1 > 0.0 && c2 < 0.0 && (c1 + c2).abs() < 1e-6);
 }

@@ -12,10 +12,7 @@ fn check(t: Tiny, seed: u64) {
     let bytes = tm.bytes();
     let m = Model::load(&bytes, Cpu::default(), Precision::F32).expect("tiny model loads");
     assert_eq!(m.config.tied_embeddings, t.tied);
-    assert_eq!(
-        (m.config.n_head, m.config.n_kv_head),
-        (t.n_head, t.n_kv_head)
-    );
+    assert_eq!((m.config.n_head, m.config.n_kv_head), (t.n_head, t.n_kv_head));
     let ids: Vec<u32> = vec![5, 77, 3, 200, 9, 41, 120];
     let want = tm.reference_logits(t, &ids);
     // All positions in one call, then the same through the KV cache one token at a time.
@@ -33,9 +30,7 @@ fn check(t: Tiny, seed: u64) {
     let mut md = MaxDiff::default();
     for (p, row) in want.iter().enumerate() {
         for (v, &w) in row.iter().enumerate() {
-            md.see(all[p * tm.vocab + v], w as f32, || {
-                format!("batched, position {p} token {v}")
-            });
+            md.see(all[p * tm.vocab + v], w as f32, || format!("batched, position {p} token {v}"));
             md.see(inc[p * tm.vocab + v], w as f32, || {
                 format!("incremental, position {p} token {v}")
             });
@@ -47,69 +42,30 @@ fn check(t: Tiny, seed: u64) {
     // within 1% of the logit scale, and the same top-1 token at every position.
     let fast = Model::load(&bytes, Cpu::default(), Precision::Fast).unwrap();
     let mut s = fast.session();
-    let f: Vec<f32> = ids
-        .iter()
-        .flat_map(|&id| s.forward(&[id], None, LogitsFor::Last).unwrap())
-        .collect();
-    let d = f
-        .iter()
-        .zip(&all)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let f: Vec<f32> =
+        ids.iter().flat_map(|&id| s.forward(&[id], None, LogitsFor::Last).unwrap()).collect();
+    let d = f.iter().zip(&all).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let scale = all.iter().map(|a| a.abs()).fold(0f32, f32::max);
     println!("fast (Q8_0 repack) vs f32: max diff {d} (logit scale {scale})");
     assert!(d < 0.01 * scale, "fast vs f32 max diff {d}, scale {scale}");
     for (a, b) in f.chunks(tm.vocab).zip(all.chunks(tm.vocab)) {
-        assert_eq!(
-            tiller_engine::sampling::argmax(a),
-            tiller_engine::sampling::argmax(b)
-        );
+        assert_eq!(tiller_engine::sampling::argmax(a), tiller_engine::sampling::argmax(b));
     }
 }
 
 #[test]
 fn tiny_multi_head_tied() {
-    check(
-        Tiny {
-            n_layer: 2,
-            d: 64,
-            n_head: 4,
-            n_kv_head: 4,
-            d_ff: 96,
-            tied: true,
-        },
-        1,
-    );
+    check(Tiny { n_layer: 2, d: 64, n_head: 4, n_kv_head: 4, d_ff: 96, tied: true }, 1);
 }
 
 #[test]
 fn tiny_gqa_untied() {
-    check(
-        Tiny {
-            n_layer: 3,
-            d: 64,
-            n_head: 8,
-            n_kv_head: 2,
-            d_ff: 128,
-            tied: false,
-        },
-        2,
-    );
+    check(Tiny { n_layer: 3, d: 64, n_head: 8, n_kv_head: 2, d_ff: 128, tied: false }, 2);
 }
 
 #[test]
 fn tiny_multi_query() {
-    check(
-        Tiny {
-            n_layer: 1,
-            d: 32,
-            n_head: 4,
-            n_kv_head: 1,
-            d_ff: 64,
-            tied: true,
-        },
-        3,
-    );
+    check(Tiny { n_layer: 1, d: 32, n_head: 4, n_kv_head: 1, d_ff: 64, tied: true }, 3);
 }
 
 fn load_err(bytes: &[u8]) -> String {
@@ -120,17 +76,7 @@ fn load_err(bytes: &[u8]) -> String {
 }
 
 fn tiny() -> TinyModel {
-    TinyModel::new(
-        Tiny {
-            n_layer: 1,
-            d: 32,
-            n_head: 2,
-            n_kv_head: 1,
-            d_ff: 32,
-            tied: true,
-        },
-        9,
-    )
+    TinyModel::new(Tiny { n_layer: 1, d: 32, n_head: 2, n_kv_head: 1, d_ff: 32, tied: true }, 9)
 }
 
 #[test]
@@ -160,10 +106,7 @@ fn absurd_tensor_size_is_an_error() {
     t.tensors[0].dims = vec![32, 1 << 40];
     let e = load_err(&t.bytes());
     println!("{e}");
-    assert!(
-        e.contains("beyond the end") || e.contains("overflow"),
-        "{e}"
-    );
+    assert!(e.contains("beyond the end") || e.contains("overflow"), "{e}");
     // An absurd string length in the header.
     let mut b = tiny().bytes();
     b[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -182,11 +125,7 @@ fn unknown_dtype_is_an_error() {
 
 #[test]
 fn missing_tokenizer_keys_are_errors() {
-    for key in [
-        "tokenizer.ggml.tokens",
-        "tokenizer.ggml.merges",
-        "tokenizer.ggml.model",
-    ] {
+    for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.model"] {
         let mut t = tiny();
         t.meta.remove(key);
         let e = load_err(&t.bytes());
@@ -200,11 +139,7 @@ fn missing_tensor_and_wrong_shape_are_errors() {
     t.tensors.retain(|x| x.name != "blk.0.ffn_up.weight");
     assert!(load_err(&t.bytes()).contains("blk.0.ffn_up.weight"));
     let mut t = tiny();
-    let i = t
-        .tensors
-        .iter()
-        .position(|x| x.name == "blk.0.attn_q.weight")
-        .unwrap();
+    let i = t.tensors.iter().position(|x| x.name == "blk.0.attn_q.weight").unwrap();
     t.tensors[i] = Tensor::f32("blk.0.attn_q.weight", &[32, 16], &vec![0.0; 512]);
     assert!(load_err(&t.bytes()).contains("expected"));
 }
@@ -212,8 +147,7 @@ fn missing_tensor_and_wrong_shape_are_errors() {
 #[test]
 fn unsupported_architecture_is_an_error() {
     let mut t = tiny();
-    t.meta
-        .insert("general.architecture".into(), Meta::Str("mamba".into()));
+    t.meta.insert("general.architecture".into(), Meta::Str("mamba".into()));
     assert!(load_err(&t.bytes()).contains("architecture `mamba`"));
     assert!(load_err(&write(&Default::default(), &[])).contains("general.architecture"));
 }
@@ -221,27 +155,12 @@ fn unsupported_architecture_is_an_error() {
 #[test]
 fn bad_tokens_and_empty_prompt_are_errors() {
     let m = Model::load(&tiny().bytes(), Cpu::default(), Precision::F32).unwrap();
-    let e = m
-        .session()
-        .forward(&[100_000], None, LogitsFor::Last)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = m.session().forward(&[100_000], None, LogitsFor::Last).err().unwrap().to_string();
     assert!(e.contains("outside the vocabulary"), "{e}");
-    let e = m
-        .session()
-        .forward(&[], None, LogitsFor::Last)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = m.session().forward(&[], None, LogitsFor::Last).err().unwrap().to_string();
     assert!(e.contains("empty"), "{e}");
     let long = vec![3u32; 65];
-    let e = m
-        .session()
-        .forward(&long, None, LogitsFor::Last)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = m.session().forward(&long, None, LogitsFor::Last).err().unwrap().to_string();
     assert!(e.contains("context is full"), "{e}");
 }
 

@@ -66,11 +66,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
     }
     let prefill = a.prompt_tokens as f64 / best_pf;
-    let decode = if a.gen_tokens > 0 {
-        a.gen_tokens as f64 / best_dec
-    } else {
-        0.0
-    };
+    let decode = if a.gen_tokens > 0 { a.gen_tokens as f64 / best_dec } else { 0.0 };
     eprintln!(
         "{}: {:?} on {}; prefill {} tokens: {prefill:.1} tok/s; decode {} tokens: {decode:.1} tok/s (best of {})",
         a.m.model.display(),
@@ -113,10 +109,8 @@ fn concept_bench(
     let pos: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
     let neg: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
     let texts: Vec<String> = pos.iter().chain(&neg).cloned().collect();
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| model.encode_prompt(t, false))
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<Vec<u32>> =
+        texts.iter().map(|t| model.encode_prompt(t, false)).collect::<Result<_, _>>()?;
     let (mut plain, mut cap) = (f64::MAX, f64::MAX);
     for _ in 0..=reps {
         let t = Instant::now();

@@ -12,11 +12,7 @@ use std::path::PathBuf;
 use tiller_engine::{generate, Cpu, LogitsFor, Model, Precision, Sampler, SamplingParams};
 
 #[derive(Parser)]
-#[command(
-    name = "tiller",
-    version,
-    about = "See and steer what a language model represents"
-)]
+#[command(name = "tiller", version, about = "See and steer what a language model represents")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -159,11 +155,7 @@ fn logits(a: LogitsArgs) -> Result<()> {
     if ids.is_empty() {
         bail!("the prompt is empty: it has no tokens");
     }
-    let which = if a.all {
-        LogitsFor::All
-    } else {
-        LogitsFor::Last
-    };
+    let which = if a.all { LogitsFor::All } else { LogitsFor::Last };
     let mut plan = a.steer.plan(&model, ids.len())?;
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
     let out = model.session().forward(&ids, hooks, which)?;
@@ -175,12 +167,8 @@ fn logits(a: LogitsArgs) -> Result<()> {
 
 fn gen(a: GenerateArgs) -> Result<()> {
     let model = load(&a.m)?;
-    let params = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        seed: a.seed,
-    };
+    let params =
+        SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
     let sampler = Sampler::new(params)?;
     let ids = model.encode_prompt(&a.prompt, a.chat)?;
     if ids.is_empty() {
@@ -210,11 +198,8 @@ fn gen(a: GenerateArgs) -> Result<()> {
         return Err(e);
     }
     if a.json {
-        let tokens: Vec<String> = g
-            .ids
-            .iter()
-            .map(|&i| model.tokenizer.decode(&[i]))
-            .collect::<Result<_, _>>()?;
+        let tokens: Vec<String> =
+            g.ids.iter().map(|&i| model.tokenizer.decode(&[i])).collect::<Result<_, _>>()?;
         let text = model.tokenizer.decode(&g.ids)?;
         writeln!(
             out,

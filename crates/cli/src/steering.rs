@@ -68,10 +68,7 @@ pub fn parse_layers(s: &str) -> Result<Vec<usize>> {
             }
             v.extend(a..=b);
         } else {
-            v.push(
-                part.parse()
-                    .map_err(|_| anyhow!("`{part}` is not a layer number"))?,
-            );
+            v.push(part.parse().map_err(|_| anyhow!("`{part}` is not a layer number"))?);
         }
     }
     Ok(v)
@@ -79,15 +76,11 @@ pub fn parse_layers(s: &str) -> Result<Vec<usize>> {
 
 /// "NAME@REST" -> (NAME, REST)
 fn split_spec<'a>(flag: &str, spec: &'a str) -> Result<(&'a str, &'a str)> {
-    spec.rsplit_once('@')
-        .ok_or_else(|| anyhow!("--{flag} {spec}: expected NAME@..."))
+    spec.rsplit_once('@').ok_or_else(|| anyhow!("--{flag} {spec}: expected NAME@..."))
 }
 
 fn value(flag: &str, spec: &str, s: &str) -> Result<f32> {
-    let v: f32 = s
-        .trim()
-        .parse()
-        .map_err(|_| anyhow!("--{flag} {spec}: `{s}` is not a number"))?;
+    let v: f32 = s.trim().parse().map_err(|_| anyhow!("--{flag} {spec}: `{s}` is not a number"))?;
     if !v.is_finite() {
         bail!("--{flag} {spec}: the value must be a finite number, got {s}");
     }
@@ -144,28 +137,19 @@ impl SteerArgs {
         let mut ivs = Vec::new();
         for spec in &self.add {
             let (name, rest) = split_spec("add", spec)?;
-            let (l, c) = rest
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--add {spec}: expected NAME@L=C"))?;
-            let l: usize = l
-                .trim()
-                .parse()
-                .map_err(|_| anyhow!("--add {spec}: `{l}` is not a layer"))?;
-            ivs.push(intervene::add(
-                get("add", name)?,
-                l,
-                value("add", spec, c)?,
-            )?);
+            let (l, c) =
+                rest.split_once('=').ok_or_else(|| anyhow!("--add {spec}: expected NAME@L=C"))?;
+            let l: usize =
+                l.trim().parse().map_err(|_| anyhow!("--add {spec}: `{l}` is not a layer"))?;
+            ivs.push(intervene::add(get("add", name)?, l, value("add", spec, c)?)?);
         }
         for spec in &self.add_unit {
             let (name, rest) = split_spec("add-unit", spec)?;
             let (l, c) = rest
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--add-unit {spec}: expected NAME@L=C"))?;
-            let l: usize = l
-                .trim()
-                .parse()
-                .map_err(|_| anyhow!("--add-unit {spec}: `{l}` is not a layer"))?;
+            let l: usize =
+                l.trim().parse().map_err(|_| anyhow!("--add-unit {spec}: `{l}` is not a layer"))?;
             let n = norms.get(name).map(Vec::as_slice).unwrap_or(&[]);
             ivs.push(intervene::add_unit(
                 get("add-unit", name)?,
@@ -176,10 +160,7 @@ impl SteerArgs {
         }
         for spec in &self.ablate {
             let (name, layers) = split_spec("ablate", spec)?;
-            ivs.push(intervene::ablate(
-                get("ablate", name)?,
-                &parse_layers(layers)?,
-            )?);
+            ivs.push(intervene::ablate(get("ablate", name)?, &parse_layers(layers)?)?);
         }
         for spec in &self.clamp {
             let (name, rest) = split_spec("clamp", spec)?;
@@ -273,10 +254,7 @@ pub fn concept(a: ConceptArgs) -> Result<()> {
             Ok(o)
         })
         .collect::<Result<Vec<_>>>()?;
-    println!(
-        "{}",
-        json!({ "name": c.name, "method": a.method, "read": c.read, "layers": layers })
-    );
+    println!("{}", json!({ "name": c.name, "method": a.method, "read": c.read, "layers": layers }));
     Ok(())
 }
 
@@ -297,12 +275,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub layer: usize,
     /// Strengths, comma separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        allow_hyphen_values = true,
-        default_value = "-2,-1,0,1,2"
-    )]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "-2,-1,0,1,2")]
     pub strengths: Vec<f32>,
     /// The prompt whose greedy continuation is scored.
     #[arg(long, default_value = "I think that the weather today is")]
@@ -339,9 +312,8 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         md.insert(c.name, mean_diff(&pos, &neg)?);
     }
     let target = a.steer.clone().unwrap_or_else(|| names[0].clone());
-    let dirs = md
-        .get(&target)
-        .ok_or_else(|| anyhow!("--steer {target}: no such concept loaded"))?;
+    let dirs =
+        md.get(&target).ok_or_else(|| anyhow!("--steer {target}: no such concept loaded"))?;
     let read = a.read_layer.unwrap_or(a.layer);
     if read >= model.config.n_layer {
         bail!(
@@ -365,10 +337,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             other => bail!("--op {other}: expected add, clamp or rotate"),
         };
         let mut plan = Plan {
-            interventions: vec![Intervention {
-                layers,
-                positions: Positions::All,
-            }],
+            interventions: vec![Intervention { layers, positions: Positions::All }],
             prompt_len: prompt.len(),
         };
         let sampler = tiller_engine::Sampler::new(Default::default())?;
@@ -385,21 +354,13 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         for n in &names {
             scores.insert(
                 n.clone(),
-                json!(concept_score(
-                    &model,
-                    &all,
-                    prompt.len(),
-                    read,
-                    &md[n][read]
-                )?),
+                json!(concept_score(&model, &all, prompt.len(), read, &md[n][read])?),
             );
         }
         // One steered forward over the neutral text gives both KL (against the baseline, run
         // once before the loop) and perplexity.
         plan.prompt_len = neutral.len();
-        let steered = model
-            .session()
-            .forward(&neutral, Some(&mut plan), LogitsFor::All)?;
+        let steered = model.session().forward(&neutral, Some(&mut plan), LogitsFor::All)?;
         let kl = kl_rows(&steered, &base, vocab);
         let kl_mean = kl.iter().sum::<f64>() / kl.len() as f64;
         let ppl = perplexity(&steered, &neutral, vocab);

@@ -7,15 +7,8 @@ use common::*;
 #[test]
 fn logits_last_position_top_k() {
     let m = model();
-    let v = json_ok(&[
-        "logits",
-        "--model",
-        &m,
-        "--prompt",
-        "The capital of France is",
-        "--top",
-        "5",
-    ]);
+    let v =
+        json_ok(&["logits", "--model", &m, "--prompt", "The capital of France is", "--top", "5"]);
     assert_eq!(v["ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 1);
@@ -29,30 +22,12 @@ fn logits_last_position_top_k() {
 #[test]
 fn logits_all_positions_from_ids_and_chat() {
     let m = model();
-    let v = json_ok(&[
-        "logits",
-        "--model",
-        &m,
-        "--ids",
-        "504,3575,282",
-        "--all",
-        "--precision",
-        "f32",
-    ]);
+    let v =
+        json_ok(&["logits", "--model", &m, "--ids", "504,3575,282", "--all", "--precision", "f32"]);
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
-    assert!(
-        top.iter().all(|r| r.as_array().unwrap().len() == 10),
-        "default K is 10"
-    );
-    let v = json_ok(&[
-        "logits",
-        "--model",
-        &m,
-        "--prompt",
-        "What is 2 + 2?",
-        "--chat",
-    ]);
+    assert!(top.iter().all(|r| r.as_array().unwrap().len() == 10), "default K is 10");
+    let v = json_ok(&["logits", "--model", &m, "--prompt", "What is 2 + 2?", "--chat"]);
     let ids = v["ids"].as_array().unwrap();
     assert_eq!(ids[0], 1, "chat template starts with <|im_start|>");
 }
@@ -136,98 +111,22 @@ fn bench_json_last_line() {
 #[test]
 fn bad_input_exits_2_with_a_message() {
     let m = model();
-    fails(
-        &["logits", "--model", "/nonexistent.gguf", "--prompt", "x"],
-        "reading model file",
-    );
+    fails(&["logits", "--model", "/nonexistent.gguf", "--prompt", "x"], "reading model file");
     let dir = std::env::temp_dir().join(format!("tiller-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage").unwrap();
-    fails(
-        &["logits", "--model", bad.to_str().unwrap(), "--prompt", "x"],
-        "truncated",
-    );
+    fails(&["logits", "--model", bad.to_str().unwrap(), "--prompt", "x"], "truncated");
     std::fs::write(&bad, b"not a model at all").unwrap();
-    fails(
-        &[
-            "generate",
-            "--model",
-            bad.to_str().unwrap(),
-            "--prompt",
-            "x",
-        ],
-        "magic",
-    );
+    fails(&["generate", "--model", bad.to_str().unwrap(), "--prompt", "x"], "magic");
     fails(&["logits", "--model", &m, "--prompt", ""], "empty");
-    fails(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "",
-            "--max-tokens",
-            "4",
-        ],
-        "empty",
-    );
-    fails(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--temperature",
-            "NaN",
-        ],
-        "temperature",
-    );
-    fails(
-        &["generate", "--model", &m, "--prompt", "x", "--top-p", "0"],
-        "top-p",
-    );
-    fails(
-        &["logits", "--model", &m, "--ids", "1,99999999"],
-        "outside the vocabulary",
-    );
-    fails(
-        &[
-            "logits",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--precision",
-            "f16",
-        ],
-        "precision",
-    );
-    fails(
-        &[
-            "bench",
-            "--model",
-            &m,
-            "--prompt-tokens",
-            "9000",
-            "--gen-tokens",
-            "1",
-        ],
-        "context",
-    );
+    fails(&["generate", "--model", &m, "--prompt", "", "--max-tokens", "4"], "empty");
+    fails(&["generate", "--model", &m, "--prompt", "x", "--temperature", "NaN"], "temperature");
+    fails(&["generate", "--model", &m, "--prompt", "x", "--top-p", "0"], "top-p");
+    fails(&["logits", "--model", &m, "--ids", "1,99999999"], "outside the vocabulary");
+    fails(&["logits", "--model", &m, "--prompt", "x", "--precision", "f16"], "precision");
+    fails(&["bench", "--model", &m, "--prompt-tokens", "9000", "--gen-tokens", "1"], "context");
     let long = "word ".repeat(9000);
-    fails(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            &long,
-            "--max-tokens",
-            "2",
-        ],
-        "context",
-    );
+    fails(&["generate", "--model", &m, "--prompt", &long, "--max-tokens", "2"], "context");
     std::fs::remove_dir_all(&dir).ok();
 }

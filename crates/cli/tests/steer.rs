@@ -9,9 +9,7 @@ use std::path::PathBuf;
 fn concept_json_shape() {
     let (m, c) = (model(), reference_concept());
     for method in ["mean-diff", "pca"] {
-        let v = json_ok(&[
-            "concept", "--model", &m, "--pairs", &c, "--method", method, "--json",
-        ]);
+        let v = json_ok(&["concept", "--model", &m, "--pairs", &c, "--method", method, "--json"]);
         assert_eq!(v["name"], "sentiment");
         assert_eq!(v["method"], method);
         let layers = v["layers"].as_array().unwrap();
@@ -31,10 +29,7 @@ fn concept_json_shape() {
         }
         assert_eq!(layers[20]["promotes"].as_array().unwrap().len(), 10);
     }
-    fails(
-        &["concept", "--model", &m, "--pairs", &c, "--method", "lda"],
-        "unknown method",
-    );
+    fails(&["concept", "--model", &m, "--pairs", &c, "--method", "lda"], "unknown method");
 }
 
 #[test]
@@ -57,22 +52,11 @@ fn steering_flags_reproduce_the_reference_add_case() {
         "--json",
     ]);
     assert!(
-        v["text"]
-            .as_str()
-            .unwrap()
-            .starts_with(" perfect for a day of enjoying the outdoors."),
+        v["text"].as_str().unwrap().starts_with(" perfect for a day of enjoying the outdoors."),
         "{}",
         v["text"]
     );
-    let base = json_ok(&[
-        "logits",
-        "--model",
-        &m,
-        "--prompt",
-        "I love this. It is",
-        "--top",
-        "3",
-    ]);
+    let base = json_ok(&["logits", "--model", &m, "--prompt", "I love this. It is", "--top", "3"]);
     let abl = json_ok(&[
         "logits",
         "--model",
@@ -116,11 +100,7 @@ fn steering_flags_reproduce_the_reference_add_case() {
         "sentiment@10=0.25",
         "--json",
     ]);
-    assert!(
-        unit["text"].as_str().unwrap().starts_with(" perfect"),
-        "{}",
-        unit["text"]
-    );
+    assert!(unit["text"].as_str().unwrap().starts_with(" perfect"), "{}", unit["text"]);
     let sel = json_ok(&[
         "logits",
         "--model",
@@ -150,31 +130,11 @@ fn steering_flags_reproduce_the_reference_add_case() {
         "criterion",
     );
     fails(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--concept",
-            &c,
-            "--add",
-            "nope@10=1",
-        ],
+        &["generate", "--model", &m, "--prompt", "x", "--concept", &c, "--add", "nope@10=1"],
         "unknown concept",
     );
     fails(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--concept",
-            &c,
-            "--add",
-            "sentiment@40=1",
-        ],
+        &["generate", "--model", &m, "--prompt", "x", "--concept", &c, "--add", "sentiment@40=1"],
         "out of range",
     );
     fails(
@@ -192,15 +152,7 @@ fn steering_flags_reproduce_the_reference_add_case() {
         "finite",
     );
     fails(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--add",
-            "sentiment@3=1",
-        ],
+        &["generate", "--model", &m, "--prompt", "x", "--add", "sentiment@3=1"],
         "unknown concept",
     );
     fails(
@@ -241,54 +193,19 @@ fn sweep_curves() {
     let pts = v["points"].as_array().unwrap();
     assert_eq!(pts.len(), 3);
     let score = |i: usize| pts[i]["scores"]["sentiment"].as_f64().unwrap();
-    assert!(
-        score(0) < score(1) && score(1) < score(2),
-        "sentiment score rises with strength"
-    );
-    assert!(
-        pts[1]["kl_mean"].as_f64().unwrap() < 1e-6,
-        "no steering, no divergence"
-    );
+    assert!(score(0) < score(1) && score(1) < score(2), "sentiment score rises with strength");
+    assert!(pts[1]["kl_mean"].as_f64().unwrap() < 1e-6, "no steering, no divergence");
     assert!(
         pts[0]["kl_mean"].as_f64().unwrap() > 0.01 && pts[2]["kl_mean"].as_f64().unwrap() > 0.01
     );
     assert!(pts[2]["perplexity"].as_f64().unwrap() > 1.0);
-    assert!(
-        pts[0]["scores"]["formality"].is_number(),
-        "side effects are scored"
-    );
+    assert!(pts[0]["scores"]["formality"].is_number(), "side effects are scored");
     fails(
-        &[
-            "sweep",
-            "--model",
-            &m,
-            "--concept",
-            &c,
-            "--layer",
-            "10",
-            "--strengths",
-            "NaN",
-        ],
+        &["sweep", "--model", &m, "--concept", &c, "--layer", "10", "--strengths", "NaN"],
         "finite",
     );
-    fails(
-        &[
-            "sweep",
-            "--model",
-            &m,
-            "--concept",
-            &c,
-            "--layer",
-            "10",
-            "--op",
-            "twist",
-        ],
-        "--op",
-    );
-    fails(
-        &["sweep", "--model", &m, "--concept", &c, "--layer", "99"],
-        "out of range",
-    );
+    fails(&["sweep", "--model", &m, "--concept", &c, "--layer", "10", "--op", "twist"], "--op");
+    fails(&["sweep", "--model", &m, "--concept", &c, "--layer", "99"], "out of range");
 }
 
 #[test]
@@ -308,18 +225,10 @@ fn bench_concept_reports_capture_and_methods() {
         &c,
         "--json",
     ]);
-    assert!(
-        v["prefill_tok_s"].as_f64().unwrap() > 0.0,
-        "the contract's keys stay"
-    );
+    assert!(v["prefill_tok_s"].as_f64().unwrap() > 0.0, "the contract's keys stay");
     let r = v["concept"]["capture_over_prefill"].as_f64().unwrap();
     assert!(r > 0.0 && r.is_finite());
     for meth in ["mean-diff", "pca", "probe", "svd"] {
-        assert!(
-            v["concept"]["methods"][meth]["directions_ms"]
-                .as_f64()
-                .unwrap()
-                >= 0.0
-        );
+        assert!(v["concept"]["methods"][meth]["directions_ms"].as_f64().unwrap() >= 0.0);
     }
 }

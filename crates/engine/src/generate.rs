@@ -49,11 +49,7 @@ impl<'m, B: Backend> Generator<'m, B> {
         }
         let ctx = model.config.context_length;
         if prompt.len() >= ctx {
-            return Err(Error::ContextFull {
-                used: 0,
-                asked: prompt.len(),
-                max: ctx,
-            });
+            return Err(Error::ContextFull { used: 0, asked: prompt.len(), max: ctx });
         }
         let stop = (max_tokens == 0).then_some(StopReason::MaxTokens);
         Ok(Generator {
@@ -105,10 +101,7 @@ impl<'m, B: Backend> Generator<'m, B> {
     }
 
     pub fn finish(self) -> Generation {
-        Generation {
-            ids: self.ids,
-            stop: self.stop.unwrap_or(StopReason::Cancelled),
-        }
+        Generation { ids: self.ids, stop: self.stop.unwrap_or(StopReason::Cancelled) }
     }
 }
 

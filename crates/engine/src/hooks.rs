@@ -24,11 +24,7 @@ impl Capture {
     pub fn new(layers: impl IntoIterator<Item = usize>) -> Self {
         let layers: Vec<usize> = layers.into_iter().collect();
         let rows = vec![Vec::new(); layers.len()];
-        Capture {
-            layers,
-            rows,
-            width: 0,
-        }
+        Capture { layers, rows, width: 0 }
     }
     /// The last captured row at `layer`, if any.
     pub fn last(&self, layer: usize) -> Option<&[f32]> {

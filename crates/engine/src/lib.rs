@@ -30,11 +30,7 @@ pub enum Error {
     #[error("the prompt is empty: give at least one token")]
     EmptyPrompt,
     #[error("context is full: {used} tokens used + {asked} asked > the model's context of {max}")]
-    ContextFull {
-        used: usize,
-        asked: usize,
-        max: usize,
-    },
+    ContextFull { used: usize, asked: usize, max: usize },
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     BadToken { id: u32, vocab: usize },
     #[error("invalid sampling setting: {0}")]

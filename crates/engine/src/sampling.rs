@@ -17,12 +17,7 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
-        }
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
     }
 }
 
@@ -35,10 +30,7 @@ impl SamplingParams {
             )));
         }
         if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
-            return Err(Error::Sampling(format!(
-                "top-p must be in (0, 1], got {}",
-                self.top_p
-            )));
+            return Err(Error::Sampling(format!("top-p must be in (0, 1], got {}", self.top_p)));
         }
         Ok(())
     }
@@ -63,10 +55,7 @@ pub fn argmax(xs: &[f32]) -> u32 {
 impl Sampler {
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
-        Ok(Sampler {
-            params,
-            rng: StdRng::seed_from_u64(params.seed),
-        })
+        Ok(Sampler { params, rng: StdRng::seed_from_u64(params.seed) })
     }
 
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
@@ -74,25 +63,18 @@ impl Sampler {
         if p.temperature == 0.0 || p.top_k == 1 {
             return argmax(logits);
         }
-        let mut idx: Vec<u32> = (0..logits.len() as u32)
-            .filter(|&i| logits[i as usize].is_finite())
-            .collect();
+        let mut idx: Vec<u32> =
+            (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
         if idx.is_empty() {
             return argmax(logits);
         }
-        idx.sort_by(|&a, &b| {
-            logits[b as usize]
-                .total_cmp(&logits[a as usize])
-                .then(a.cmp(&b))
-        });
+        idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
         if p.top_k > 0 {
             idx.truncate(p.top_k);
         }
         let mx = logits[idx[0] as usize];
-        let mut probs: Vec<f32> = idx
-            .iter()
-            .map(|&i| ((logits[i as usize] - mx) / p.temperature).exp())
-            .collect();
+        let mut probs: Vec<f32> =
+            idx.iter().map(|&i| ((logits[i as usize] - mx) / p.temperature).exp()).collect();
         let total: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|q| *q /= total);
         if p.top_p < 1.0 {

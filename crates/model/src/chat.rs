@@ -11,10 +11,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn user(content: impl Into<String>) -> Self {
-        ChatMessage {
-            role: "user".into(),
-            content: content.into(),
-        }
+        ChatMessage { role: "user".into(), content: content.into() }
     }
 }
 
@@ -30,11 +27,7 @@ pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + messag
 
 impl ChatTemplate {
     pub fn new(source: impl Into<String>, bos: impl Into<String>, eos: impl Into<String>) -> Self {
-        ChatTemplate {
-            source: source.into(),
-            bos: bos.into(),
-            eos: eos.into(),
-        }
+        ChatTemplate { source: source.into(), bos: bos.into(), eos: eos.into() }
     }
 
     /// The template stored in the GGUF, or ChatML when there is none.
@@ -43,18 +36,13 @@ impl ChatTemplate {
             let id = g.get(k).and_then(|v| v.as_u64());
             let toks = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array());
             match (id, toks) {
-                (Some(i), Some(t)) => t
-                    .get(i as usize)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string(),
+                (Some(i), Some(t)) => {
+                    t.get(i as usize).and_then(|v| v.as_str()).unwrap_or("").to_string()
+                }
                 _ => String::new(),
             }
         };
-        let src = g
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.as_str())
-            .unwrap_or(CHATML);
+        let src = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
         ChatTemplate::new(
             src,
             tok("tokenizer.ggml.bos_token_id"),
@@ -70,17 +58,11 @@ impl ChatTemplate {
         env.add_function(
             "raise_exception",
             |msg: String| -> std::result::Result<String, minijinja::Error> {
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    msg,
-                ))
+                Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
             },
         );
-        env.add_template("chat", &self.source)
-            .map_err(|e| Error::Template(e.to_string()))?;
-        let tmpl = env
-            .get_template("chat")
-            .map_err(|e| Error::Template(e.to_string()))?;
+        env.add_template("chat", &self.source).map_err(|e| Error::Template(e.to_string()))?;
+        let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,

@@ -41,10 +41,7 @@ impl LlamaConfig {
         let bounded = |k: &str, max: u64| -> Result<usize> {
             let v = g.u64(&key(k))?;
             if v == 0 || v > max {
-                return Err(Error::Shape(format!(
-                    "{} = {v} is out of range 1..={max}",
-                    key(k)
-                )));
+                return Err(Error::Shape(format!("{} = {v} is out of range 1..={max}", key(k))));
             }
             Ok(v as usize)
         };
@@ -60,10 +57,8 @@ impl LlamaConfig {
             Some(_) => bounded("context_length", MAX_CONTEXT)?,
             None => 2048,
         };
-        let rope_theta = g
-            .get(&key("rope.freq_base"))
-            .and_then(|v| v.as_f64())
-            .unwrap_or(10000.0) as f32;
+        let rope_theta =
+            g.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32;
         let rms_eps = g.f64(&key("attention.layer_norm_rms_epsilon"))? as f32;
         if d_model % n_head != 0 || n_head % n_kv_head != 0 {
             return Err(Error::Shape(format!(
@@ -137,9 +132,7 @@ impl LlamaConfig {
 
     fn check_tensors(&self, g: &Gguf) -> Result<()> {
         if self.vocab == 0 {
-            return Err(Error::Shape(
-                "token_embd.weight has no vocabulary dimension".into(),
-            ));
+            return Err(Error::Shape("token_embd.weight has no vocabulary dimension".into()));
         }
         for (name, dims) in self.expected_tensors() {
             let t = g
@@ -153,10 +146,7 @@ impl LlamaConfig {
             }
             if dims.len() == 1 && !matches!(t.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
             {
-                return Err(Error::Unsupported(format!(
-                    "norm tensor `{name}` is {:?}",
-                    t.dtype
-                )));
+                return Err(Error::Unsupported(format!("norm tensor `{name}` is {:?}", t.dtype)));
             }
         }
         Ok(())

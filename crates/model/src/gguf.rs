@@ -225,9 +225,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self, what: &str) -> Result<String> {
         let len = self.u64(what)?;
         if len > MAX_STRING {
-            return Err(Error::Limit(format!(
-                "{what}: string of {len} bytes (cap {MAX_STRING})"
-            )));
+            return Err(Error::Limit(format!("{what}: string of {len} bytes (cap {MAX_STRING})")));
         }
         let bytes = self.take(len as usize, what)?;
         // Invalid UTF-8 (seen in some vocabularies) is replaced rather than rejected.
@@ -268,11 +266,7 @@ impl<'a> Reader<'a> {
             10 => Value::U64(self.u64(key)?),
             11 => Value::I64(i64::from_le_bytes(self.arr(key)?)),
             12 => Value::F64(f64::from_le_bytes(self.arr(key)?)),
-            t => {
-                return Err(Error::Format(format!(
-                    "metadata `{key}` has unknown value type {t}"
-                )))
-            }
+            t => return Err(Error::Format(format!("metadata `{key}` has unknown value type {t}"))),
         })
     }
 }
@@ -282,13 +276,10 @@ impl Gguf {
     /// that every tensor's data lies inside `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader { buf: bytes, pos: 0 };
-        let magic = r
-            .take(4, "magic")
-            .map_err(|_| Error::Format("file is shorter than 4 bytes".into()))?;
+        let magic =
+            r.take(4, "magic").map_err(|_| Error::Format("file is shorter than 4 bytes".into()))?;
         if magic != MAGIC {
-            return Err(Error::Format(format!(
-                "wrong magic {magic:02x?}, expected \"GGUF\""
-            )));
+            return Err(Error::Format(format!("wrong magic {magic:02x?}, expected \"GGUF\"")));
         }
         let version = r.u32("version")?;
         if !(2..=3).contains(&version) {
@@ -299,14 +290,10 @@ impl Gguf {
         let n_tensors = r.u64("tensor count")?;
         let n_kv = r.u64("metadata count")?;
         if n_tensors > MAX_TENSORS {
-            return Err(Error::Limit(format!(
-                "{n_tensors} tensors (cap {MAX_TENSORS})"
-            )));
+            return Err(Error::Limit(format!("{n_tensors} tensors (cap {MAX_TENSORS})")));
         }
         if n_kv > MAX_KV {
-            return Err(Error::Limit(format!(
-                "{n_kv} metadata entries (cap {MAX_KV})"
-            )));
+            return Err(Error::Limit(format!("{n_kv} metadata entries (cap {MAX_KV})")));
         }
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
@@ -337,12 +324,11 @@ impl Gguf {
         }
         let alignment = match metadata.get("general.alignment") {
             None => 32,
-            Some(v) => v
-                .as_u64()
-                .filter(|a| *a > 0 && *a <= 1 << 16 && a.is_power_of_two())
-                .ok_or_else(|| {
-                    Error::Format(format!("general.alignment {v:?} is not a power of two"))
-                })?,
+            Some(v) => {
+                v.as_u64().filter(|a| *a > 0 && *a <= 1 << 16 && a.is_power_of_two()).ok_or_else(
+                    || Error::Format(format!("general.alignment {v:?} is not a power of two")),
+                )?
+            }
         };
         let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(infos.len());
@@ -386,12 +372,7 @@ impl Gguf {
                 n_bytes: n_bytes as usize,
             });
         }
-        Ok(Gguf {
-            version,
-            metadata,
-            tensors,
-            index,
-        })
+        Ok(Gguf { version, metadata, tensors, index })
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
@@ -409,26 +390,16 @@ impl Gguf {
         self.metadata.get(key)
     }
     pub fn req(&self, key: &str) -> Result<&Value> {
-        self.get(key)
-            .ok_or_else(|| Error::MissingKey(key.to_string()))
+        self.get(key).ok_or_else(|| Error::MissingKey(key.to_string()))
     }
     pub fn u64(&self, key: &str) -> Result<u64> {
-        self.req(key)?.as_u64().ok_or(Error::WrongType {
-            key: key.into(),
-            expected: "integer",
-        })
+        self.req(key)?.as_u64().ok_or(Error::WrongType { key: key.into(), expected: "integer" })
     }
     pub fn f64(&self, key: &str) -> Result<f64> {
-        self.req(key)?.as_f64().ok_or(Error::WrongType {
-            key: key.into(),
-            expected: "number",
-        })
+        self.req(key)?.as_f64().ok_or(Error::WrongType { key: key.into(), expected: "number" })
     }
     pub fn str(&self, key: &str) -> Result<&str> {
-        self.req(key)?.as_str().ok_or(Error::WrongType {
-            key: key.into(),
-            expected: "string",
-        })
+        self.req(key)?.as_str().ok_or(Error::WrongType { key: key.into(), expected: "string" })
     }
     pub fn architecture(&self) -> Result<&str> {
         self.str("general.architecture")
@@ -438,10 +409,7 @@ impl Gguf {
 /// De-quantize one tensor's bytes to f32 (any type candle knows).
 pub fn dequantize(t: &TensorInfo, data: &[u8]) -> Result<Vec<f32>> {
     use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType};
-    let err = |msg: String| Error::Dequant {
-        name: t.name.clone(),
-        msg,
-    };
+    let err = |msg: String| Error::Dequant { name: t.name.clone(), msg };
     match t.dtype {
         GgmlType::F32 => {
             return Ok(data
@@ -484,10 +452,6 @@ pub fn dequantize(t: &TensorInfo, data: &[u8]) -> Result<Vec<f32>> {
     let dims: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
     let q = qtensor_from_ggml(dt, data, dims, &candle_core::Device::Cpu)
         .map_err(|e| err(e.to_string()))?;
-    let deq = q
-        .dequantize(&candle_core::Device::Cpu)
-        .map_err(|e| err(e.to_string()))?;
-    deq.flatten_all()
-        .and_then(|x| x.to_vec1::<f32>())
-        .map_err(|e| err(e.to_string()))
+    let deq = q.dequantize(&candle_core::Device::Cpu).map_err(|e| err(e.to_string()))?;
+    deq.flatten_all().and_then(|x| x.to_vec1::<f32>()).map_err(|e| err(e.to_string()))
 }

@@ -29,16 +29,15 @@ pub struct Tokenizer {
 }
 
 fn strings(g: &Gguf, key: &str) -> Result<Vec<String>> {
-    let arr = g.req(key)?.as_array().ok_or(Error::WrongType {
-        key: key.into(),
-        expected: "array of strings",
-    })?;
+    let arr = g
+        .req(key)?
+        .as_array()
+        .ok_or(Error::WrongType { key: key.into(), expected: "array of strings" })?;
     arr.iter()
         .map(|v| {
-            v.as_str().map(str::to_string).ok_or(Error::WrongType {
-                key: key.into(),
-                expected: "array of strings",
-            })
+            v.as_str()
+                .map(str::to_string)
+                .ok_or(Error::WrongType { key: key.into(), expected: "array of strings" })
         })
         .collect()
 }
@@ -53,10 +52,7 @@ impl Tokenizer {
         }
         let tokens = strings(g, "tokenizer.ggml.tokens")?;
         let merges_raw = strings(g, "tokenizer.ggml.merges")?;
-        let types: Vec<u64> = match g
-            .get("tokenizer.ggml.token_type")
-            .and_then(|v| v.as_array())
-        {
+        let types: Vec<u64> = match g.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
             Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
@@ -67,40 +63,29 @@ impl Tokenizer {
         let mut merges = Vec::with_capacity(merges_raw.len());
         for (i, m) in merges_raw.iter().enumerate() {
             let (a, b) = m.split_once(' ').ok_or_else(|| {
-                Error::Tokenizer(format!(
-                    "merge #{i} `{m}` is not two tokens separated by a space"
-                ))
+                Error::Tokenizer(format!("merge #{i} `{m}` is not two tokens separated by a space"))
             })?;
             merges.push((a.to_string(), b.to_string()));
         }
-        let pre = g
-            .get("tokenizer.ggml.pre")
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
+        let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
         let mut warnings = Vec::new();
         let byte_level = |regex: bool| ByteLevel::new(false, true, regex);
         let split = |re: &str| -> Result<PreTokenizerWrapper> {
-            Ok(Split::new(
-                SplitPattern::Regex(re.into()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| Error::Tokenizer(e.to_string()))?
-            .into())
+            Ok(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?
+                .into())
         };
         let (pre_tok, ignore_merges): (PreTokenizerWrapper, bool) = match pre {
             "smollm" => (
                 Sequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
                 false,
             ),
-            "llama-bpe" | "llama3" | "smaug-bpe" => (
-                Sequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false).into()]).into(),
-                true,
-            ),
-            "qwen2" => (
-                Sequence::new(vec![split(QWEN2_REGEX)?, byte_level(false).into()]).into(),
-                false,
-            ),
+            "llama-bpe" | "llama3" | "smaug-bpe" => {
+                (Sequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false).into()]).into(), true)
+            }
+            "qwen2" => {
+                (Sequence::new(vec![split(QWEN2_REGEX)?, byte_level(false).into()]).into(), false)
+            }
             "gpt2" | "default" => (byte_level(true).into(), false),
             other => {
                 warnings.push(format!("unknown pre-tokenizer `{other}`: using GPT-2's; token ids may differ from the model's own"));
@@ -127,12 +112,8 @@ impl Tokenizer {
             .filter(|(_, t)| **t == 4)
             .map(|(s, _)| AddedToken::from(s.clone(), false).normalized(false))
             .collect();
-        inner
-            .add_special_tokens(special)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        inner
-            .add_tokens(user)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.add_special_tokens(special).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.add_tokens(user).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let id = |k: &str| {
             g.get(k)
                 .and_then(|v| v.as_u64())
@@ -141,32 +122,18 @@ impl Tokenizer {
         };
         let bos = id("tokenizer.ggml.bos_token_id");
         let eos = id("tokenizer.ggml.eos_token_id");
-        let add_bos = g
-            .get("tokenizer.ggml.add_bos_token")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let mut stop: Vec<u32> = [eos, id("tokenizer.ggml.eot_token_id")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let add_bos =
+            g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+        let mut stop: Vec<u32> =
+            [eos, id("tokenizer.ggml.eot_token_id")].into_iter().flatten().collect();
         stop.dedup();
-        Ok(Tokenizer {
-            inner,
-            bos,
-            eos,
-            add_bos,
-            stop,
-            warnings,
-        })
+        Ok(Tokenizer { inner, bos, eos, add_bos, stop, warnings })
     }
 
     /// Token ids of `text`; special-token strings in it become their ids. BOS is prepended
     /// only when the GGUF asks for it (`tokenizer.ggml.add_bos_token`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
         if self.add_bos {
             ids.extend(self.bos);
@@ -177,9 +144,7 @@ impl Tokenizer {
 
     /// Text of `ids`, special tokens included (as HF `decode` does by default).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 }
 

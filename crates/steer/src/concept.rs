@@ -48,12 +48,7 @@ pub const MAX_CHARS: usize = 4096;
 
 impl Concept {
     pub fn validate(&self) -> Result<()> {
-        let err = |msg: String| {
-            Err(Error::Concept {
-                name: self.name.clone(),
-                msg,
-            })
-        };
+        let err = |msg: String| Err(Error::Concept { name: self.name.clone(), msg });
         if self.name.trim().is_empty() {
             return Err(Error::Concept {
                 name: "(unnamed)".into(),
@@ -64,20 +59,14 @@ impl Concept {
             return err("it has no pairs: give at least one [positive, negative] pair".into());
         }
         if self.pairs.len() > MAX_PAIRS {
-            return err(format!(
-                "{} pairs is more than the {MAX_PAIRS} allowed",
-                self.pairs.len()
-            ));
+            return err(format!("{} pairs is more than the {MAX_PAIRS} allowed", self.pairs.len()));
         }
         for (i, (p, n)) in self.pairs.iter().enumerate() {
             if p.trim().is_empty() || n.trim().is_empty() {
                 return err(format!("pair {} has an empty side", i + 1));
             }
             if p.len() > MAX_CHARS || n.len() > MAX_CHARS {
-                return err(format!(
-                    "pair {} is longer than {MAX_CHARS} characters",
-                    i + 1
-                ));
+                return err(format!("pair {} is longer than {MAX_CHARS} characters", i + 1));
             }
         }
         Ok(())
@@ -114,9 +103,7 @@ pub fn capture<B: Backend>(model: &Model<B>, texts: &[String], read: Read) -> Re
     for t in texts {
         let ids = model.encode_prompt(t, false)?;
         let mut cap = Capture::new(0..n_layer);
-        model
-            .session()
-            .forward(&ids, Some(&mut cap), LogitsFor::Last)?;
+        model.session().forward(&ids, Some(&mut cap), LogitsFor::Last)?;
         let per_layer = (0..n_layer)
             .map(|l| {
                 let rows = &cap.rows[l];
@@ -153,26 +140,15 @@ mod tests {
     fn c(pairs: Vec<(&str, &str)>) -> Concept {
         Concept {
             name: "x".into(),
-            pairs: pairs
-                .into_iter()
-                .map(|(a, b)| (a.into(), b.into()))
-                .collect(),
+            pairs: pairs.into_iter().map(|(a, b)| (a.into(), b.into())).collect(),
             read: Read::LastToken,
         }
     }
 
     #[test]
     fn validation_errors_are_clear() {
-        assert!(c(vec![])
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("no pairs"));
-        assert!(c(vec![("good", " ")])
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("empty side"));
+        assert!(c(vec![]).validate().unwrap_err().to_string().contains("no pairs"));
+        assert!(c(vec![("good", " ")]).validate().unwrap_err().to_string().contains("empty side"));
         let long = "a".repeat(MAX_CHARS + 1);
         assert!(c(vec![("a", long.as_str())]).validate().is_err());
         let mut unnamed = c(vec![("a", "b")]);

@@ -40,12 +40,7 @@ pub fn layer(pos: &Acts, neg: &Acts, layer: usize, v: &[f32]) -> LayerDiagnostic
     let nproj = |a: &Acts| {
         a.at(layer)
             .map(|h| {
-                let n = h
-                    .iter()
-                    .map(|x| x * x)
-                    .sum::<f32>()
-                    .sqrt()
-                    .max(f32::MIN_POSITIVE);
+                let n = h.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
                 (dot(h, &u) / n) as f64
             })
             .collect::<Vec<f64>>()
@@ -68,11 +63,7 @@ pub fn layer(pos: &Acts, neg: &Acts, layer: usize, v: &[f32]) -> LayerDiagnostic
     let pooled = (((p.len() as f64 - 1.0) * vp + (n.len() as f64 - 1.0) * vn)
         / ((p.len() + n.len()) as f64 - 2.0).max(1.0))
     .sqrt();
-    let cohens_d = if pooled > 0.0 {
-        (mp - mn) / pooled
-    } else {
-        0.0
-    };
+    let cohens_d = if pooled > 0.0 { (mp - mn) / pooled } else { 0.0 };
     let (np, nn) = (nproj(pos), nproj(neg));
     let (mnp, mnn) = (mean_var(&np).0, mean_var(&nn).0);
     let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -86,11 +77,7 @@ pub fn layer(pos: &Acts, neg: &Acts, layer: usize, v: &[f32]) -> LayerDiagnostic
         auroc,
         cohens_d,
         opposite_signs: mnp * mnn < 0.0,
-        norm_over_mean_residual: if mean_resid > 0.0 {
-            norm / mean_resid
-        } else {
-            0.0
-        },
+        norm_over_mean_residual: if mean_resid > 0.0 { norm / mean_resid } else { 0.0 },
     }
 }
 
@@ -101,22 +88,9 @@ pub type Scored = Vec<(u32, f32)>;
 pub fn top_tokens<B: Backend>(model: &Model<B>, v: &[f32], k: usize) -> (Scored, Scored) {
     let scores = model.unembed_direction(v);
     let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
-    idx.sort_by(|&a, &b| {
-        scores[b as usize]
-            .total_cmp(&scores[a as usize])
-            .then(a.cmp(&b))
-    });
-    let top = idx
-        .iter()
-        .take(k)
-        .map(|&i| (i, scores[i as usize]))
-        .collect();
-    let bottom = idx
-        .iter()
-        .rev()
-        .take(k)
-        .map(|&i| (i, scores[i as usize]))
-        .collect();
+    idx.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    let top = idx.iter().take(k).map(|&i| (i, scores[i as usize])).collect();
+    let bottom = idx.iter().rev().take(k).map(|&i| (i, scores[i as usize])).collect();
     (top, bottom)
 }
 
@@ -125,11 +99,7 @@ mod tests {
     use super::*;
 
     fn acts(vals: &[[f32; 2]]) -> Acts {
-        Acts {
-            acts: vals.iter().map(|v| vec![v.to_vec()]).collect(),
-            n_layer: 1,
-            d: 2,
-        }
+        Acts { acts: vals.iter().map(|v| vec![v.to_vec()]).collect(), n_layer: 1, d: 2 }
     }
 
     #[test]

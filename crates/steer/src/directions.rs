@@ -34,9 +34,7 @@ impl std::str::FromStr for Method {
             "pca" => Ok(Method::Pca),
             "probe" => Ok(Method::Probe),
             "svd" => Ok(Method::Svd),
-            _ => Err(format!(
-                "unknown method `{s}` (mean-diff, pca, probe or svd)"
-            )),
+            _ => Err(format!("unknown method `{s}` (mean-diff, pca, probe or svd)")),
         }
     }
 }
@@ -71,13 +69,7 @@ fn mean(a: &Acts, l: usize) -> Vec<f64> {
 pub fn mean_diff(pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>>> {
     check(pos, neg)?;
     Ok((0..pos.n_layer)
-        .map(|l| {
-            mean(pos, l)
-                .iter()
-                .zip(mean(neg, l))
-                .map(|(a, b)| (a - b) as f32)
-                .collect()
-        })
+        .map(|l| mean(pos, l).iter().zip(mean(neg, l)).map(|(a, b)| (a - b) as f32).collect())
         .collect())
 }
 
@@ -118,9 +110,7 @@ pub fn top_components(
         vecs.push(v.iter().map(|x| x / norm).collect());
     }
     if vecs.is_empty() {
-        return Err(Error::LinAlg(
-            "the examples do not vary: no principal direction".into(),
-        ));
+        return Err(Error::LinAlg("the examples do not vary: no principal direction".into()));
     }
     Ok((svals, vecs))
 }
@@ -141,12 +131,7 @@ fn pair_diffs(pos: &Acts, neg: &Acts, l: usize) -> Vec<Vec<f64>> {
 fn orient(v: &mut [f64], pos: &Acts, neg: &Acts, l: usize) {
     let proj = |a: &Acts| {
         a.at(l)
-            .map(|x| {
-                x.iter()
-                    .zip(v.iter())
-                    .map(|(p, q)| *p as f64 * q)
-                    .sum::<f64>()
-            })
+            .map(|x| x.iter().zip(v.iter()).map(|(p, q)| *p as f64 * q).sum::<f64>())
             .sum::<f64>()
             / a.acts.len() as f64
     };
@@ -188,20 +173,13 @@ pub fn svd_subspace(pos: &Acts, neg: &Acts, l: usize, k: usize) -> Result<Subspa
     let (sv, mut vecs) = top_components(&diffs, false, k.max(1))?;
     orient(&mut vecs[0], pos, neg, l);
     let total: f64 = all.iter().sum();
-    let entropy: f64 = all
-        .iter()
-        .filter(|s| **s > 0.0)
-        .map(|s| s / total)
-        .map(|p| -p * p.ln())
-        .sum();
+    let entropy: f64 =
+        all.iter().filter(|s| **s > 0.0).map(|s| s / total).map(|p| -p * p.ln()).sum();
     Ok(Subspace {
         eigengap: all.first().copied().unwrap_or(0.0) - all.get(1).copied().unwrap_or(0.0),
         effective_rank: entropy.exp(),
         singular_values: sv,
-        vectors: vecs
-            .into_iter()
-            .map(|v| v.iter().map(|x| *x as f32).collect())
-            .collect(),
+        vectors: vecs.into_iter().map(|v| v.iter().map(|x| *x as f32).collect()).collect(),
     })
 }
 
@@ -223,15 +201,13 @@ pub fn directions(method: Method, pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>
     match method {
         Method::MeanDiff => mean_diff(pos, neg),
         Method::Pca => pca_diff(pos, neg),
-        Method::Svd => (0..pos.n_layer)
-            .map(|l| Ok(svd_subspace(pos, neg, l, 1)?.vectors.remove(0)))
-            .collect(),
+        Method::Svd => {
+            (0..pos.n_layer).map(|l| Ok(svd_subspace(pos, neg, l, 1)?.vectors.remove(0))).collect()
+        }
         Method::Probe => {
             check(pos, neg)?;
             need_pairs(pos, neg, "the probe")?;
-            Ok((0..pos.n_layer)
-                .map(|l| crate::probe::direction(pos, neg, l))
-                .collect())
+            Ok((0..pos.n_layer).map(|l| crate::probe::direction(pos, neg, l)).collect())
         }
     }
 }
@@ -268,10 +244,7 @@ pub fn stability(
             }
         }
     }
-    Ok(sum
-        .into_iter()
-        .map(|x| x / resamples.max(1) as f64)
-        .collect())
+    Ok(sum.into_iter().map(|x| x / resamples.max(1) as f64).collect())
 }
 
 /// Mean residual norm of all examples at every layer (the scale of the unit-norm add mode).

@@ -19,21 +19,13 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
 /// `KL(P_steered || P_base)` for one position's logits.
 pub fn kl(steered: &[f32], base: &[f32]) -> f64 {
     let (ls, lb) = (log_softmax(steered), log_softmax(base));
-    ls.iter()
-        .zip(&lb)
-        .map(|(s, b)| s.exp() * (s - b))
-        .sum::<f64>()
-        .max(0.0)
+    ls.iter().zip(&lb).map(|(s, b)| s.exp() * (s - b)).sum::<f64>().max(0.0)
 }
 
 /// KL of the steered from the baseline next-token distribution at every position: both are
 /// `[positions, vocab]` logits of the same text.
 pub fn kl_rows(steered: &[f32], base: &[f32], vocab: usize) -> Vec<f64> {
-    steered
-        .chunks_exact(vocab)
-        .zip(base.chunks_exact(vocab))
-        .map(|(s, b)| kl(s, b))
-        .collect()
+    steered.chunks_exact(vocab).zip(base.chunks_exact(vocab)).map(|(s, b)| kl(s, b)).collect()
 }
 
 /// Perplexity of `ids` from the logits of a forward over them (`[ids.len(), vocab]`): each token
@@ -58,9 +50,7 @@ pub fn concept_score<B: Backend>(
 ) -> Result<f64> {
     let u = unit(direction);
     let mut cap = Capture::new([layer]);
-    model
-        .session()
-        .forward(ids, Some(&mut cap), LogitsFor::Last)?;
+    model.session().forward(ids, Some(&mut cap), LogitsFor::Last)?;
     let d = model.config.d_model;
     let rows: Vec<&[f32]> = cap.rows[0].chunks_exact(d).skip(from).collect();
     if rows.is_empty() {

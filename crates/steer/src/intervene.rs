@@ -50,11 +50,7 @@ pub enum Op {
     /// Set the component along unit `u` to `value`.
     Clamp { u: Vec<f32>, value: f32 },
     /// Rotate by `theta` (radians) in the plane of orthonormal `b1`, `b2`.
-    Rotate {
-        b1: Vec<f32>,
-        b2: Vec<f32>,
-        theta: f32,
-    },
+    Rotate { b1: Vec<f32>, b2: Vec<f32>, theta: f32 },
 }
 
 impl Op {
@@ -99,9 +95,7 @@ pub struct Plan {
 
 impl Hooks for Plan {
     fn active(&self, layer: usize) -> bool {
-        self.interventions
-            .iter()
-            .any(|i| i.layers.iter().any(|(l, _)| *l == layer))
+        self.interventions.iter().any(|i| i.layers.iter().any(|(l, _)| *l == layer))
     }
     fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
         for iv in &self.interventions {
@@ -118,10 +112,7 @@ impl Hooks for Plan {
 
 fn check_layer(l: usize, n_layer: usize) -> Result<()> {
     if l >= n_layer {
-        return Err(Error::Layer {
-            layer: l,
-            max: n_layer - 1,
-        });
+        return Err(Error::Layer { layer: l, max: n_layer - 1 });
     }
     Ok(())
 }
@@ -130,9 +121,7 @@ fn finite(x: f32, what: &str) -> Result<f32> {
     if x.is_finite() {
         Ok(x)
     } else {
-        Err(Error::Intervention(format!(
-            "{what} must be a finite number, got {x}"
-        )))
+        Err(Error::Intervention(format!("{what} must be a finite number, got {x}")))
     }
 }
 
@@ -140,12 +129,7 @@ fn finite(x: f32, what: &str) -> Result<f32> {
 pub fn add(md: &[Vec<f32>], layer: usize, coef: f32) -> Result<Vec<(usize, Op)>> {
     check_layer(layer, md.len())?;
     let c = finite(coef, "the strength")?;
-    Ok(vec![(
-        layer,
-        Op::Add {
-            v: md[layer].iter().map(|x| x * c).collect(),
-        },
-    )])
+    Ok(vec![(layer, Op::Add { v: md[layer].iter().map(|x| x * c).collect() })])
 }
 
 /// `h + coef * mean_norm[layer] * unit(md[layer])`: the unit-norm mode, where one strength means
@@ -158,12 +142,7 @@ pub fn add_unit(
 ) -> Result<Vec<(usize, Op)>> {
     check_layer(layer, md.len())?;
     let c = finite(coef, "the strength")? * mean_norms.get(layer).copied().unwrap_or(0.0);
-    Ok(vec![(
-        layer,
-        Op::Add {
-            v: unit(&md[layer]).iter().map(|x| x * c).collect(),
-        },
-    )])
+    Ok(vec![(layer, Op::Add { v: unit(&md[layer]).iter().map(|x| x * c).collect() })])
 }
 
 /// Each listed layer's own unit direction projected out of that layer's output.
@@ -179,17 +158,7 @@ pub fn clamp(dirs: &[Vec<f32>], layers: &[usize], value: f32) -> Result<Vec<(usi
     let value = finite(value, "the clamp value")?;
     layers
         .iter()
-        .map(|&l| {
-            check_layer(l, dirs.len()).map(|_| {
-                (
-                    l,
-                    Op::Clamp {
-                        u: unit(&dirs[l]),
-                        value,
-                    },
-                )
-            })
-        })
+        .map(|&l| check_layer(l, dirs.len()).map(|_| (l, Op::Clamp { u: unit(&dirs[l]), value })))
         .collect()
 }
 
@@ -200,10 +169,8 @@ pub fn clamp(dirs: &[Vec<f32>], layers: &[usize], value: f32) -> Result<Vec<(usi
 /// angle turns the other way.
 pub fn rotation_plane(md: &[Vec<f32>], layer: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     check_layer(layer, md.len())?;
-    let units: Vec<Vec<f64>> = md
-        .iter()
-        .map(|v| unit(v).iter().map(|x| *x as f64).collect())
-        .collect();
+    let units: Vec<Vec<f64>> =
+        md.iter().map(|v| unit(v).iter().map(|x| *x as f64).collect()).collect();
     let b1 = &units[layer];
     let mut pc = first_pc(&units)?;
     let along: f64 = pc.iter().zip(b1).map(|(a, b)| a * b).sum();
@@ -215,19 +182,12 @@ pub fn rotation_plane(md: &[Vec<f32>], layer: usize) -> Result<(Vec<f32>, Vec<f3
         ));
     }
     pc.iter_mut().for_each(|x| *x /= n);
-    let drift: f64 = units[units.len() - 1]
-        .iter()
-        .zip(&units[0])
-        .zip(&pc)
-        .map(|((a, b), p)| (a - b) * p)
-        .sum();
+    let drift: f64 =
+        units[units.len() - 1].iter().zip(&units[0]).zip(&pc).map(|((a, b), p)| (a - b) * p).sum();
     if drift > 0.0 {
         pc.iter_mut().for_each(|x| *x = -*x);
     }
-    Ok((
-        b1.iter().map(|x| *x as f32).collect(),
-        pc.iter().map(|x| *x as f32).collect(),
-    ))
+    Ok((b1.iter().map(|x| *x as f32).collect(), pc.iter().map(|x| *x as f32).collect()))
 }
 
 /// Rotate by `degrees` at `layer` in its Selective Steering plane.
@@ -244,14 +204,7 @@ pub fn rotate_layers(md: &[Vec<f32>], layers: &[usize], degrees: f32) -> Result<
         .iter()
         .map(|&l| {
             let (b1, b2) = rotation_plane(md, l)?;
-            Ok((
-                l,
-                Op::Rotate {
-                    b1,
-                    b2,
-                    theta: deg.to_radians(),
-                },
-            ))
+            Ok((l, Op::Rotate { b1, b2, theta: deg.to_radians() }))
         })
         .collect()
 }
@@ -288,26 +241,16 @@ mod tests {
                 .into_iter()
                 .map(|v| v.iter().map(|x| x * 10.0).collect())
                 .collect();
-            let h0 = vecs(seed + 100, 1, 48)
-                .remove(0)
-                .iter()
-                .map(|x| x * 50.0)
-                .collect::<Vec<f32>>();
+            let h0 =
+                vecs(seed + 100, 1, 48).remove(0).iter().map(|x| x * 50.0).collect::<Vec<f32>>();
             for deg in [0.0f32, 15.0, 60.0, 90.0, 180.0, -45.0] {
                 let ops = rotate(&md, 2, deg).unwrap();
                 let mut h = h0.clone();
                 ops[0].1.apply(&mut h);
                 let rel = (norm(&h) - norm(&h0)).abs() / norm(&h0);
-                assert!(
-                    rel <= 1e-5,
-                    "seed {seed} angle {deg}: relative norm change {rel}"
-                );
+                assert!(rel <= 1e-5, "seed {seed} angle {deg}: relative norm change {rel}");
                 if deg == 0.0 {
-                    let e = h
-                        .iter()
-                        .zip(&h0)
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0f32, f32::max);
+                    let e = h.iter().zip(&h0).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                     assert!(e < 1e-4, "rotation by 0 moved h by {e}");
                 }
             }
@@ -324,11 +267,7 @@ mod tests {
             ops[0].1.apply(&mut once);
             ops[0].1.apply(&mut twice);
             ops[0].1.apply(&mut twice);
-            let e = once
-                .iter()
-                .zip(&twice)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let e = once.iter().zip(&twice).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(e < 1e-5, "ablating twice differs from once by {e}");
             assert!(dot(&once, &unit(&dirs[1])).abs() < 1e-5);
             let ops = clamp(&dirs, &[2], 3.5).unwrap();
@@ -353,10 +292,8 @@ mod tests {
         plan.block_output(1, 0, &mut h, 16);
         assert_eq!(h, h0);
         // Generated positions only: rows at positions 0, 1 (prompt) untouched, 2 changed.
-        plan.interventions[0] = Intervention {
-            layers: add(&md, 1, 1.0).unwrap(),
-            positions: Positions::Generated,
-        };
+        plan.interventions[0] =
+            Intervention { layers: add(&md, 1, 1.0).unwrap(), positions: Positions::Generated };
         let mut h = h0.clone();
         plan.block_output(1, 0, &mut h, 16);
         assert_eq!(h[..32], h0[..32]);
@@ -369,14 +306,8 @@ mod tests {
         let md = vecs(9, 4, 8);
         let norms = vec![2.0f32; 4];
         let ops = add_unit(&md, &norms, 1, 0.5).unwrap();
-        let Op::Add { v } = &ops[0].1 else {
-            panic!("add")
-        };
-        assert!(
-            (norm(v) - 1.0).abs() < 1e-5,
-            "0.5 x norm 2 = length 1, got {}",
-            norm(v)
-        );
+        let Op::Add { v } = &ops[0].1 else { panic!("add") };
+        assert!((norm(v) - 1.0).abs() < 1e-5, "0.5 x norm 2 = length 1, got {}", norm(v));
         let ops = rotate_layers(&md, &[0, 2, 3], 20.0).unwrap();
         assert_eq!(ops.iter().map(|o| o.0).collect::<Vec<_>>(), vec![0, 2, 3]);
     }
@@ -385,10 +316,7 @@ mod tests {
     fn bad_input_is_an_error() {
         let md = vecs(5, 4, 8);
         assert!(add(&md, 1, f32::NAN).is_err());
-        assert!(add(&md, 4, 1.0)
-            .unwrap_err()
-            .to_string()
-            .contains("out of range"));
+        assert!(add(&md, 4, 1.0).unwrap_err().to_string().contains("out of range"));
         assert!(ablate(&md, &[0, 9]).is_err());
         assert!(clamp(&md, &[0], f32::INFINITY).is_err());
         assert!(rotate(&md, 1, f32::NAN).is_err());

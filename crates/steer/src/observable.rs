@@ -11,11 +11,7 @@ use tiller_engine::{Backend, Model};
 
 /// `g * (W_U[a] - W_U[b])` for token ids a, b.
 pub fn observable<B: Backend>(model: &Model<B>, a: u32, b: u32) -> Result<Vec<f32>> {
-    let head = model
-        .weights
-        .lm_head
-        .as_ref()
-        .unwrap_or(&model.weights.embed);
+    let head = model.weights.lm_head.as_ref().unwrap_or(&model.weights.embed);
     let rows = model.backend.embed(head, &[a, b])?;
     let h = model.backend.to_host(&rows);
     let d = model.config.d_model;

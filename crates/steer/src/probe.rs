@@ -29,35 +29,20 @@ impl Probe {
         let (n, d) = (x.len(), x.first().map_or(0, |r| r.len()));
         let mut mu = vec![0f64; d];
         for r in x {
-            mu.iter_mut()
-                .zip(r.iter())
-                .for_each(|(m, v)| *m += *v as f64 / n as f64);
+            mu.iter_mut().zip(r.iter()).for_each(|(m, v)| *m += *v as f64 / n as f64);
         }
         let var = x
             .iter()
-            .map(|r| {
-                r.iter()
-                    .zip(&mu)
-                    .map(|(v, m)| (*v as f64 - m).powi(2))
-                    .sum::<f64>()
-            })
+            .map(|r| r.iter().zip(&mu).map(|(v, m)| (*v as f64 - m).powi(2)).sum::<f64>())
             .sum::<f64>()
             / (n * d).max(1) as f64;
         let sigma = var.sqrt().max(1e-12);
         let z: Vec<Vec<f64>> = x
             .iter()
-            .map(|r| {
-                r.iter()
-                    .zip(&mu)
-                    .map(|(v, m)| (*v as f64 - m) / sigma)
-                    .collect()
-            })
+            .map(|r| r.iter().zip(&mu).map(|(v, m)| (*v as f64 - m) / sigma).collect())
             .collect();
         // Step size from a bound on the loss's Lipschitz constant: |Z|_F^2 / (4 n) + lambda.
-        let frob = z
-            .iter()
-            .map(|r| r.iter().map(|v| v * v).sum::<f64>())
-            .sum::<f64>();
+        let frob = z.iter().map(|r| r.iter().map(|v| v * v).sum::<f64>()).sum::<f64>();
         let step = 1.0 / (frob / (4.0 * n as f64) + LAMBDA + 0.25);
         let (mut w, mut b) = (vec![0f64; d], 0f64);
         let mut g = vec![0f64; d];
@@ -157,34 +142,17 @@ mod tests {
             (0..8)
                 .map(|_| {
                     vec![(0..16)
-                        .map(|j| {
-                            if j == 0 {
-                                sign * 2.0 + rnd() * 0.3
-                            } else {
-                                rnd()
-                            }
-                        })
+                        .map(|j| if j == 0 { sign * 2.0 + rnd() * 0.3 } else { rnd() })
                         .collect::<Vec<f32>>()]
                 })
                 .collect()
         };
-        let pos = Acts {
-            acts: mk(1.0, &mut rnd),
-            n_layer: 1,
-            d: 16,
-        };
-        let neg = Acts {
-            acts: mk(-1.0, &mut rnd),
-            n_layer: 1,
-            d: 16,
-        };
+        let pos = Acts { acts: mk(1.0, &mut rnd), n_layer: 1, d: 16 };
+        let neg = Acts { acts: mk(-1.0, &mut rnd), n_layer: 1, d: 16 };
         assert_eq!(heldout_accuracy(&pos, &neg, 0), Some(1.0));
         let w = direction(&pos, &neg, 0);
-        let biggest = w
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-            .map(|x| x.0);
+        let biggest =
+            w.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|x| x.0);
         assert_eq!(biggest, Some(0));
         assert!(w[0] > 0.0);
     }

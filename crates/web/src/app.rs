@@ -144,65 +144,53 @@ pub fn App() -> impl IntoView {
                         },
                         total.map(|t| done / t.max(1.0)),
                     ),
-                    Stage::Parsing => (
-                        "reading the weights".to_string(),
-                        total.map(|t| done / t.max(1.0)),
-                    ),
+                    Stage::Parsing => {
+                        ("reading the weights".to_string(), total.map(|t| done / t.max(1.0)))
+                    }
                 };
                 s.message = msg;
                 s.fraction = frac;
             }),
-            FromWorker::Ready {
-                model,
-                backend,
-                n_layer,
-                d_model,
-                load_ms,
-            } => set_status.set(ModelStatus {
-                state: LoadState::Ready,
-                message: format!(
-                    "{model}: {n_layer} layers, width {d_model}; loaded in {:.1} s",
-                    load_ms / 1000.0
-                ),
-                fraction: Some(1.0),
-                backend,
-            }),
+            FromWorker::Ready { model, backend, n_layer, d_model, load_ms } => {
+                set_status.set(ModelStatus {
+                    state: LoadState::Ready,
+                    message: format!(
+                        "{model}: {n_layer} layers, width {d_model}; loaded in {:.1} s",
+                        load_ms / 1000.0
+                    ),
+                    fraction: Some(1.0),
+                    backend,
+                })
+            }
             FromWorker::Prompt { .. } => {}
             FromWorker::Token { id, text } => set_output.update(|o| {
                 o.ids.push(id);
                 o.text.push_str(&text);
             }),
-            FromWorker::Done {
-                ids,
-                text,
-                stop,
-                prefill_ms,
-                decode_tok_s,
-            } => set_output.update(|o| {
-                o.state = RunState::Done;
-                let why = match stop {
-                    StopReason::Eos => "end of text",
-                    StopReason::MaxTokens => "token limit",
-                    StopReason::ContextFull => "context full",
-                    StopReason::Cancelled => "stopped",
-                };
-                o.stats = format!(
-                    "{} tokens ({why}); prompt {:.0} ms, decode {:.1} tok/s",
-                    ids.len(),
-                    prefill_ms,
-                    decode_tok_s
-                );
-                o.ids = ids;
-                o.text = text;
-            }),
+            FromWorker::Done { ids, text, stop, prefill_ms, decode_tok_s } => {
+                set_output.update(|o| {
+                    o.state = RunState::Done;
+                    let why = match stop {
+                        StopReason::Eos => "end of text",
+                        StopReason::MaxTokens => "token limit",
+                        StopReason::ContextFull => "context full",
+                        StopReason::Cancelled => "stopped",
+                    };
+                    o.stats = format!(
+                        "{} tokens ({why}); prompt {:.0} ms, decode {:.1} tok/s",
+                        ids.len(),
+                        prefill_ms,
+                        decode_tok_s
+                    );
+                    o.ids = ids;
+                    o.text = text;
+                })
+            }
             FromWorker::Error { message } => {
                 if status.get_untracked().state == LoadState::Ready {
                     set_output.update(|o| {
-                        o.state = if o.state == RunState::Running {
-                            RunState::Done
-                        } else {
-                            o.state
-                        };
+                        o.state =
+                            if o.state == RunState::Running { RunState::Done } else { o.state };
                         o.error = Some(message);
                     });
                 } else {
@@ -216,10 +204,8 @@ pub fn App() -> impl IntoView {
     });
     // The worker itself failing (out of memory, a wasm trap) must not leave the page waiting.
     let on_err = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
-        let message = format!(
-            "The engine stopped: {}. Reload the page to start it again.",
-            ev.message()
-        );
+        let message =
+            format!("The engine stopped: {}. Reload the page to start it again.", ev.message());
         if status.get_untracked().state == LoadState::Ready {
             let message = message.clone();
             set_output.update(|o| {

@@ -12,7 +12,9 @@ pub const WORKER_URL: &str = "./tiller-worker_loader.js";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
     /// Download (with progress) and load a GGUF.
-    Load { url: String },
+    Load {
+        url: String,
+    },
     Generate {
         prompt: String,
         chat: bool,

@@ -6,25 +6,16 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub fn model() -> String {
-    let p = std::env::var_os("TILLER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../www/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        p.is_file(),
-        "model not found at {}: run `./dev setup`",
-        p.display()
-    );
+    let p = std::env::var_os("TILLER_MODEL").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../www/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    });
+    assert!(p.is_file(), "model not found at {}: run `./dev setup`", p.display());
     p.to_string_lossy().into_owned()
 }
 
 pub fn tiller(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tiller"))
-        .args(args)
-        .output()
-        .expect("running tiller")
+    Command::new(env!("CARGO_BIN_EXE_tiller")).args(args).output().expect("running tiller")
 }
 
 pub fn json_ok(args: &[&str]) -> Value {
@@ -39,25 +30,14 @@ pub fn json_ok(args: &[&str]) -> Value {
 pub fn fails(args: &[&str], needle: &str) {
     let o = tiller(args);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "tiller {args:?}: expected exit 2, stderr: {err}"
-    );
-    assert!(
-        err.contains(needle),
-        "tiller {args:?}: stderr lacks {needle:?}: {err}"
-    );
+    assert_eq!(o.status.code(), Some(2), "tiller {args:?}: expected exit 2, stderr: {err}");
+    assert!(err.contains(needle), "tiller {args:?}: stderr lacks {needle:?}: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
 }
 
 pub fn reference_concept() -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/reference/smollm2-135m-instruct/concept-sentiment.json");
-    assert!(
-        p.is_file(),
-        "reference concept not found at {}",
-        p.display()
-    );
+    assert!(p.is_file(), "reference concept not found at {}", p.display());
     p.to_string_lossy().into_owned()
 }

@@ -20,9 +20,8 @@ pub fn causal(k: &Kernels, q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) 
         let g = h / group;
         let p = s.pos0 + i;
         let qh = &q[i * qw + h * hd..i * qw + (h + 1) * hd];
-        let mut sc: Vec<f32> = (0..=p)
-            .map(|j| dot(qh, &cache.k[j * cache.width + g * hd..][..hd]) * scale)
-            .collect();
+        let mut sc: Vec<f32> =
+            (0..=p).map(|j| dot(qh, &cache.k[j * cache.width + g * hd..][..hd]) * scale).collect();
         let mx = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for v in sc.iter_mut() {

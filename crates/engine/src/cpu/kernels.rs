@@ -81,9 +81,7 @@ impl Kernels {
             match forced.as_deref() {
                 Some("scalar") => return Self::scalar(),
                 Some("avx512") => {
-                    return Self::avx512()
-                        .or_else(Self::avx2)
-                        .unwrap_or_else(Self::scalar)
+                    return Self::avx512().or_else(Self::avx2).unwrap_or_else(Self::scalar)
                 }
                 _ => return Self::avx2().unwrap_or_else(Self::scalar),
             }

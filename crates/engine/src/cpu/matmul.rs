@@ -24,15 +24,8 @@ pub const GEMM_MIN_ROWS: usize = usize::MAX;
 
 pub enum Format {
     F32(Vec<f32>),
-    Q4_1 {
-        d: Vec<f32>,
-        m: Vec<f32>,
-        qs: Vec<u8>,
-    },
-    Q8_0 {
-        d: Vec<f32>,
-        qs: Vec<i8>,
-    },
+    Q4_1 { d: Vec<f32>, m: Vec<f32>, qs: Vec<u8> },
+    Q8_0 { d: Vec<f32>, qs: Vec<i8> },
 }
 
 /// One weight row (by index) dot one quantized activation row (qs, scales, sums).
@@ -60,11 +53,8 @@ impl CpuMatrix {
         let format = match (precision, t.dtype) {
             (Precision::Fast, GgmlType::Q4_1) => {
                 let nb = rows * cols / QK;
-                let (mut d, mut m, mut qs) = (
-                    Vec::with_capacity(nb),
-                    Vec::with_capacity(nb),
-                    Vec::with_capacity(nb * 16),
-                );
+                let (mut d, mut m, mut qs) =
+                    (Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb * 16));
                 for blk in data.chunks_exact(20) {
                     d.push(f16(&blk[0..2]));
                     m.push(f16(&blk[2..4]));
@@ -91,10 +81,7 @@ impl CpuMatrix {
                     let db = half::f16::from_f32(amax / 127.0).to_f32();
                     let id = if db > 0.0 { 1.0 / db } else { 0.0 };
                     d.push(db);
-                    qs.extend(
-                        blk.iter()
-                            .map(|v| (v * id).round().clamp(-127.0, 127.0) as i8),
-                    );
+                    qs.extend(blk.iter().map(|v| (v * id).round().clamp(-127.0, 127.0) as i8));
                 }
                 Format::Q8_0 { d, qs }
             }

@@ -37,9 +37,7 @@ pub struct Cpu {
 
 impl Default for Cpu {
     fn default() -> Self {
-        Cpu {
-            kernels: Kernels::detect(),
-        }
+        Cpu { kernels: Kernels::detect() }
     }
 }
 
@@ -51,11 +49,7 @@ impl Backend for Cpu {
 
     fn name(&self) -> String {
         let n = par::threads();
-        format!(
-            "cpu ({}, {n} thread{})",
-            self.kernels.name,
-            if n == 1 { "" } else { "s" }
-        )
+        format!("cpu ({}, {n} thread{})", self.kernels.name, if n == 1 { "" } else { "s" })
     }
 
     fn matrix(&self, t: &TensorInfo, data: &[u8], precision: Precision) -> Result<CpuMatrix> {
@@ -67,11 +61,7 @@ impl Backend for Cpu {
     }
 
     fn new_cache(&self, width: usize) -> CpuKv {
-        CpuKv {
-            k: Vec::new(),
-            v: Vec::new(),
-            width,
-        }
+        CpuKv { k: Vec::new(), v: Vec::new(), width }
     }
 
     fn truncate_cache(&self, c: &mut CpuKv, len: usize) {
@@ -84,63 +74,41 @@ impl Backend for Cpu {
         let mut data = vec![0f32; ids.len() * cols];
         for (i, &id) in ids.iter().enumerate() {
             if id as usize >= table.rows {
-                return Err(Error::BadToken {
-                    id,
-                    vocab: table.rows,
-                });
+                return Err(Error::BadToken { id, vocab: table.rows });
             }
             table.dequant_rows(id as usize, 1, &mut data[i * cols..(i + 1) * cols]);
         }
-        Ok(CpuAct {
-            data,
-            rows: ids.len(),
-            cols,
-        })
+        Ok(CpuAct { data, rows: ids.len(), cols })
     }
 
     fn rms_norm(&self, x: &CpuAct, w: &Vec<f32>, eps: f32) -> CpuAct {
         let mut out = vec![0f32; x.data.len()];
-        for (o, r) in out
-            .chunks_exact_mut(x.cols)
-            .zip(x.data.chunks_exact(x.cols))
-        {
+        for (o, r) in out.chunks_exact_mut(x.cols).zip(x.data.chunks_exact(x.cols)) {
             let ms = r.iter().map(|v| v * v).sum::<f32>() / x.cols as f32;
             let s = 1.0 / (ms + eps).sqrt();
             for ((o, v), g) in o.iter_mut().zip(r).zip(w) {
                 *o = v * s * g;
             }
         }
-        CpuAct {
-            data: out,
-            rows: x.rows,
-            cols: x.cols,
-        }
+        CpuAct { data: out, rows: x.rows, cols: x.cols }
     }
 
     fn matmul(&self, x: &CpuAct, ws: &[&CpuMatrix]) -> Vec<CpuAct> {
         matmul::matmul(&self.kernels, &x.data, x.rows, ws)
             .into_iter()
             .zip(ws)
-            .map(|(data, w)| CpuAct {
-                data,
-                rows: x.rows,
-                cols: w.rows,
-            })
+            .map(|(data, w)| CpuAct { data, rows: x.rows, cols: w.rows })
             .collect()
     }
 
     fn rope(&self, x: &mut CpuAct, n_heads: usize, head_dim: usize, pos0: usize, theta: f32) {
         let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| theta.powf(-((2 * i) as f32) / head_dim as f32))
-            .collect();
+        let inv: Vec<f32> =
+            (0..half).map(|i| theta.powf(-((2 * i) as f32) / head_dim as f32)).collect();
         for (r, row) in x.data.chunks_exact_mut(x.cols).enumerate() {
             let p = (pos0 + r) as f32;
-            let cs: Vec<(f32, f32)> = inv
-                .iter()
-                .map(|f| (p * f).sin_cos())
-                .map(|(s, c)| (c, s))
-                .collect();
+            let cs: Vec<(f32, f32)> =
+                inv.iter().map(|f| (p * f).sin_cos()).map(|(s, c)| (c, s)).collect();
             for h in 0..n_heads {
                 let v = &mut row[h * head_dim..(h + 1) * head_dim];
                 for (i, &(c, s)) in cs.iter().enumerate() {
@@ -163,25 +131,13 @@ impl Backend for Cpu {
         cache.k.extend_from_slice(&k.data);
         cache.v.extend_from_slice(&v.data);
         let data = attention::causal(&self.kernels, &q.data, q.rows, cache, s);
-        CpuAct {
-            data,
-            rows: q.rows,
-            cols: q.cols,
-        }
+        CpuAct { data, rows: q.rows, cols: q.cols }
     }
 
     fn swiglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
-        let data = gate
-            .data
-            .iter()
-            .zip(&up.data)
-            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
-            .collect();
-        CpuAct {
-            data,
-            rows: gate.rows,
-            cols: gate.cols,
-        }
+        let data =
+            gate.data.iter().zip(&up.data).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+        CpuAct { data, rows: gate.rows, cols: gate.cols }
     }
 
     fn add_assign(&self, x: &mut CpuAct, y: &CpuAct) {
@@ -191,11 +147,7 @@ impl Backend for Cpu {
     }
 
     fn last_row(&self, x: &CpuAct) -> CpuAct {
-        CpuAct {
-            data: x.data[(x.rows - 1) * x.cols..].to_vec(),
-            rows: 1,
-            cols: x.cols,
-        }
+        CpuAct { data: x.data[(x.rows - 1) * x.cols..].to_vec(), rows: 1, cols: x.cols }
     }
 
     fn rows(&self, x: &CpuAct) -> usize {

@@ -297,10 +297,7 @@ pub(super) mod simd128 {
     fn dot16(wl: v128, wh: v128, x: &[i16]) -> v128 {
         // SAFETY: callers pass slices of exactly 16 i16.
         let (x0, x1) = unsafe {
-            (
-                v128_load(x.as_ptr() as *const v128),
-                v128_load(x.as_ptr().add(8) as *const v128),
-            )
+            (v128_load(x.as_ptr() as *const v128), v128_load(x.as_ptr().add(8) as *const v128))
         };
         i32x4_add(i32x4_dot_i16x8(wl, x0), i32x4_dot_i16x8(wh, x1))
     }
@@ -317,21 +314,10 @@ pub(super) mod simd128 {
             let lo = v128_and(qv, mask);
             let hi = u8x16_shr(qv, 4);
             let s = i32x4_add(
-                dot16(
-                    u16x8_extend_low_u8x16(lo),
-                    u16x8_extend_high_u8x16(lo),
-                    &x[..16],
-                ),
-                dot16(
-                    u16x8_extend_low_u8x16(hi),
-                    u16x8_extend_high_u8x16(hi),
-                    &x[16..],
-                ),
+                dot16(u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo), &x[..16]),
+                dot16(u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi), &x[16..]),
             );
-            acc = f32x4_add(
-                acc,
-                f32x4_mul(f32x4_splat(d[b] * xd[b]), f32x4_convert_i32x4(s)),
-            );
+            acc = f32x4_add(acc, f32x4_mul(f32x4_splat(d[b] * xd[b]), f32x4_convert_i32x4(s)));
             mins += m[b] * xs[b];
         }
         hsum(acc) + mins
@@ -344,27 +330,13 @@ pub(super) mod simd128 {
             let x = &xq[b * QK..b * QK + QK];
             // SAFETY: `w` is exactly 32 bytes.
             let (w0, w1) = unsafe {
-                (
-                    v128_load(w.as_ptr() as *const v128),
-                    v128_load(w.as_ptr().add(16) as *const v128),
-                )
+                (v128_load(w.as_ptr() as *const v128), v128_load(w.as_ptr().add(16) as *const v128))
             };
             let s = i32x4_add(
-                dot16(
-                    i16x8_extend_low_i8x16(w0),
-                    i16x8_extend_high_i8x16(w0),
-                    &x[..16],
-                ),
-                dot16(
-                    i16x8_extend_low_i8x16(w1),
-                    i16x8_extend_high_i8x16(w1),
-                    &x[16..],
-                ),
+                dot16(i16x8_extend_low_i8x16(w0), i16x8_extend_high_i8x16(w0), &x[..16]),
+                dot16(i16x8_extend_low_i8x16(w1), i16x8_extend_high_i8x16(w1), &x[16..]),
             );
-            acc = f32x4_add(
-                acc,
-                f32x4_mul(f32x4_splat(d[b] * xd[b]), f32x4_convert_i32x4(s)),
-            );
+            acc = f32x4_add(acc, f32x4_mul(f32x4_splat(d[b] * xd[b]), f32x4_convert_i32x4(s)));
         }
         hsum(acc)
     }
@@ -407,20 +379,17 @@ mod tests {
             // Q4_1 weights: random scales, mins and nibbles.
             let d: Vec<f32> = rand(&mut seed, nb).iter().map(|v| v.abs() * 0.1).collect();
             let m: Vec<f32> = rand(&mut seed, nb).iter().map(|v| v * 0.5).collect();
-            let qs: Vec<u8> = rand(&mut seed, nb * 16)
-                .iter()
-                .map(|v| ((v + 1.0) * 127.9) as u8)
-                .collect();
+            let qs: Vec<u8> =
+                rand(&mut seed, nb * 16).iter().map(|v| ((v + 1.0) * 127.9) as u8).collect();
             let mut w = vec![f32::NAN; cols];
             dequant_q4_1(&d, &m, &qs, &mut w);
             let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
             let s = dot_q4_1_scalar(&d, &m, &qs, q, xd, xs);
             let f = (k.q4_1)(&d, &m, &qs, q, xd, xs);
             let scale = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>();
-            for (what, err) in [
-                ("q4_1 scalar vs f32", (s - exact).abs() / scale),
-                (k.name, (f - s).abs() / scale),
-            ] {
+            for (what, err) in
+                [("q4_1 scalar vs f32", (s - exact).abs() / scale), (k.name, (f - s).abs() / scale)]
+            {
                 if err > worst.0 {
                     worst = (err, format!("{what} at cols {cols}"));
                 }
@@ -437,26 +406,17 @@ mod tests {
             let s = dot_q8_0_scalar(&d, &q8, q, xd);
             let f = (k.q8_0)(&d, &q8, q, xd);
             let scale = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>();
-            for (what, err) in [
-                ("q8_0 scalar vs f32", (s - exact).abs() / scale),
-                (k.name, (f - s).abs() / scale),
-            ] {
+            for (what, err) in
+                [("q8_0 scalar vs f32", (s - exact).abs() / scale), (k.name, (f - s).abs() / scale)]
+            {
                 if err > worst.0 {
                     worst = (err, format!("{what} at cols {cols}"));
                 }
             }
         }
-        println!(
-            "kernels {}: max relative error {:.2e} at {}",
-            k.name, worst.0, worst.1
-        );
+        println!("kernels {}: max relative error {:.2e} at {}", k.name, worst.0, worst.1);
         // int16 activations: ~1/32767 relative rounding per element.
-        assert!(
-            worst.0 < 1e-4,
-            "max relative error {:.2e} at {}",
-            worst.0,
-            worst.1
-        );
+        assert!(worst.0 < 1e-4, "max relative error {:.2e} at {}", worst.0, worst.1);
     }
 
     #[test]

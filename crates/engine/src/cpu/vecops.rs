@@ -97,19 +97,11 @@ mod tests {
                 let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3).collect();
                 let b: Vec<f32> = (0..n).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.7).collect();
                 let (d, p) = ((k.dot_f32)(&a, &b), super::dot_portable(&a, &b));
-                assert!(
-                    (d - p).abs() <= 1e-4 * (1.0 + p.abs()),
-                    "{} n={n}: {d} vs {p}",
-                    k.name
-                );
+                assert!((d - p).abs() <= 1e-4 * (1.0 + p.abs()), "{} n={n}: {d} vs {p}", k.name);
                 let (mut y1, mut y2) = (b.clone(), b.clone());
                 (k.axpy_f32)(0.37, &a, &mut y1);
                 super::axpy_portable(0.37, &a, &mut y2);
-                let e = y1
-                    .iter()
-                    .zip(&y2)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0f32, f32::max);
+                let e = y1.iter().zip(&y2).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
                 assert!(e < 1e-5, "{} axpy n={n}: max diff {e}", k.name);
             }
         }

@@ -20,12 +20,8 @@ pub fn forward<B: Backend>(
     };
     be.rope(&mut q, cfg.n_head, cfg.head_dim, pos0, cfg.rope_theta);
     be.rope(&mut k, cfg.n_kv_head, cfg.head_dim, pos0, cfg.rope_theta);
-    let shape = AttnShape {
-        n_head: cfg.n_head,
-        n_kv_head: cfg.n_kv_head,
-        head_dim: cfg.head_dim,
-        pos0,
-    };
+    let shape =
+        AttnShape { n_head: cfg.n_head, n_kv_head: cfg.n_kv_head, head_dim: cfg.head_dim, pos0 };
     let a = be.attention(&q, &k, &v, cache, shape);
     if let Some(o) = be.matmul(&a, &[&w.wo]).pop() {
         be.add_assign(x, &o);

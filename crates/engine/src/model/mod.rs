@@ -39,14 +39,7 @@ impl<B: Backend> Model<B> {
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let chat = ChatTemplate::from_gguf(&gguf);
         let weights = Weights::load(&gguf, bytes, &config, &backend, precision, progress)?;
-        Ok(Model {
-            backend,
-            config,
-            tokenizer,
-            chat,
-            precision,
-            weights,
-        })
+        Ok(Model { backend, config, tokenizer, chat, precision, weights })
     }
 
     /// Token ids for a prompt: raw text, or a single user turn through the chat template
@@ -65,27 +58,18 @@ impl<B: Backend> Model<B> {
     /// scores say which tokens it promotes and suppresses.
     pub fn unembed_direction(&self, v: &[f32]) -> Vec<f32> {
         let d = self.config.d_model;
-        let g: Vec<f32> = v
-            .iter()
-            .zip(self.weights.out_norm_host.iter())
-            .map(|(a, b)| a * b)
-            .collect();
+        let g: Vec<f32> =
+            v.iter().zip(self.weights.out_norm_host.iter()).map(|(a, b)| a * b).collect();
         let x = self.backend.upload_act(g, v.len() / d, d);
         let head = self.weights.lm_head.as_ref().unwrap_or(&self.weights.embed);
-        self.backend
-            .matmul(&x, &[head])
-            .pop()
-            .map(|a| self.backend.to_host(&a))
-            .unwrap_or_default()
+        self.backend.matmul(&x, &[head]).pop().map(|a| self.backend.to_host(&a)).unwrap_or_default()
     }
 
     pub fn session(&self) -> Session<'_, B> {
         let kv = self.config.n_kv_head * self.config.head_dim;
         Session {
             model: self,
-            caches: (0..self.config.n_layer)
-                .map(|_| self.backend.new_cache(kv))
-                .collect(),
+            caches: (0..self.config.n_layer).map(|_| self.backend.new_cache(kv)).collect(),
             pos: 0,
         }
     }
@@ -145,18 +129,10 @@ impl<'m, B: Backend> Session<'m, B> {
             }
         }
         self.pos += ids.len();
-        let x = if which == LogitsFor::Last {
-            be.last_row(&x)
-        } else {
-            x
-        };
+        let x = if which == LogitsFor::Last { be.last_row(&x) } else { x };
         let x = be.rms_norm(&x, &w.out_norm, cfg.rms_eps);
         let head = w.lm_head.as_ref().unwrap_or(&w.embed);
-        let logits = be
-            .matmul(&x, &[head])
-            .pop()
-            .map(|a| be.to_host(&a))
-            .unwrap_or_default();
+        let logits = be.matmul(&x, &[head]).pop().map(|a| be.to_host(&a)).unwrap_or_default();
         Ok(logits)
     }
 }

@@ -56,11 +56,7 @@ impl<B: Backend> Weights<B> {
             tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?
         };
         let out_norm = be.vector(out_norm_host.clone())?;
-        let lm_head = if cfg.tied_embeddings {
-            None
-        } else {
-            Some(mat("output.weight")?)
-        };
+        let lm_head = if cfg.tied_embeddings { None } else { Some(mat("output.weight")?) };
         progress(3, total);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
@@ -78,12 +74,6 @@ impl<B: Backend> Weights<B> {
             });
             progress(4 + l, total);
         }
-        Ok(Weights {
-            embed,
-            out_norm,
-            out_norm_host,
-            lm_head,
-            layers,
-        })
+        Ok(Weights { embed, out_norm, out_norm_host, lm_head, layers })
     }
 }

@@ -7,10 +7,7 @@ use web_sys::{ReadableStreamDefaultReader, Response, WorkerGlobalScope};
 
 fn err(v: JsValue) -> String {
     v.as_string()
-        .or_else(|| {
-            v.dyn_ref::<js_sys::Error>()
-                .map(|e| String::from(e.message()))
-        })
+        .or_else(|| v.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
@@ -22,25 +19,14 @@ pub async fn fetch_bytes(
     let resp = JsFuture::from(global.fetch_with_str(url))
         .await
         .map_err(|e| format!("fetching {url}: {}", err(e)))?;
-    let resp: Response = resp
-        .dyn_into()
-        .map_err(|_| "fetch did not return a Response".to_string())?;
+    let resp: Response =
+        resp.dyn_into().map_err(|_| "fetch did not return a Response".to_string())?;
     if !resp.ok() {
-        return Err(format!(
-            "fetching {url}: HTTP {} {}",
-            resp.status(),
-            resp.status_text()
-        ));
+        return Err(format!("fetching {url}: HTTP {} {}", resp.status(), resp.status_text()));
     }
-    let total = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse::<f64>().ok());
-    let body = resp
-        .body()
-        .ok_or_else(|| format!("{url}: empty response body"))?;
+    let total =
+        resp.headers().get("content-length").ok().flatten().and_then(|s| s.parse::<f64>().ok());
+    let body = resp.body().ok_or_else(|| format!("{url}: empty response body"))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut buf = Vec::with_capacity(total.unwrap_or(0.0).min(4e9) as usize);
     let mut last = 0.0;
@@ -48,11 +34,7 @@ pub async fn fetch_bytes(
         let chunk = JsFuture::from(reader.read())
             .await
             .map_err(|e| format!("reading {url}: {}", err(e)))?;
-        if Reflect::get(&chunk, &"done".into())
-            .ok()
-            .and_then(|d| d.as_bool())
-            .unwrap_or(true)
-        {
+        if Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
             break;
         }
         let value = Reflect::get(&chunk, &"value".into()).map_err(err)?;

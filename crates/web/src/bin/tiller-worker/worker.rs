@@ -50,9 +50,7 @@ pub fn start() {
         let msg: ToWorker = match serde_wasm_bindgen::from_value(ev.data()) {
             Ok(m) => m,
             Err(e) => {
-                return post(&FromWorker::Error {
-                    message: format!("bad message to worker: {e}"),
-                })
+                return post(&FromWorker::Error { message: format!("bad message to worker: {e}") })
             }
         };
         let state = state.clone();
@@ -63,12 +61,7 @@ pub fn start() {
                     post(&FromWorker::Error { message });
                 }
             }),
-            ToWorker::Generate {
-                prompt,
-                chat,
-                max_tokens,
-                sampling,
-            } => spawn_local(async move {
+            ToWorker::Generate { prompt, chat, max_tokens, sampling } => spawn_local(async move {
                 let r = generate(&state, &prompt, chat, max_tokens, sampling).await;
                 state.borrow_mut().busy = false;
                 if let Err(message) = r {
@@ -85,25 +78,13 @@ pub fn start() {
 async fn load(state: &Rc<RefCell<State>>, url: &str) -> Result<(), String> {
     let t0 = now();
     let bytes = fetch_bytes(url, &mut |done, total| {
-        post(&FromWorker::Progress {
-            stage: Stage::Downloading,
-            done,
-            total,
-        })
+        post(&FromWorker::Progress { stage: Stage::Downloading, done, total })
     })
     .await?;
-    post(&FromWorker::Progress {
-        stage: Stage::Parsing,
-        done: 0.0,
-        total: None,
-    });
+    post(&FromWorker::Progress { stage: Stage::Parsing, done: 0.0, total: None });
     yield_now().await;
     let model = Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut |d, t| {
-        post(&FromWorker::Progress {
-            stage: Stage::Parsing,
-            done: d as f64,
-            total: Some(t as f64),
-        })
+        post(&FromWorker::Progress { stage: Stage::Parsing, done: d as f64, total: Some(t as f64) })
     })
     .map_err(|e| format!("cannot load {url}: {e}"))?;
     let name = url.rsplit('/').next().unwrap_or(url).to_string();
@@ -138,9 +119,7 @@ async fn generate(
     if prompt.trim().is_empty() {
         return Err("the prompt is empty: type something to continue".into());
     }
-    let ids = model
-        .encode_prompt(prompt, chat)
-        .map_err(|e| e.to_string())?;
+    let ids = model.encode_prompt(prompt, chat).map_err(|e| e.to_string())?;
     post(&FromWorker::Prompt { ids: ids.clone() });
     let sampler = Sampler::new(sampling).map_err(|e| e.to_string())?;
     let mut g = Generator::new(&model, &ids, max_tokens, sampler).map_err(|e| e.to_string())?;
@@ -149,9 +128,7 @@ async fn generate(
     let mut t_first = None;
     while let Some(id) = g.step(None).map_err(|e| e.to_string())? {
         t_first.get_or_insert_with(now);
-        let text = stream
-            .push(&model.tokenizer, id)
-            .map_err(|e| e.to_string())?;
+        let text = stream.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
         post(&FromWorker::Token { id, text });
         yield_now().await;
         if state.borrow().stop {
@@ -164,20 +141,13 @@ async fn generate(
     let gen = g.finish();
     let first = t_first.unwrap_or(t_end);
     let n_dec = gen.ids.len().saturating_sub(1) as f64;
-    let text = model
-        .tokenizer
-        .decode(&gen.ids)
-        .map_err(|e| e.to_string())?;
+    let text = model.tokenizer.decode(&gen.ids).map_err(|e| e.to_string())?;
     post(&FromWorker::Done {
         ids: gen.ids,
         text,
         stop: gen.stop,
         prefill_ms: first - t0,
-        decode_tok_s: if n_dec > 0.0 {
-            n_dec * 1000.0 / (t_end - first).max(1e-3)
-        } else {
-            0.0
-        },
+        decode_tok_s: if n_dec > 0.0 { n_dec * 1000.0 / (t_end - first).max(1e-3) } else { 0.0 },
     });
     Ok(())
 }
