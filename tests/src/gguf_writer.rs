@@ -212,6 +212,14 @@ impl TinyModel {
 
     /// A plain, obviously-correct forward pass (f64, no cache) for comparison: all logits.
     pub fn reference_logits(&self, t: Tiny, ids: &[u32]) -> Vec<Vec<f64>> {
+        self.reference(t, ids).0
+    }
+
+    /// The reference forward pass: all logits, and the MLP hidden activation (SwiGLU output)
+    /// of every layer at every position, `mlp[layer][position]`.
+    #[allow(clippy::type_complexity)]
+    pub fn reference(&self, t: Tiny, ids: &[u32]) -> (Vec<Vec<f64>>, Vec<Vec<Vec<f64>>>) {
+        let mut mlp = vec![Vec::new(); t.n_layer];
         let v = |n: &str| self.values[n].iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let hd = t.d / t.n_head;
         let mm = |x: &[f64], w: &[f64], rows: usize| -> Vec<f64> {
@@ -274,10 +282,13 @@ impl TinyModel {
                 let a: Vec<f64> =
                     g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
                 let d = mm(&a, &v(&n("ffn_down")), t.d);
+                mlp[l].push(a);
                 xs[p].iter_mut().zip(d).for_each(|(a, b)| *a += b);
             }
         }
         let head = if t.tied { v("token_embd.weight") } else { v("output.weight") };
-        xs.iter().map(|x| mm(&rms(x, &v("output_norm.weight")), &head, self.vocab)).collect()
+        let logits =
+            xs.iter().map(|x| mm(&rms(x, &v("output_norm.weight")), &head, self.vocab)).collect();
+        (logits, mlp)
     }
 }

@@ -1,7 +1,7 @@
 //! Synthetic tiny GGUF models written by a test helper: shapes, GQA, tied and untied
 //! embeddings against a plain f64 reference forward pass, and the error paths.
 
-use tiller_engine::{Cpu, LogitsFor, Model, Precision};
+use tiller_engine::{Capture, Cpu, Hooks, LogitsFor, Model, Precision};
 use tiller_tests::gguf_writer::{write, Meta, Tensor, Tiny, TinyModel};
 use tiller_tests::MaxDiff;
 
@@ -51,6 +51,51 @@ fn check(t: Tiny, seed: u64) {
     for (a, b) in f.chunks(tm.vocab).zip(all.chunks(tm.vocab)) {
         assert_eq!(tiller_engine::sampling::argmax(a), tiller_engine::sampling::argmax(b));
     }
+    check_mlp_hook(&m, &tm, t, &ids);
+}
+
+/// The MLP hook sees the SwiGLU output of every layer and position, and what it writes is
+/// what the down projection reads.
+fn check_mlp_hook(m: &Model<Cpu>, tm: &TinyModel, t: Tiny, ids: &[u32]) {
+    let (_, want) = tm.reference(t, ids);
+    let mut cap = Capture::mlp(0..t.n_layer);
+    m.session().forward(ids, Some(&mut cap), LogitsFor::All).unwrap();
+    let mut md = MaxDiff::default();
+    for (l, rows) in cap.rows.iter().enumerate() {
+        for (p, r) in rows.chunks(cap.width).enumerate() {
+            for (j, &x) in r.iter().enumerate() {
+                md.see(x, want[l][p][j] as f32, || format!("layer {l} position {p} neuron {j}"));
+            }
+        }
+    }
+    println!("{t:?}: {}", md.report("MLP activations vs f64 reference", TOL));
+    assert!(md.max < TOL, "{}", md.report("MLP activations", TOL));
+    // Zeroing the last layer's MLP activation removes exactly its down projection's output.
+    struct Zero(usize);
+    impl Hooks for Zero {
+        fn active(&self, _: usize) -> bool {
+            false
+        }
+        fn block_output(&mut self, _: usize, _: usize, _: &mut [f32], _: usize) {}
+        fn mlp_active(&self, l: usize) -> bool {
+            l == self.0
+        }
+        fn mlp_activation(&mut self, _: usize, _: usize, act: &mut [f32], _: usize) {
+            act.fill(0.0);
+        }
+    }
+    let last = t.n_layer - 1;
+    let mut before = Capture::new([last]);
+    m.session().forward(ids, Some(&mut before), LogitsFor::Last).unwrap();
+    let mut zeroed = (Zero(last), Capture::new([last]));
+    m.session().forward(ids, Some(&mut zeroed), LogitsFor::Last).unwrap();
+    let down = m.down_project(last, cap.rows[last].clone()).unwrap();
+    let mut md = MaxDiff::default();
+    for (i, ((b, a), d)) in before.rows[0].iter().zip(&zeroed.1.rows[0]).zip(&down).enumerate() {
+        md.see(b - a, *d, || format!("row value {i}"));
+    }
+    println!("{}", md.report("zeroed MLP = minus its down projection", TOL));
+    assert!(md.max < TOL);
 }
 
 #[test]

@@ -99,9 +99,10 @@ fn concept_bench(
     path: &std::path::Path,
     reps: usize,
 ) -> Result<serde_json::Value> {
-    use tiller_steer::concept::{capture, Concept};
-    use tiller_steer::directions::{directions, stability, Method};
-    use tiller_steer::{diagnostics, probe};
+    use tiller_steer::concept::{capture, capture_concept_mlp, Concept};
+    use tiller_steer::directions::{directions, Method};
+    use tiller_steer::report::{analyze, Options};
+    use tiller_steer::snmf::{concept_snmf, SnmfParams};
     let s = std::fs::read_to_string(path)?;
     let c: Concept = serde_json::from_str(&s)?;
     c.validate()?;
@@ -123,27 +124,33 @@ fn concept_bench(
         cap = cap.min(t.elapsed().as_secs_f64());
     }
     let (p, n) = (capture(model, &pos, c.read)?, capture(model, &neg, c.read)?);
+    let big = Concept { pairs, ..c.clone() };
     let mut methods = serde_json::Map::new();
     for (name, m) in [
         ("mean-diff", Method::MeanDiff),
         ("pca", Method::Pca),
         ("probe", Method::Probe),
         ("svd", Method::Svd),
+        ("snmf", Method::Snmf),
     ] {
+        // The direction at every layer from captured activations (SNMF: from the MLP
+        // activations, whose capture is not counted here).
+        let dir_ms = if m == Method::Snmf {
+            let (_, _, mlp) = capture_concept_mlp(model, &big)?;
+            let t = Instant::now();
+            concept_snmf(model, &mlp, big.pairs.len(), big.read, &SnmfParams::default())?;
+            t.elapsed().as_secs_f64() * 1e3
+        } else {
+            let t = Instant::now();
+            directions(m, &p, &n)?;
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        // What a click on "compute" costs: capture, directions and every diagnostic.
         let t = Instant::now();
-        let d = directions(m, &p, &n)?;
-        let dir_ms = t.elapsed().as_secs_f64() * 1e3;
-        let t = Instant::now();
-        for (l, v) in d.iter().enumerate() {
-            diagnostics::layer(&p, &n, l, v);
-            probe::heldout_accuracy(&p, &n, l);
-        }
-        stability(m, &p, &n, &d, if m == Method::Probe { 8 } else { 16 }, 1)?;
-        let diag_ms = t.elapsed().as_secs_f64() * 1e3;
-        methods.insert(
-            name.into(),
-            json!({ "directions_ms": dir_ms, "with_diagnostics_ms": dir_ms + diag_ms }),
-        );
+        analyze(model, &big, m, &Options::default(), &mut |_, _, _| {})?;
+        let all_ms = t.elapsed().as_secs_f64() * 1e3;
+        eprintln!("concept bench: {name}: directions {dir_ms:.0} ms; capture + directions + diagnostics {all_ms:.0} ms");
+        methods.insert(name.into(), json!({ "directions_ms": dir_ms, "analyze_ms": all_ms }));
     }
     let tokens: usize = ids.iter().map(Vec::len).sum();
     eprintln!("concept bench: 32 pairs ({tokens} tokens): plain prefill {:.0} ms, capture of all layers {:.0} ms ({:.3}x)", plain * 1e3, cap * 1e3, cap / plain);

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use tiller_engine::{Backend, LogitsFor, Model};
 use tiller_steer::concept::{capture_concept, Concept};
 use tiller_steer::diagnostics;
-use tiller_steer::directions::{
-    directions, mean_diff, mean_norms, stability, svd_subspace, Method,
-};
+use tiller_steer::directions::{mean_diff, mean_norms, Method};
 use tiller_steer::intervene::{self, Intervention, Plan, Positions};
-use tiller_steer::probe;
+use tiller_steer::report;
+use tiller_steer::snmf::SnmfParams;
 
 #[derive(Args, Default)]
 pub struct SteerArgs {
@@ -209,8 +208,12 @@ pub struct ConceptArgs {
     /// Concept file: {"name": ..., "pairs": [[positive, negative], ...]}.
     #[arg(long)]
     pub pairs: PathBuf,
+    /// mean-diff, pca, probe, svd or snmf.
     #[arg(long, default_value = "mean-diff")]
     pub method: String,
+    /// Number of SNMF features per layer.
+    #[arg(long, default_value_t = 8)]
+    pub features: usize,
     /// Print JSON (the only output format today).
     #[arg(long)]
     pub json: bool,
@@ -220,41 +223,12 @@ pub fn concept(a: ConceptArgs) -> Result<()> {
     let method: Method = a.method.parse().map_err(|e: String| anyhow!(e))?;
     let c = read_concept(&a.pairs)?;
     let model = crate::load(&a.m)?;
-    let (pos, neg) = capture_concept(&model, &c)?;
-    let dirs = directions(method, &pos, &neg)?;
-    // Bootstrap stability: fewer resamples for the probe, which is refitted each time.
-    let resamples = if method == Method::Probe { 8 } else { 16 };
-    let stab = stability(method, &pos, &neg, &dirs, resamples, 0x5eed)?;
-    let tok = |ids: Vec<(u32, f32)>| -> Vec<serde_json::Value> {
-        ids.into_iter().map(|(i, sc)| json!({ "id": i, "token": model.tokenizer.decode(&[i]).unwrap_or_default(), "score": sc })).collect()
+    let opts = report::Options {
+        snmf: SnmfParams { k: a.features, ..Default::default() },
+        ..Default::default()
     };
-    let layers: Vec<_> = dirs
-        .iter()
-        .enumerate()
-        .map(|(l, d)| {
-            let norm = d.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let diag = diagnostics::layer(&pos, &neg, l, d);
-            let (up, down) = diagnostics::top_tokens(&model, d, 10);
-            let mut o = json!({
-                "layer": l, "direction": d, "norm": norm,
-                "probe_accuracy": probe::heldout_accuracy(&pos, &neg, l),
-                "auroc": diag.auroc, "cohens_d": diag.cohens_d, "opposite_signs": diag.opposite_signs,
-                "stability": stab[l],
-                "norm_over_mean_residual": diag.norm_over_mean_residual,
-                "promotes": tok(up), "suppresses": tok(down),
-            });
-            if method == Method::Svd {
-                if let Ok(sub) = svd_subspace(&pos, &neg, l, 4) {
-                    o["singular_values"] = json!(sub.singular_values);
-                    o["eigengap"] = json!(sub.eigengap);
-                    o["effective_rank"] = json!(sub.effective_rank);
-                    o["subspace"] = json!(sub.vectors);
-                }
-            }
-            Ok(o)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    println!("{}", json!({ "name": c.name, "method": a.method, "read": c.read, "layers": layers }));
+    let r = report::analyze(&model, &c, method, &opts, &mut |_, _, _| {})?;
+    println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }
 

@@ -33,6 +33,47 @@ fn concept_json_shape() {
 }
 
 #[test]
+fn concept_snmf_features() {
+    let (m, c) = (model(), reference_concept());
+    let v = json_ok(&[
+        "concept",
+        "--model",
+        &m,
+        "--pairs",
+        &c,
+        "--method",
+        "snmf",
+        "--features",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(v["method"], "snmf");
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 30);
+    let best = v["best_layer"].as_u64().unwrap() as usize;
+    assert!((7..23).contains(&best), "best layer {best} outside the middle half");
+    let mut separated = 0;
+    for l in layers {
+        let s = &l["snmf"];
+        let features = s["features"].as_array().unwrap();
+        assert_eq!(features.len(), 4);
+        let (first, last) = (s["error_first"].as_f64().unwrap(), s["error_last"].as_f64().unwrap());
+        assert!(last < first, "layer {}: error {first} -> {last}", l["layer"]);
+        for f in features {
+            assert_eq!(f["top_tokens"].as_array().unwrap().len(), 8);
+            assert!(f["top_tokens"][0]["weight"].as_f64().unwrap() >= 0.0);
+            assert_eq!(f["direction"].as_array().unwrap().len(), 576);
+        }
+        let bf = s["best_feature"].as_u64().unwrap() as usize;
+        assert!(features[bf]["concept_gap"].as_f64().unwrap() != 0.0);
+        // The direction is oriented so positives project higher.
+        separated += (l["auroc"].as_f64().unwrap() > 0.5) as usize;
+    }
+    println!("SNMF: best layer {best}, {separated}/30 layers with AUROC > 0.5");
+    assert!(separated >= 25, "only {separated}/30 layers orient the SNMF direction right");
+}
+
+#[test]
 fn steering_flags_reproduce_the_reference_add_case() {
     let (m, c) = (model(), reference_concept());
     let v = json_ok(&[
@@ -228,7 +269,8 @@ fn bench_concept_reports_capture_and_methods() {
     assert!(v["prefill_tok_s"].as_f64().unwrap() > 0.0, "the contract's keys stay");
     let r = v["concept"]["capture_over_prefill"].as_f64().unwrap();
     assert!(r > 0.0 && r.is_finite());
-    for meth in ["mean-diff", "pca", "probe", "svd"] {
+    for meth in ["mean-diff", "pca", "probe", "svd", "snmf"] {
         assert!(v["concept"]["methods"][meth]["directions_ms"].as_f64().unwrap() >= 0.0);
+        assert!(v["concept"]["methods"][meth]["analyze_ms"].as_f64().unwrap() > 0.0);
     }
 }

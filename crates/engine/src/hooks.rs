@@ -9,12 +9,31 @@ pub trait Hooks {
     /// Does this hook want layer `layer`'s output?
     fn active(&self, layer: usize) -> bool;
     fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize);
+    /// Does this hook want block `layer`'s MLP hidden activation? (Default: no.)
+    fn mlp_active(&self, _layer: usize) -> bool {
+        false
+    }
+    /// The MLP hidden activation of block `layer` (SwiGLU output, `[rows, d_ff]`), before
+    /// the down projection.
+    fn mlp_activation(&mut self, _layer: usize, _pos0: usize, _act: &mut [f32], _width: usize) {}
 }
 
-/// Records the residual stream at chosen layers, every position of every call.
+/// Where a [`Capture`] reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// The residual stream at the block's output (`d_model` wide).
+    #[default]
+    Residual,
+    /// The MLP hidden activation (`d_ff` wide).
+    Mlp,
+}
+
+/// Records the residual stream (or the MLP activation) at chosen layers, every position of
+/// every call.
 #[derive(Debug, Default, Clone)]
 pub struct Capture {
     layers: Vec<usize>,
+    site: Site,
     /// Per captured layer, the rows seen so far (row-major, `width` each).
     pub rows: Vec<Vec<f32>>,
     pub width: usize,
@@ -24,7 +43,17 @@ impl Capture {
     pub fn new(layers: impl IntoIterator<Item = usize>) -> Self {
         let layers: Vec<usize> = layers.into_iter().collect();
         let rows = vec![Vec::new(); layers.len()];
-        Capture { layers, rows, width: 0 }
+        Capture { layers, site: Site::Residual, rows, width: 0 }
+    }
+    /// Capture the MLP hidden activation instead of the residual stream.
+    pub fn mlp(layers: impl IntoIterator<Item = usize>) -> Self {
+        Capture { site: Site::Mlp, ..Self::new(layers) }
+    }
+    fn record(&mut self, layer: usize, rows: &[f32], width: usize) {
+        if let Some(i) = self.layers.iter().position(|&l| l == layer) {
+            self.width = width;
+            self.rows[i].extend_from_slice(rows);
+        }
     }
     /// The last captured row at `layer`, if any.
     pub fn last(&self, layer: usize) -> Option<&[f32]> {
@@ -36,12 +65,41 @@ impl Capture {
 
 impl Hooks for Capture {
     fn active(&self, layer: usize) -> bool {
-        self.layers.contains(&layer)
+        self.site == Site::Residual && self.layers.contains(&layer)
     }
     fn block_output(&mut self, layer: usize, _pos0: usize, resid: &mut [f32], width: usize) {
-        if let Some(i) = self.layers.iter().position(|&l| l == layer) {
-            self.width = width;
-            self.rows[i].extend_from_slice(resid);
+        self.record(layer, resid, width);
+    }
+    fn mlp_active(&self, layer: usize) -> bool {
+        self.site == Site::Mlp && self.layers.contains(&layer)
+    }
+    fn mlp_activation(&mut self, layer: usize, _pos0: usize, act: &mut [f32], width: usize) {
+        self.record(layer, act, width);
+    }
+}
+
+/// Two hooks as one: both see every hook point, the first before the second.
+impl<A: Hooks, B: Hooks> Hooks for (A, B) {
+    fn active(&self, layer: usize) -> bool {
+        self.0.active(layer) || self.1.active(layer)
+    }
+    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
+        if self.0.active(layer) {
+            self.0.block_output(layer, pos0, resid, width);
+        }
+        if self.1.active(layer) {
+            self.1.block_output(layer, pos0, resid, width);
+        }
+    }
+    fn mlp_active(&self, layer: usize) -> bool {
+        self.0.mlp_active(layer) || self.1.mlp_active(layer)
+    }
+    fn mlp_activation(&mut self, layer: usize, pos0: usize, act: &mut [f32], width: usize) {
+        if self.0.mlp_active(layer) {
+            self.0.mlp_activation(layer, pos0, act, width);
+        }
+        if self.1.mlp_active(layer) {
+            self.1.mlp_activation(layer, pos0, act, width);
         }
     }
 }

@@ -96,30 +96,79 @@ impl Acts {
     }
 }
 
+/// MLP hidden activations of every token of some texts (the input of SNMF).
+#[derive(Debug, Clone, Default)]
+pub struct MlpActs {
+    /// Per layer, `tokens.len()` rows of `width` values.
+    pub layers: Vec<Vec<f32>>,
+    pub width: usize,
+    /// Each row's (text index, position, token id).
+    pub tokens: Vec<(usize, usize, u32)>,
+}
+
+/// Most tokens SNMF reads (all layers' MLP activations are held at once).
+pub const MAX_MLP_TOKENS: usize = 1024;
+
+fn read_rows(rows: &[f32], d: usize, read: Read) -> Vec<f32> {
+    match read {
+        Read::LastToken => rows[rows.len() - d..].to_vec(),
+        Read::Mean => {
+            let n = rows.len() / d;
+            let mut m = vec![0f32; d];
+            for r in rows.chunks_exact(d) {
+                m.iter_mut().zip(r).for_each(|(a, b)| *a += b / n as f32);
+            }
+            m
+        }
+    }
+}
+
 /// Run each raw prompt (no chat template) and read its residual stream at every layer.
 pub fn capture<B: Backend>(model: &Model<B>, texts: &[String], read: Read) -> Result<Acts> {
+    capture_with(model, texts, read, None)
+}
+
+/// As [`capture`], and in the same pass the MLP activations of every token into `mlp`.
+pub fn capture_with<B: Backend>(
+    model: &Model<B>,
+    texts: &[String],
+    read: Read,
+    mut mlp: Option<&mut MlpActs>,
+) -> Result<Acts> {
     let (n_layer, d) = (model.config.n_layer, model.config.d_model);
+    if let Some(m) = mlp.as_deref_mut() {
+        if m.layers.len() != n_layer {
+            *m = MlpActs { layers: vec![Vec::new(); n_layer], ..Default::default() };
+        }
+    }
     let mut acts = Vec::with_capacity(texts.len());
     for t in texts {
         let ids = model.encode_prompt(t, false)?;
-        let mut cap = Capture::new(0..n_layer);
-        model.session().forward(&ids, Some(&mut cap), LogitsFor::Last)?;
-        let per_layer = (0..n_layer)
-            .map(|l| {
-                let rows = &cap.rows[l];
-                match read {
-                    Read::LastToken => rows[rows.len() - d..].to_vec(),
-                    Read::Mean => {
-                        let n = rows.len() / d;
-                        let mut m = vec![0f32; d];
-                        for r in rows.chunks_exact(d) {
-                            m.iter_mut().zip(r).for_each(|(a, b)| *a += b / n as f32);
-                        }
-                        m
-                    }
-                }
-            })
-            .collect();
+        let resid = Capture::new(0..n_layer);
+        let per_layer = if let Some(m) = mlp.as_deref_mut() {
+            if m.tokens.len() + ids.len() > MAX_MLP_TOKENS {
+                return Err(Error::Concept {
+                    name: String::new(),
+                    msg: format!(
+                        "SNMF reads every token and these texts have more than {MAX_MLP_TOKENS}: \
+                         use fewer or shorter examples"
+                    ),
+                });
+            }
+            let mut both = (resid, Capture::mlp(0..n_layer));
+            model.session().forward(&ids, Some(&mut both), LogitsFor::Last)?;
+            let text = m.tokens.last().map_or(0, |t| t.0 + 1);
+            m.tokens.extend(ids.iter().enumerate().map(|(p, &id)| (text, p, id)));
+            m.width = both.1.width;
+            for (dst, src) in m.layers.iter_mut().zip(&both.1.rows) {
+                dst.extend_from_slice(src);
+            }
+            both.0.rows.iter().map(|rows| read_rows(rows, d, read)).collect()
+        } else {
+            let mut resid = resid;
+            model.session().forward(&ids, Some(&mut resid), LogitsFor::Last)?;
+            resid.rows.iter().map(|rows| read_rows(rows, d, read)).collect()
+        };
         acts.push(per_layer);
     }
     Ok(Acts { acts, n_layer, d })
@@ -131,6 +180,20 @@ pub fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Act
     let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
     let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
     Ok((capture(model, &pos, c.read)?, capture(model, &neg, c.read)?))
+}
+
+/// As [`capture_concept`], with the MLP activations of every token (positives' texts first).
+pub fn capture_concept_mlp<B: Backend>(
+    model: &Model<B>,
+    c: &Concept,
+) -> Result<(Acts, Acts, MlpActs)> {
+    c.validate()?;
+    let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
+    let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
+    let mut mlp = MlpActs::default();
+    let p = capture_with(model, &pos, c.read, Some(&mut mlp))?;
+    let n = capture_with(model, &neg, c.read, Some(&mut mlp))?;
+    Ok((p, n, mlp))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 use crate::concept::Acts;
 use crate::{Error, Result};
 use nalgebra::DMatrix;
+use tiller_engine::cpu::par;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -24,6 +25,8 @@ pub enum Method {
     Pca,
     Probe,
     Svd,
+    /// From MLP activations: see [`crate::snmf`] and [`crate::report::analyze`].
+    Snmf,
 }
 
 impl std::str::FromStr for Method {
@@ -34,7 +37,8 @@ impl std::str::FromStr for Method {
             "pca" => Ok(Method::Pca),
             "probe" => Ok(Method::Probe),
             "svd" => Ok(Method::Svd),
-            _ => Err(format!("unknown method `{s}` (mean-diff, pca, probe or svd)")),
+            "snmf" => Ok(Method::Snmf),
+            _ => Err(format!("unknown method `{s}` (mean-diff, pca, probe, svd or snmf)")),
         }
     }
 }
@@ -128,7 +132,7 @@ fn pair_diffs(pos: &Acts, neg: &Acts, l: usize) -> Vec<Vec<f64>> {
 }
 
 /// Flip `v` so positives project higher than negatives on average.
-fn orient(v: &mut [f64], pos: &Acts, neg: &Acts, l: usize) {
+pub(crate) fn orient(v: &mut [f64], pos: &Acts, neg: &Acts, l: usize) {
     let proj = |a: &Acts| {
         a.at(l)
             .map(|x| x.iter().zip(v.iter()).map(|(p, q)| *p as f64 * q).sum::<f64>())
@@ -207,8 +211,11 @@ pub fn directions(method: Method, pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>
         Method::Probe => {
             check(pos, neg)?;
             need_pairs(pos, neg, "the probe")?;
-            Ok((0..pos.n_layer).map(|l| crate::probe::direction(pos, neg, l)).collect())
+            Ok(par::map((0..pos.n_layer).collect(), |l| crate::probe::direction(pos, neg, l)))
         }
+        Method::Snmf => Err(Error::LinAlg(
+            "SNMF factors MLP activations, not these residual ones: use report::analyze".into(),
+        )),
     }
 }
 

@@ -17,6 +17,8 @@ pub mod effects;
 pub mod intervene;
 pub mod observable;
 pub mod probe;
+pub mod report;
+pub mod snmf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

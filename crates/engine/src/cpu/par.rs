@@ -34,3 +34,15 @@ pub fn split_lengths<T>(mut out: &mut [T], lens: impl IntoIterator<Item = usize>
     }
     v
 }
+
+/// `f` of every item, in order, in parallel where threads exist.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.into_par_iter().map(f).collect()
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    items.into_iter().map(f).collect()
+}

@@ -2,8 +2,12 @@
 
 use super::LayerWeights;
 use crate::backend::{AttnShape, Backend};
+use crate::hooks::Hooks;
 use tiller_model::LlamaConfig;
 
+/// Block `layer` on `x` in place. `hooks` may read or edit the MLP's hidden activation
+/// (SwiGLU output, `d_ff` wide, the input of the down projection) when it asks for it.
+#[allow(clippy::too_many_arguments)]
 pub fn forward<B: Backend>(
     be: &B,
     cfg: &LlamaConfig,
@@ -11,6 +15,8 @@ pub fn forward<B: Backend>(
     x: &mut B::Act,
     cache: &mut B::KvCache,
     pos0: usize,
+    layer: usize,
+    hooks: Option<&mut (dyn Hooks + '_)>,
 ) {
     // Attention: fused QKV projection, RoPE on q and k, causal GQA over the cache.
     let h = be.rms_norm(x, &w.attn_norm, cfg.rms_eps);
@@ -32,7 +38,13 @@ pub fn forward<B: Backend>(
     let (Some(g), Some(u)) = (gu.next(), gu.next()) else {
         return;
     };
-    let a = be.swiglu(&g, &u);
+    let mut a = be.swiglu(&g, &u);
+    if let Some(h) = hooks {
+        if h.mlp_active(layer) {
+            let width = cfg.d_ff;
+            be.with_host(&mut a, &mut |r| h.mlp_activation(layer, pos0, r, width));
+        }
+    }
     if let Some(d) = be.matmul(&a, &[&w.down]).pop() {
         be.add_assign(x, &d);
     }

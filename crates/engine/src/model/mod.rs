@@ -65,6 +65,26 @@ impl<B: Backend> Model<B> {
         self.backend.matmul(&x, &[head]).pop().map(|a| self.backend.to_host(&a)).unwrap_or_default()
     }
 
+    /// Rows of MLP hidden activations (`rows` x d_ff) through block `layer`'s down
+    /// projection: what they write into the residual stream (`rows` x d_model).
+    pub fn down_project(&self, layer: usize, rows: Vec<f32>) -> Result<Vec<f32>> {
+        let (dff, lw) = (self.config.d_ff, self.weights.layers.get(layer));
+        let Some(lw) = lw.filter(|_| rows.len() % dff == 0) else {
+            return Err(Error::Backend(format!(
+                "down projection of layer {layer}: {} values are not rows of {dff}",
+                rows.len()
+            )));
+        };
+        let n = rows.len() / dff;
+        let x = self.backend.upload_act(rows, n, dff);
+        Ok(self
+            .backend
+            .matmul(&x, &[&lw.down])
+            .pop()
+            .map(|a| self.backend.to_host(&a))
+            .unwrap_or_default())
+    }
+
     pub fn session(&self) -> Session<'_, B> {
         let kv = self.config.n_kv_head * self.config.head_dim;
         Session {
@@ -120,7 +140,16 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut hooks = hooks;
         let mut x = be.embed(&w.embed, ids)?;
         for (l, lw) in w.layers.iter().enumerate() {
-            block::forward(be, cfg, lw, &mut x, &mut self.caches[l], self.pos);
+            block::forward(
+                be,
+                cfg,
+                lw,
+                &mut x,
+                &mut self.caches[l],
+                self.pos,
+                l,
+                hooks.as_deref_mut(),
+            );
             if let Some(h) = hooks.as_deref_mut() {
                 if h.active(l) {
                     let (pos0, width) = (self.pos, cfg.d_model);

@@ -1,0 +1,261 @@
+//! A concept analysed: its direction by one method at every layer, with every diagnostic.
+//! This is what `tiller concept --json` prints and what the page charts; both call [`analyze`].
+
+use crate::concept::{capture_concept, capture_concept_mlp, Concept, MlpActs, Read};
+use crate::diagnostics::{self, LayerDiagnostics};
+use crate::directions::{directions, stability, svd_subspace, Method};
+use crate::snmf::{concept_snmf, Feature, SnmfParams};
+use crate::{probe, Result};
+use tiller_engine::cpu::par;
+use tiller_engine::{Backend, Model};
+
+/// A token with its unembedding score.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenScore {
+    pub id: u32,
+    pub token: String,
+    pub score: f32,
+}
+
+/// The SVD method's subspace at one layer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SvdReport {
+    pub singular_values: Vec<f64>,
+    pub eigengap: f64,
+    pub effective_rank: f64,
+    /// Unit vectors, largest singular value first.
+    pub subspace: Vec<Vec<f32>>,
+}
+
+/// The SNMF method's features at one layer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SnmfReport {
+    pub features: Vec<FeatureReport>,
+    /// Index of the feature the direction comes from.
+    pub best_feature: usize,
+    /// Relative reconstruction error |A - YZ| / |A| at the first and the last step.
+    pub error_first: f64,
+    pub error_last: f64,
+    pub steps: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeatureReport {
+    pub concept_gap: f64,
+    /// Top-activating tokens: the token and the text it is in.
+    pub top_tokens: Vec<FeatureToken>,
+    /// Unit residual-stream direction of the feature (through the down projection).
+    pub direction: Vec<f32>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FeatureToken {
+    pub token: String,
+    pub text: usize,
+    pub position: usize,
+    pub weight: f32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerReport {
+    pub layer: usize,
+    pub direction: Vec<f32>,
+    pub norm: f32,
+    /// k-fold held-out accuracy of a logistic probe (None with fewer than 2 pairs).
+    pub probe_accuracy: Option<f64>,
+    #[serde(flatten)]
+    pub diagnostics: LayerDiagnostics,
+    pub stability: f64,
+    pub promotes: Vec<TokenScore>,
+    pub suppresses: Vec<TokenScore>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub svd: Option<SvdReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snmf: Option<SnmfReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConceptReport {
+    pub name: String,
+    pub method: Method,
+    pub read: Read,
+    /// The layer to steer at by the diagnostics (see [`best_layer`]).
+    pub best_layer: usize,
+    pub layers: Vec<LayerReport>,
+}
+
+/// How much to compute.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bootstrap resamples for stability (0: skip; SNMF reports the agreement of seeds).
+    pub resamples: usize,
+    /// Promoted and suppressed tokens listed per layer.
+    pub top_k: usize,
+    pub snmf: SnmfParams,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { resamples: 16, top_k: 10, snmf: SnmfParams::default() }
+    }
+}
+
+/// Capture the concept, compute `method`'s direction at every layer and all diagnostics.
+/// `progress(stage, done, total)` is called between stages.
+pub fn analyze<B: Backend>(
+    model: &Model<B>,
+    c: &Concept,
+    method: Method,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<ConceptReport> {
+    let n_layer = model.config.n_layer;
+    progress("reading the examples", 0, 4);
+    let (pos, neg, snmf) = if method == Method::Snmf {
+        let (p, n, mlp) = capture_concept_mlp(model, c)?;
+        progress("factoring MLP activations", 1, 4);
+        let s = concept_snmf(model, &mlp, c.pairs.len(), c.read, &opts.snmf)?;
+        (p, n, Some((s, mlp)))
+    } else {
+        let (p, n) = capture_concept(model, c)?;
+        (p, n, None)
+    };
+    progress("directions", 2, 4);
+    let dirs = match &snmf {
+        // The feature's own sign says which class uses it more at the read position; what
+        // steering needs is the side of the residual stream the positives lie on.
+        Some((s, _)) => s
+            .iter()
+            .enumerate()
+            .map(|(l, f)| {
+                let mut v: Vec<f64> = f.direction.iter().map(|x| *x as f64).collect();
+                crate::directions::orient(&mut v, &pos, &neg, l);
+                v.iter().map(|x| *x as f32).collect()
+            })
+            .collect(),
+        None => directions(method, &pos, &neg)?,
+    };
+    let stab = match &snmf {
+        // SNMF is refitted from other seeds: the stability is how well they agree.
+        Some((_, mlp)) if opts.resamples > 0 => snmf_seed_agreement(model, mlp, c, &dirs, opts)?,
+        Some(_) => vec![0.0; n_layer],
+        None if opts.resamples > 0 => {
+            // Fewer resamples for the probe, which is refitted each time.
+            let r =
+                if method == Method::Probe { opts.resamples.div_ceil(2) } else { opts.resamples };
+            stability(method, &pos, &neg, &dirs, r, 0x5eed)?
+        }
+        None => vec![0.0; n_layer],
+    };
+    progress("diagnostics", 3, 4);
+    let per_layer = par::map((0..n_layer).collect(), |l| {
+        (probe::heldout_accuracy(&pos, &neg, l), diagnostics::layer(&pos, &neg, l, &dirs[l]))
+    });
+    let tok = |model: &Model<B>, ids: Vec<(u32, f32)>| -> Vec<TokenScore> {
+        ids.into_iter()
+            .map(|(id, score)| TokenScore {
+                id,
+                token: model.tokenizer.decode(&[id]).unwrap_or_default(),
+                score,
+            })
+            .collect()
+    };
+    let mut layers = Vec::with_capacity(n_layer);
+    for (l, (acc, diag)) in per_layer.into_iter().enumerate() {
+        let d = &dirs[l];
+        let (up, down) = diagnostics::top_tokens(model, d, opts.top_k);
+        let svd = if method == Method::Svd {
+            svd_subspace(&pos, &neg, l, 4).ok().map(|s| SvdReport {
+                singular_values: s.singular_values,
+                eigengap: s.eigengap,
+                effective_rank: s.effective_rank,
+                subspace: s.vectors,
+            })
+        } else {
+            None
+        };
+        let snmf = snmf.as_ref().map(|(s, _)| {
+            let s = &s[l];
+            let feature = |f: &Feature| FeatureReport {
+                concept_gap: f.concept_gap,
+                direction: crate::unit(&f.direction),
+                top_tokens: f
+                    .top
+                    .iter()
+                    .map(|t| FeatureToken {
+                        token: model.tokenizer.decode(&[t.token]).unwrap_or_default(),
+                        text: t.text,
+                        position: t.position,
+                        weight: t.weight,
+                    })
+                    .collect(),
+            };
+            SnmfReport {
+                features: s.features.iter().map(feature).collect(),
+                best_feature: s.best,
+                error_first: s.errors.first().copied().unwrap_or(0.0),
+                error_last: s.errors.last().copied().unwrap_or(0.0),
+                steps: s.errors.len(),
+            }
+        });
+        layers.push(LayerReport {
+            layer: l,
+            norm: d.iter().map(|x| x * x).sum::<f32>().sqrt(),
+            direction: d.clone(),
+            probe_accuracy: acc,
+            diagnostics: diag,
+            stability: stab[l],
+            promotes: tok(model, up),
+            suppresses: tok(model, down),
+            svd,
+            snmf,
+        });
+    }
+    progress("done", 4, 4);
+    Ok(ConceptReport {
+        name: c.name.clone(),
+        method,
+        read: c.read,
+        best_layer: best_layer(&layers),
+        layers,
+    })
+}
+
+/// For SNMF: the mean |cosine| between each layer's direction and the one from a refit with
+/// other seeds (two refits).
+fn snmf_seed_agreement<B: Backend>(
+    model: &Model<B>,
+    mlp: &MlpActs,
+    c: &Concept,
+    dirs: &[Vec<f32>],
+    opts: &Options,
+) -> Result<Vec<f64>> {
+    let mut sum = vec![0f64; dirs.len()];
+    let seeds = [opts.snmf.seed ^ 0x9e37_79b9, opts.snmf.seed ^ 0x7f4a_7c15];
+    for seed in seeds {
+        let p = SnmfParams { seed, ..opts.snmf };
+        let other = concept_snmf(model, mlp, c.pairs.len(), c.read, &p)?;
+        for (l, o) in other.iter().enumerate() {
+            sum[l] += crate::cosine(&o.direction, &dirs[l]).abs();
+        }
+    }
+    Ok(sum.into_iter().map(|s| s / seeds.len() as f64).collect())
+}
+
+/// The layer to steer at: among the middle half of the layers (the first and last quarter
+/// steer poorly in the literature and in our sweeps), the one where the direction separates
+/// the classes best, `auroc * stability * min(|d| / 2, 1)`, ties to the earlier layer.
+pub fn best_layer(layers: &[LayerReport]) -> usize {
+    let n = layers.len();
+    let (lo, hi) = (n / 4, (3 * n).div_ceil(4).max(n / 4 + 1).min(n));
+    let score = |r: &LayerReport| {
+        r.diagnostics.auroc * r.stability.max(0.0) * (r.diagnostics.cohens_d.abs() / 2.0).min(1.0)
+    };
+    let mut best = lo.min(n.saturating_sub(1));
+    for l in lo..hi {
+        if score(&layers[l]) > score(&layers[best]) {
+            best = l;
+        }
+    }
+    best
+}
