@@ -21,7 +21,7 @@ fn concept() -> Concept {
         .iter()
         .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
         .collect();
-    Concept { name: "sentiment".into(), pairs, read: Read::LastToken }
+    Concept { name: "sentiment".into(), pairs, read: Read::LastToken, method: Default::default() }
 }
 
 /// The reference read HF `hidden_states[l + 1]`, whose last entry is after the final RMSNorm;

@@ -30,6 +30,8 @@ enum Cmd {
     Concept(steering::ConceptArgs),
     /// Effect curves over strength: concept scores (and side effects), KL, perplexity (JSON).
     Sweep(steering::SweepArgs),
+    /// Train LinEAS affine maps from a concept's negatives to its positives and report them.
+    Lineas(steering::LineasArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +100,7 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Bench(a) => a.m.threads,
         Cmd::Concept(a) => a.m.threads,
         Cmd::Sweep(a) => a.m.threads,
+        Cmd::Lineas(a) => a.m.threads,
     };
     if t == Some(0) {
         bail!("--threads must be at least 1");
@@ -119,6 +122,7 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Concept(a) => steering::concept(a),
         Cmd::Sweep(a) => steering::sweep(a),
+        Cmd::Lineas(a) => steering::lineas(a),
     })
 }
 

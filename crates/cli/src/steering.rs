@@ -3,13 +3,13 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tiller_engine::{Backend, LogitsFor, Model};
-use tiller_steer::concept::{capture_concept, Concept};
-use tiller_steer::diagnostics;
-use tiller_steer::directions::{mean_diff, mean_norms, Method};
-use tiller_steer::intervene::{self, Intervention, Plan, Positions};
+use tiller_engine::{Backend, Model};
+use tiller_steer::concept::Concept;
+use tiller_steer::directions::Method;
+use tiller_steer::intervene::{Plan, Positions};
+use tiller_steer::lineas::LineasParams;
+use tiller_steer::plan::{self, InterventionSpec, OpKind};
 use tiller_steer::report;
 use tiller_steer::snmf::SnmfParams;
 
@@ -34,6 +34,10 @@ pub struct SteerArgs {
     /// NAME@L=DEGREES (or NAME@LAYERS=DEGREES): Selective Steering rotation.
     #[arg(long)]
     pub rotate: Vec<String>,
+    /// NAME@LAYERS[=S]: LinEAS affine maps trained from NAME's negatives to its positives at
+    /// LAYERS, applied at strength S (default 1).
+    #[arg(long)]
+    pub affine: Vec<String>,
     /// With --rotate: only on the listed layers that pass the opposite-sign criterion.
     #[arg(long)]
     pub selective: bool,
@@ -87,117 +91,84 @@ fn value(flag: &str, spec: &str, s: &str) -> Result<f32> {
 }
 
 impl SteerArgs {
-    pub fn is_empty(&self) -> bool {
-        self.add.is_empty()
-            && self.add_unit.is_empty()
-            && self.ablate.is_empty()
-            && self.clamp.is_empty()
-            && self.rotate.is_empty()
-    }
-
-    /// The interventions as an engine hook, or None when none were asked for.
-    pub fn plan<B: Backend>(&self, model: &Model<B>, prompt_len: usize) -> Result<Option<Plan>> {
-        if self.is_empty() {
-            return Ok(None);
-        }
+    /// The flags as intervention specs, in the order add, add-unit, ablate, clamp, rotate,
+    /// affine.
+    pub fn specs(&self) -> Result<Vec<InterventionSpec>> {
         let positions = match self.positions.as_str() {
             "all" => Positions::All,
             "prompt" => Positions::Prompt,
             "generated" => Positions::Generated,
             other => bail!("--positions {other}: expected prompt, generated or all"),
         };
-        let mut md: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
-        let mut norms: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-        let mut criterion: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for p in &self.concepts {
-            let c = read_concept(p)?;
-            let (pos, neg) = capture_concept(model, &c)?;
-            let dirs = mean_diff(&pos, &neg)?;
-            // Only what the flags use: the sign criterion for --selective, norms for --add-unit.
-            if self.selective {
-                let pass = (0..dirs.len())
-                    .filter(|&l| diagnostics::layer(&pos, &neg, l, &dirs[l]).opposite_signs)
-                    .collect();
-                criterion.insert(c.name.clone(), pass);
-            }
-            if !self.add_unit.is_empty() {
-                norms.insert(c.name.clone(), mean_norms(&pos, &neg));
-            }
-            md.insert(c.name.clone(), dirs);
-        }
-        let get = |flag: &str, name: &str| {
-            md.get(name).ok_or_else(|| {
-                anyhow!(
-                    "--{flag}: unknown concept `{name}` (known: {}); load it with --concept FILE",
-                    md.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            })
+        let spec = |concept: &str, op, layers, strength| InterventionSpec {
+            concept: concept.to_string(),
+            op,
+            layers,
+            strength,
+            positions,
+            selective: self.selective && op == OpKind::Rotate,
+            enabled: true,
         };
-        let mut ivs = Vec::new();
-        for spec in &self.add {
-            let (name, rest) = split_spec("add", spec)?;
-            let (l, c) =
-                rest.split_once('=').ok_or_else(|| anyhow!("--add {spec}: expected NAME@L=C"))?;
-            let l: usize =
-                l.trim().parse().map_err(|_| anyhow!("--add {spec}: `{l}` is not a layer"))?;
-            ivs.push(intervene::add(get("add", name)?, l, value("add", spec, c)?)?);
+        let layer = |flag: &str, spec: &str, l: &str| -> Result<usize> {
+            l.trim().parse().map_err(|_| anyhow!("--{flag} {spec}: `{l}` is not a layer"))
+        };
+        let mut out = Vec::new();
+        for (flag, list, op) in
+            [("add", &self.add, OpKind::Add), ("add-unit", &self.add_unit, OpKind::AddUnit)]
+        {
+            for sp in list {
+                let (name, rest) = split_spec(flag, sp)?;
+                let (l, c) = rest
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--{flag} {sp}: expected NAME@L=C"))?;
+                out.push(spec(name, op, vec![layer(flag, sp, l)?], value(flag, sp, c)?));
+            }
         }
-        for spec in &self.add_unit {
-            let (name, rest) = split_spec("add-unit", spec)?;
-            let (l, c) = rest
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--add-unit {spec}: expected NAME@L=C"))?;
-            let l: usize =
-                l.trim().parse().map_err(|_| anyhow!("--add-unit {spec}: `{l}` is not a layer"))?;
-            let n = norms.get(name).map(Vec::as_slice).unwrap_or(&[]);
-            ivs.push(intervene::add_unit(
-                get("add-unit", name)?,
-                n,
-                l,
-                value("add-unit", spec, c)?,
-            )?);
+        for sp in &self.ablate {
+            let (name, layers) = split_spec("ablate", sp)?;
+            out.push(spec(name, OpKind::Ablate, parse_layers(layers)?, 0.0));
         }
-        for spec in &self.ablate {
-            let (name, layers) = split_spec("ablate", spec)?;
-            ivs.push(intervene::ablate(get("ablate", name)?, &parse_layers(layers)?)?);
-        }
-        for spec in &self.clamp {
-            let (name, rest) = split_spec("clamp", spec)?;
+        for sp in &self.clamp {
+            let (name, rest) = split_spec("clamp", sp)?;
             let (layers, v) = rest
                 .split_once('=')
-                .ok_or_else(|| anyhow!("--clamp {spec}: expected NAME@LAYERS=V"))?;
-            ivs.push(intervene::clamp(
-                get("clamp", name)?,
-                &parse_layers(layers)?,
-                value("clamp", spec, v)?,
-            )?);
+                .ok_or_else(|| anyhow!("--clamp {sp}: expected NAME@LAYERS=V"))?;
+            out.push(spec(name, OpKind::Clamp, parse_layers(layers)?, value("clamp", sp, v)?));
         }
-        for spec in &self.rotate {
-            let (name, rest) = split_spec("rotate", spec)?;
+        for sp in &self.rotate {
+            let (name, rest) = split_spec("rotate", sp)?;
             let (ls, deg) = rest
                 .split_once('=')
-                .ok_or_else(|| anyhow!("--rotate {spec}: expected NAME@L=DEGREES"))?;
-            let mut layers = parse_layers(ls)?;
-            if self.selective {
-                let pass = criterion.get(name).map(Vec::as_slice).unwrap_or(&[]);
-                layers.retain(|l| pass.contains(l));
-                if layers.is_empty() {
-                    bail!("--rotate {spec} --selective: no listed layer passes the opposite-sign criterion");
-                }
-            }
-            ivs.push(intervene::rotate_layers(
-                get("rotate", name)?,
-                &layers,
-                value("rotate", spec, deg)?,
-            )?);
+                .ok_or_else(|| anyhow!("--rotate {sp}: expected NAME@L=DEGREES"))?;
+            out.push(spec(name, OpKind::Rotate, parse_layers(ls)?, value("rotate", sp, deg)?));
         }
-        Ok(Some(Plan {
-            interventions: ivs
-                .into_iter()
-                .map(|layers| Intervention { layers, positions })
-                .collect(),
-            prompt_len,
-        }))
+        for sp in &self.affine {
+            let (name, rest) = split_spec("affine", sp)?;
+            let (ls, st) = rest.split_once('=').unwrap_or((rest, "1"));
+            out.push(spec(name, OpKind::Affine, parse_layers(ls)?, value("affine", sp, st)?));
+        }
+        Ok(out)
+    }
+
+    /// The concepts the flags load.
+    pub fn concepts(&self) -> Result<Vec<Concept>> {
+        self.concepts.iter().map(read_concept).collect()
+    }
+
+    /// The interventions as an engine hook, or None when none were asked for.
+    pub fn plan<B: Backend>(&self, model: &Model<B>, prompt_len: usize) -> Result<Option<Plan>> {
+        let specs = self.specs()?;
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        // Only the concepts an intervention names are computed.
+        let prepared = self
+            .concepts()?
+            .iter()
+            .filter(|c| specs.iter().any(|s| s.concept == c.name))
+            .map(|c| plan::prepare(model, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(plan::build(model, &prepared, &specs, prompt_len, &LineasParams::default())?)
     }
 }
 
@@ -272,22 +243,24 @@ pub struct SweepArgs {
 }
 
 pub fn sweep(a: SweepArgs) -> Result<()> {
-    use tiller_steer::effects::{concept_score, kl_rows, perplexity};
+    use tiller_steer::sweep::{sweep, Sweep};
     if a.strengths.iter().any(|s| !s.is_finite()) {
         bail!("--strengths must be finite numbers");
     }
-    let model = crate::load(&a.m)?;
-    let mut names = Vec::new();
-    let mut md: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
-    for p in &a.concepts {
-        let c = read_concept(p)?;
-        let (pos, neg) = capture_concept(&model, &c)?;
-        names.push(c.name.clone());
-        md.insert(c.name, mean_diff(&pos, &neg)?);
+    let op = match a.op.as_str() {
+        "add" => OpKind::Add,
+        "add-unit" | "add_unit" => OpKind::AddUnit,
+        "clamp" => OpKind::Clamp,
+        "rotate" => OpKind::Rotate,
+        "affine" => OpKind::Affine,
+        other => bail!("--op {other}: expected add, add-unit, clamp, rotate or affine"),
+    };
+    let concepts: Vec<Concept> = a.concepts.iter().map(read_concept).collect::<Result<_>>()?;
+    let target = a.steer.clone().unwrap_or_else(|| concepts[0].name.clone());
+    if !concepts.iter().any(|c| c.name == target) {
+        bail!("--steer {target}: no such concept loaded");
     }
-    let target = a.steer.clone().unwrap_or_else(|| names[0].clone());
-    let dirs =
-        md.get(&target).ok_or_else(|| anyhow!("--steer {target}: no such concept loaded"))?;
+    let model = crate::load(&a.m)?;
     let read = a.read_layer.unwrap_or(a.layer);
     if read >= model.config.n_layer {
         bail!(
@@ -295,57 +268,84 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             model.config.n_layer - 1
         );
     }
+    let prepared =
+        concepts.iter().map(|c| plan::prepare(&model, c)).collect::<Result<Vec<_>, _>>()?;
     let prompt = model.encode_prompt(&a.prompt, a.chat)?;
     let neutral = model.encode_prompt(&a.neutral, false)?;
-    if prompt.is_empty() || neutral.len() < 2 {
-        bail!("the prompt must have a token and the neutral text at least two");
-    }
-    let vocab = model.config.vocab;
-    let base = model.session().forward(&neutral, None, LogitsFor::All)?;
-    let mut points = Vec::new();
-    for &s in &a.strengths {
-        let layers = match a.op.as_str() {
-            "add" => intervene::add(dirs, a.layer, s)?,
-            "clamp" => intervene::clamp(dirs, &[a.layer], s)?,
-            "rotate" => intervene::rotate(dirs, a.layer, s)?,
-            other => bail!("--op {other}: expected add, clamp or rotate"),
-        };
-        let mut plan = Plan {
-            interventions: vec![Intervention { layers, positions: Positions::All }],
-            prompt_len: prompt.len(),
-        };
-        let sampler = tiller_engine::Sampler::new(Default::default())?;
-        let g = tiller_engine::generate(
-            &model,
-            &prompt,
-            a.max_tokens,
-            sampler,
-            Some(&mut plan),
-            &mut |_| std::ops::ControlFlow::Continue(()),
-        )?;
-        let all: Vec<u32> = prompt.iter().chain(&g.ids).copied().collect();
-        let mut scores = serde_json::Map::new();
-        for n in &names {
-            scores.insert(
-                n.clone(),
-                json!(concept_score(&model, &all, prompt.len(), read, &md[n][read])?),
-            );
-        }
-        // One steered forward over the neutral text gives both KL (against the baseline, run
-        // once before the loop) and perplexity.
-        plan.prompt_len = neutral.len();
-        let steered = model.session().forward(&neutral, Some(&mut plan), LogitsFor::All)?;
-        let kl = kl_rows(&steered, &base, vocab);
-        let kl_mean = kl.iter().sum::<f64>() / kl.len() as f64;
-        let ppl = perplexity(&steered, &neutral, vocab);
-        points.push(json!({
-            "strength": s, "text": model.tokenizer.decode(&g.ids)?, "kl_mean": kl_mean, "kl": kl,
-            "perplexity": ppl, "scores": scores,
-        }));
-    }
+    let spec = InterventionSpec {
+        concept: target.clone(),
+        op,
+        layers: vec![a.layer],
+        strength: 0.0,
+        positions: Positions::All,
+        selective: false,
+        enabled: true,
+    };
+    let sw = Sweep {
+        spec: &spec,
+        strengths: &a.strengths,
+        prompt: &prompt,
+        neutral: &neutral,
+        max_tokens: a.max_tokens,
+        read_layer: read,
+    };
+    let points = sweep(&model, &prepared, &sw, &mut |_| {})?;
     println!(
         "{}",
         json!({ "concept": target, "op": a.op, "layer": a.layer, "read_layer": read, "prompt": a.prompt, "neutral": a.neutral, "points": points })
     );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct LineasArgs {
+    #[command(flatten)]
+    pub m: crate::ModelArgs,
+    /// Concept file: its negatives are the source texts, its positives the target.
+    #[arg(long)]
+    pub concept: PathBuf,
+    /// Layers to train maps at (4-16 or 3,5,7).
+    #[arg(long)]
+    pub layers: String,
+    #[arg(long, default_value_t = LineasParams::default().epochs)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = LineasParams::default().steps)]
+    pub steps: usize,
+    #[arg(long, default_value_t = LineasParams::default().lr)]
+    pub lr: f32,
+    /// Group-lasso weight: larger keeps fewer neurons.
+    #[arg(long, default_value_t = LineasParams::default().lambda)]
+    pub lambda: f32,
+    /// Include the maps (gamma, beta per layer) in the JSON.
+    #[arg(long)]
+    pub maps: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn lineas(a: LineasArgs) -> Result<()> {
+    let c = read_concept(&a.concept)?;
+    let layers = parse_layers(&a.layers)?;
+    let model = crate::load(&a.m)?;
+    let p = LineasParams { epochs: a.epochs, steps: a.steps, lr: a.lr, lambda: a.lambda };
+    let (pos, neg): (Vec<String>, Vec<String>) = c.pairs.iter().cloned().unzip();
+    let mut layers = layers;
+    layers.sort_unstable();
+    layers.dedup();
+    let t = std::time::Instant::now();
+    let fit = tiller_steer::lineas::fit(&model, &neg, &pos, &layers, &p)?;
+    let secs = t.elapsed().as_secs_f64();
+    let kept: Vec<_> = fit
+        .layers
+        .iter()
+        .zip(&fit.kept)
+        .map(|(l, k)| json!({ "layer": l, "count": k.len(), "neurons": k }))
+        .collect();
+    let mut o = json!({ "concept": c.name, "layers": fit.layers, "loss": fit.loss, "kept": kept, "seconds": secs, "width": model.config.d_model });
+    if a.maps {
+        o["gamma"] = json!(fit.gamma);
+        o["beta"] = json!(fit.beta);
+    }
+    println!("{o}");
     Ok(())
 }

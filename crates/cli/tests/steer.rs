@@ -74,6 +74,47 @@ fn concept_snmf_features() {
 }
 
 #[test]
+fn lineas_trains_keeps_some_neurons_and_steers() {
+    let m = model();
+    let c = formality();
+    let v = json_ok(&["lineas", "--model", &m, "--concept", &c, "--layers", "8-14", "--json"]);
+    let loss: Vec<f64> =
+        v["loss"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let kept: Vec<u64> =
+        v["kept"].as_array().unwrap().iter().map(|k| k["count"].as_u64().unwrap()).collect();
+    println!(
+        "LinEAS on formality, layers 8-14: loss {loss:?}, kept {kept:?} of 576, {:.1} s",
+        v["seconds"]
+    );
+    let (first, last) = (loss[0], *loss.last().unwrap());
+    assert!(last < 0.5 * first, "the distribution loss fell only from {first} to {last}");
+    assert!(loss.windows(2).all(|w| w[1] <= w[0]), "accepted losses never rise");
+    assert_eq!(kept.len(), 7);
+    assert!(kept.iter().all(|&k| k > 0 && k < 576), "the penalty selects neurons: {kept:?}");
+    // Steering with the maps changes the continuation.
+    let gen = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "hey, can you send me the",
+            "--max-tokens",
+            "12",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json_ok(&args)["text"].as_str().unwrap().to_string()
+    };
+    let base = gen(&[]);
+    let steered = gen(&["--concept", &c, "--affine", "formality@8-14=1"]);
+    let none = gen(&["--concept", &c, "--affine", "formality@8-14=0"]);
+    println!("baseline: {base:?}\nLinEAS 1: {steered:?}");
+    assert_ne!(base, steered);
+    assert_eq!(base, none, "strength 0 is the identity");
+}
+
+#[test]
 fn steering_flags_reproduce_the_reference_add_case() {
     let (m, c) = (model(), reference_concept());
     let v = json_ok(&[

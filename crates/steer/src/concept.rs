@@ -1,5 +1,6 @@
 //! Concepts as contrast pairs, and reading them out of the model.
 
+use crate::directions::Method;
 use crate::{Error, Result};
 use tiller_engine::{Backend, Capture, LogitsFor, Model};
 
@@ -40,6 +41,9 @@ pub struct Concept {
     pub pairs: Vec<(String, String)>,
     #[serde(default)]
     pub read: Read,
+    /// How its direction is computed when it steers (default: mean difference).
+    #[serde(default)]
+    pub method: Method,
 }
 
 /// Caps on what a concept may hold (a concept can come from an untrusted link).
@@ -205,6 +209,7 @@ mod tests {
             name: "x".into(),
             pairs: pairs.into_iter().map(|(a, b)| (a.into(), b.into())).collect(),
             read: Read::LastToken,
+            method: Method::MeanDiff,
         }
     }
 

@@ -18,9 +18,10 @@ use crate::{Error, Result};
 use nalgebra::DMatrix;
 use tiller_engine::cpu::par;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
+    #[default]
     MeanDiff,
     Pca,
     Probe,

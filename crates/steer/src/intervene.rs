@@ -9,6 +9,8 @@
 //!   first principal component of the centred unit mean differences of all layers, made
 //!   orthogonal to b1.
 //!
+//! - affine (LinEAS, [`crate::lineas`]): `h + s ((gamma - 1) h + beta)`, per neuron.
+//!
 //! Each acts on chosen layers and positions and they compose in order ([`Plan`]).
 
 use crate::directions::first_pc;
@@ -51,6 +53,8 @@ pub enum Op {
     Clamp { u: Vec<f32>, value: f32 },
     /// Rotate by `theta` (radians) in the plane of orthonormal `b1`, `b2`.
     Rotate { b1: Vec<f32>, b2: Vec<f32>, theta: f32 },
+    /// Diagonal affine map at a strength: `h + s ((gamma - 1) h + beta)` (LinEAS).
+    Affine { gamma: Vec<f32>, beta: Vec<f32>, strength: f32 },
 }
 
 impl Op {
@@ -72,6 +76,11 @@ impl Op {
                 for ((a, x1), x2) in h.iter_mut().zip(b1).zip(b2) {
                     let (x1, x2) = (*x1 as f64, *x2 as f64);
                     *a += ((c - 1.0) * (c1 * x1 + c2 * x2) + s * (c1 * x2 - c2 * x1)) as f32;
+                }
+            }
+            Op::Affine { gamma, beta, strength } => {
+                for ((a, g), b) in h.iter_mut().zip(gamma).zip(beta) {
+                    *a += strength * ((g - 1.0) * *a + b);
                 }
             }
         }

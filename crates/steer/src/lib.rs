@@ -15,10 +15,13 @@ pub mod diagnostics;
 pub mod directions;
 pub mod effects;
 pub mod intervene;
+pub mod lineas;
 pub mod observable;
+pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod snmf;
+pub mod sweep;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -1,10 +1,10 @@
 //! A concept analysed: its direction by one method at every layer, with every diagnostic.
 //! This is what `tiller concept --json` prints and what the page charts; both call [`analyze`].
 
-use crate::concept::{capture_concept, capture_concept_mlp, Concept, MlpActs, Read};
+use crate::concept::{capture_concept, capture_concept_mlp, Acts, Concept, MlpActs, Read};
 use crate::diagnostics::{self, LayerDiagnostics};
-use crate::directions::{directions, stability, svd_subspace, Method};
-use crate::snmf::{concept_snmf, Feature, SnmfParams};
+use crate::directions::{directions, orient, stability, svd_subspace, Method};
+use crate::snmf::{concept_snmf, Feature, LayerSnmf, SnmfParams};
 use crate::{probe, Result};
 use tiller_engine::cpu::par;
 use tiller_engine::{Backend, Model};
@@ -111,30 +111,8 @@ pub fn analyze<B: Backend>(
 ) -> Result<ConceptReport> {
     let n_layer = model.config.n_layer;
     progress("reading the examples", 0, 4);
-    let (pos, neg, snmf) = if method == Method::Snmf {
-        let (p, n, mlp) = capture_concept_mlp(model, c)?;
-        progress("factoring MLP activations", 1, 4);
-        let s = concept_snmf(model, &mlp, c.pairs.len(), c.read, &opts.snmf)?;
-        (p, n, Some((s, mlp)))
-    } else {
-        let (p, n) = capture_concept(model, c)?;
-        (p, n, None)
-    };
+    let Computed { pos, neg, dirs, snmf } = compute(model, c, method, &opts.snmf)?;
     progress("directions", 2, 4);
-    let dirs = match &snmf {
-        // The feature's own sign says which class uses it more at the read position; what
-        // steering needs is the side of the residual stream the positives lie on.
-        Some((s, _)) => s
-            .iter()
-            .enumerate()
-            .map(|(l, f)| {
-                let mut v: Vec<f64> = f.direction.iter().map(|x| *x as f64).collect();
-                crate::directions::orient(&mut v, &pos, &neg, l);
-                v.iter().map(|x| *x as f32).collect()
-            })
-            .collect(),
-        None => directions(method, &pos, &neg)?,
-    };
     let stab = match &snmf {
         // SNMF is refitted from other seeds: the stability is how well they agree.
         Some((_, mlp)) if opts.resamples > 0 => snmf_seed_agreement(model, mlp, c, &dirs, opts)?,
@@ -219,6 +197,43 @@ pub fn analyze<B: Backend>(
         best_layer: best_layer(&layers),
         layers,
     })
+}
+
+/// A concept's activations and its direction at every layer.
+pub struct Computed {
+    pub pos: Acts,
+    pub neg: Acts,
+    pub dirs: Vec<Vec<f32>>,
+    /// For SNMF: the factorization of each layer and the MLP activations it came from.
+    pub snmf: Option<(Vec<LayerSnmf>, MlpActs)>,
+}
+
+/// Capture the concept and compute its direction by `method` at every layer.
+pub fn compute<B: Backend>(
+    model: &Model<B>,
+    c: &Concept,
+    method: Method,
+    snmf: &SnmfParams,
+) -> Result<Computed> {
+    if method != Method::Snmf {
+        let (pos, neg) = capture_concept(model, c)?;
+        let dirs = directions(method, &pos, &neg)?;
+        return Ok(Computed { pos, neg, dirs, snmf: None });
+    }
+    let (pos, neg, mlp) = capture_concept_mlp(model, c)?;
+    let layers = concept_snmf(model, &mlp, c.pairs.len(), c.read, snmf)?;
+    // The feature's own sign says which class uses it more at the read position; what
+    // steering needs is the side of the residual stream the positives lie on.
+    let dirs = layers
+        .iter()
+        .enumerate()
+        .map(|(l, f)| {
+            let mut v: Vec<f64> = f.direction.iter().map(|x| *x as f64).collect();
+            orient(&mut v, &pos, &neg, l);
+            v.iter().map(|x| *x as f32).collect()
+        })
+        .collect();
+    Ok(Computed { pos, neg, dirs, snmf: Some((layers, mlp)) })
 }
 
 /// For SNMF: the mean |cosine| between each layer's direction and the one from a refit with

@@ -41,3 +41,11 @@ pub fn reference_concept() -> String {
     assert!(p.is_file(), "reference concept not found at {}", p.display());
     p.to_string_lossy().into_owned()
 }
+
+/// The formality concept in tests/data (8 pairs).
+pub fn formality() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/formality.json")
+        .to_string_lossy()
+        .into_owned()
+}
