@@ -69,7 +69,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let decode = if a.gen_tokens > 0 { a.gen_tokens as f64 / best_dec } else { 0.0 };
     eprintln!(
         "{}: {:?} on {}; prefill {} tokens: {prefill:.1} tok/s; decode {} tokens: {decode:.1} tok/s (best of {})",
-        a.m.model.display(),
+        crate::model_path(&a.m)?.display(),
         model.precision,
         tiller_engine::Backend::name(&model.backend),
         a.prompt_tokens,

@@ -1,6 +1,7 @@
 //! `tiller`: the command line. Errors print to stderr and exit with code 2; never a panic.
 
 mod bench;
+mod share;
 mod steering;
 
 use anyhow::{bail, Context, Result};
@@ -32,13 +33,18 @@ enum Cmd {
     Sweep(steering::SweepArgs),
     /// Train LinEAS affine maps from a concept's negatives to its positives and report them.
     Lineas(steering::LineasArgs),
+    /// Share links: `encode --config FILE` prints the URL fragment, `decode LINK` the setup.
+    #[command(subcommand)]
+    Share(share::ShareCmd),
+    /// Write a concept's directions as a llama.cpp control-vector GGUF.
+    Export(share::ExportArgs),
 }
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// Path to a GGUF model file.
+    /// Path to a GGUF model file (default: the default model in www/models, or $TILLER_MODEL).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// f32 (weights de-quantized: exact) or fast (quantized matmul).
     #[arg(long, default_value = "fast")]
     pub precision: Precision,
@@ -72,20 +78,27 @@ struct LogitsArgs {
 struct GenerateArgs {
     #[command(flatten)]
     m: ModelArgs,
-    #[arg(long)]
-    prompt: String,
+    /// The prompt (with --config: default the setup's).
+    #[arg(long, required_unless_present = "config")]
+    prompt: Option<String>,
+    /// Apply the chat template (with --config: also when the setup says chat).
     #[arg(long)]
     chat: bool,
-    #[arg(long, default_value_t = 128)]
-    max_tokens: usize,
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Tokens to generate [default: 128, or the setup's].
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// 0 = greedy [default: 0, or the setup's].
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// 0 = off [default: 0, or the setup's].
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// [default: 1, or the setup's]
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// [default: 0, or the setup's]
+    #[arg(long)]
+    seed: Option<u64>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -101,6 +114,8 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Concept(a) => a.m.threads,
         Cmd::Sweep(a) => a.m.threads,
         Cmd::Lineas(a) => a.m.threads,
+        Cmd::Export(a) => a.m.threads,
+        Cmd::Share(_) => None,
     };
     if t == Some(0) {
         bail!("--threads must be at least 1");
@@ -123,18 +138,59 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Concept(a) => steering::concept(a),
         Cmd::Sweep(a) => steering::sweep(a),
         Cmd::Lineas(a) => steering::lineas(a),
+        Cmd::Share(c) => share::share(c),
+        Cmd::Export(a) => share::export(a),
     })
 }
 
+/// The model file: --model, else $TILLER_MODEL, else the default model in www/models (looked
+/// for from the working directory and from the executable's directory upwards).
+pub fn model_path(m: &ModelArgs) -> Result<PathBuf> {
+    if let Some(p) = &m.model {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os("TILLER_MODEL") {
+        return Ok(p.into());
+    }
+    let rel = PathBuf::from("www/models").join(tiller_share::config::DEFAULT_MODEL_ID);
+    let mut tried = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(exe) = std::env::current_exe() {
+        dirs.extend(exe.ancestors().skip(1).map(PathBuf::from));
+    }
+    for d in dirs {
+        let p = d.join(&rel);
+        if p.is_file() {
+            return Ok(p);
+        }
+        tried.push(p.display().to_string());
+    }
+    bail!(
+        "no --model given and the default model is not at {} (run `./dev setup`)",
+        tried.join(", ")
+    )
+}
+
 pub fn load(m: &ModelArgs) -> Result<Model<Cpu>> {
-    let bytes = std::fs::read(&m.model)
-        .with_context(|| format!("reading model file {}", m.model.display()))?;
+    Ok(load_bytes(m)?.0)
+}
+
+/// The model and the sha256 (hex) of its file.
+pub fn load_bytes(m: &ModelArgs) -> Result<(Model<Cpu>, Vec<u8>)> {
+    let path = model_path(m)?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("reading model file {}", path.display()))?;
     let model = Model::load(&bytes, Cpu::default(), m.precision)
-        .with_context(|| format!("loading model {}", m.model.display()))?;
+        .with_context(|| format!("loading model {}", path.display()))?;
     for w in &model.tokenizer.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(model)
+    Ok((model, bytes))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
@@ -150,7 +206,8 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 fn logits(a: LogitsArgs) -> Result<()> {
-    let model = load(&a.m)?;
+    let cfg = a.steer.config()?;
+    let model = load_for(&a.m, cfg.as_ref())?;
     let ids = match (&a.prompt, &a.ids) {
         (Some(p), _) => model.encode_prompt(p, a.chat)?,
         (None, Some(ids)) => ids.clone(),
@@ -169,12 +226,35 @@ fn logits(a: LogitsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Load the model; with a setup that names its model's sha256, say when it differs.
+fn load_for(m: &ModelArgs, cfg: Option<&tiller_share::SteeringConfig>) -> Result<Model<Cpu>> {
+    let (model, bytes) = load_bytes(m)?;
+    if let Some(c) = cfg.filter(|c| c.model.sha256.is_some()) {
+        if let Some(w) = c.model_mismatch(&sha256_hex(&bytes)) {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(model)
+}
+
 fn gen(a: GenerateArgs) -> Result<()> {
-    let model = load(&a.m)?;
-    let params =
-        SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
+    let cfg = a.steer.config()?;
+    let model = load_for(&a.m, cfg.as_ref())?;
+    let s = cfg.as_ref().map(|c| c.sampling.clone());
+    let params = SamplingParams {
+        temperature: a.temperature.or(s.as_ref().map(|s| s.temperature)).unwrap_or(0.0),
+        top_k: a.top_k.or(s.as_ref().map(|s| s.top_k as usize)).unwrap_or(0),
+        top_p: a.top_p.or(s.as_ref().map(|s| s.top_p)).unwrap_or(1.0),
+        seed: a.seed.or(s.as_ref().map(|s| s.seed)).unwrap_or(0),
+    };
+    let max_tokens = a.max_tokens.or(s.as_ref().map(|s| s.max_tokens as usize)).unwrap_or(128);
     let sampler = Sampler::new(params)?;
-    let ids = model.encode_prompt(&a.prompt, a.chat)?;
+    let (prompt, chat) = match (&a.prompt, &cfg) {
+        (Some(p), _) => (p.clone(), a.chat),
+        (None, Some(c)) => (c.prompt.clone(), a.chat || c.chat),
+        (None, None) => bail!("give --prompt (or --config with a prompt)"),
+    };
+    let ids = model.encode_prompt(&prompt, chat)?;
     if ids.is_empty() {
         bail!("the prompt is empty: it has no tokens");
     }
@@ -183,7 +263,7 @@ fn gen(a: GenerateArgs) -> Result<()> {
     let mut err: Option<anyhow::Error> = None;
     let mut plan = a.steer.plan(&model, ids.len())?;
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
-    let g = generate(&model, &ids, a.max_tokens, sampler, hooks, &mut |id| {
+    let g = generate(&model, &ids, max_tokens, sampler, hooks, &mut |id| {
         if !a.json {
             match stream.push(&model.tokenizer, id) {
                 Ok(piece) => {

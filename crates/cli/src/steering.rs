@@ -5,9 +5,10 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use tiller_engine::{Backend, Model};
+use tiller_share::SteeringConfig;
 use tiller_steer::concept::Concept;
 use tiller_steer::directions::Method;
-use tiller_steer::intervene::{Plan, Positions};
+use tiller_steer::intervene::{Intervention, Plan, Positions};
 use tiller_steer::lineas::LineasParams;
 use tiller_steer::plan::{self, InterventionSpec, OpKind};
 use tiller_steer::report;
@@ -44,6 +45,19 @@ pub struct SteerArgs {
     /// Where interventions act: prompt, generated or all (default).
     #[arg(long, default_value = "all")]
     pub positions: String,
+    /// A saved setup (JSON file) or a share link (URL, #c=... fragment, or a file holding one):
+    /// its concepts and interventions, and for generate its prompt, chat mode and sampling.
+    /// Flags add to it and override its prompt and sampling.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// FILE[=STRENGTH]: a llama.cpp control-vector GGUF; direction.N is added (times STRENGTH,
+    /// default 1) at layer N, as llama.cpp does. Repeatable.
+    #[arg(long = "control-vector")]
+    pub control_vectors: Vec<String>,
+    /// With --control-vector: apply direction.N at layer N - 1, where llama.cpp's
+    /// cvector-generator measured it.
+    #[arg(long)]
+    pub control_vector_shift: bool,
 }
 
 fn read_concept(p: &PathBuf) -> Result<Concept> {
@@ -94,12 +108,7 @@ impl SteerArgs {
     /// The flags as intervention specs, in the order add, add-unit, ablate, clamp, rotate,
     /// affine.
     pub fn specs(&self) -> Result<Vec<InterventionSpec>> {
-        let positions = match self.positions.as_str() {
-            "all" => Positions::All,
-            "prompt" => Positions::Prompt,
-            "generated" => Positions::Generated,
-            other => bail!("--positions {other}: expected prompt, generated or all"),
-        };
+        let positions = self.positions()?;
         let spec = |concept: &str, op, layers, strength| InterventionSpec {
             concept: concept.to_string(),
             op,
@@ -150,25 +159,67 @@ impl SteerArgs {
         Ok(out)
     }
 
-    /// The concepts the flags load.
+    /// The setup given with --config, if any.
+    pub fn config(&self) -> Result<Option<SteeringConfig>> {
+        self.config.as_deref().map(crate::share::read_config).transpose()
+    }
+
+    /// The concepts: the setup's, then the --concept files'.
     pub fn concepts(&self) -> Result<Vec<Concept>> {
-        self.concepts.iter().map(read_concept).collect()
+        let mut out = self.config()?.map(|c| c.concepts).unwrap_or_default();
+        for p in &self.concepts {
+            let c = read_concept(p)?;
+            if out.iter().any(|o| o.name == c.name) {
+                bail!(
+                    "concept `{}` is defined twice (--concept {} and the setup)",
+                    c.name,
+                    p.display()
+                );
+            }
+            out.push(c);
+        }
+        Ok(out)
     }
 
     /// The interventions as an engine hook, or None when none were asked for.
     pub fn plan<B: Backend>(&self, model: &Model<B>, prompt_len: usize) -> Result<Option<Plan>> {
-        let specs = self.specs()?;
-        if specs.is_empty() {
-            return Ok(None);
-        }
-        // Only the concepts an intervention names are computed.
+        let mut specs = self.config()?.map(|c| c.interventions).unwrap_or_default();
+        specs.extend(self.specs()?);
+        // Only the concepts an enabled intervention names are computed.
         let prepared = self
             .concepts()?
             .iter()
-            .filter(|c| specs.iter().any(|s| s.concept == c.name))
+            .filter(|c| specs.iter().any(|s| s.enabled && s.concept == c.name))
             .map(|c| plan::prepare(model, c))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(plan::build(model, &prepared, &specs, prompt_len, &LineasParams::default())?)
+        let mut plan = plan::build(model, &prepared, &specs, prompt_len, &LineasParams::default())?;
+        let positions = self.positions()?;
+        for spec in &self.control_vectors {
+            let (path, strength) = match spec.rsplit_once('=') {
+                Some((p, s)) => (p, value("control-vector", spec, s)?),
+                None => (spec.as_str(), 1.0),
+            };
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading control vector {path}"))?;
+            let cv = tiller_share::cvec::read(&bytes).with_context(|| path.to_string())?;
+            let (n, d) = (model.config.n_layer, model.config.d_model);
+            let layers = cv
+                .ops(n, d, strength, self.control_vector_shift)
+                .with_context(|| path.to_string())?;
+            plan.get_or_insert_with(|| Plan { interventions: Vec::new(), prompt_len })
+                .interventions
+                .push(Intervention { layers, positions });
+        }
+        Ok(plan)
+    }
+
+    fn positions(&self) -> Result<Positions> {
+        Ok(match self.positions.as_str() {
+            "all" => Positions::All,
+            "prompt" => Positions::Prompt,
+            "generated" => Positions::Generated,
+            other => bail!("--positions {other}: expected prompt, generated or all"),
+        })
     }
 }
 

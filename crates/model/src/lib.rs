@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod config;
 pub mod gguf;
+pub mod gguf_write;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate};

@@ -1,0 +1,281 @@
+//! The binary forms of the config inside share links, one frozen struct set per version.
+//!
+//! Never change a released version's structs or codes: add `V2` beside `V1`, make `encode`
+//! write it, and keep `V1::into_config` working (the frozen corpus in tests/data/share-links
+//! checks that every released link still decodes to the same setup).
+//!
+//! V1 (Tiller 0.1): postcard of [`V1`]. Compact choices: the default model is an empty id;
+//! concepts and ops are small codes; an intervention names its concept by index; layers are
+//! runs (start, count).
+
+use crate::config::{ModelRef, Sampling, SteeringConfig, View};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tiller_steer::concept::{Concept, Read};
+use tiller_steer::directions::Method;
+use tiller_steer::intervene::Positions;
+use tiller_steer::plan::{InterventionSpec, OpKind};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct V1 {
+    /// "" = the default model.
+    model_id: String,
+    model_sha256: Option<[u8; 32]>,
+    concepts: Vec<ConceptV1>,
+    interventions: Vec<InterventionV1>,
+    prompt: String,
+    chat: bool,
+    sampling: SamplingV1,
+    view: ViewV1,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ConceptV1 {
+    name: String,
+    pairs: Vec<(String, String)>,
+    /// 0 last token, 1 mean.
+    read: u8,
+    /// 0 mean-diff, 1 pca, 2 probe, 3 svd, 4 snmf.
+    method: u8,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct InterventionV1 {
+    concept: u16,
+    /// 0 add, 1 add_unit, 2 ablate, 3 clamp, 4 rotate, 5 affine.
+    op: u8,
+    /// (first layer, count) runs.
+    layers: Vec<(u16, u16)>,
+    strength: f32,
+    positions: PositionsV1,
+    selective: bool,
+    enabled: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+enum PositionsV1 {
+    All,
+    Prompt,
+    Generated,
+    /// start, end (u32::MAX = no end).
+    Range(u32, u32),
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct SamplingV1 {
+    max_tokens: u32,
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    seed: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct ViewV1 {
+    concept: Option<u16>,
+    layer: Option<u32>,
+    panel: Option<String>,
+    reading: Option<String>,
+    large_text: bool,
+}
+
+const METHODS: [Method; 5] =
+    [Method::MeanDiff, Method::Pca, Method::Probe, Method::Svd, Method::Snmf];
+const OPS: [OpKind; 6] =
+    [OpKind::Add, OpKind::AddUnit, OpKind::Ablate, OpKind::Clamp, OpKind::Rotate, OpKind::Affine];
+
+fn code<T: PartialEq>(table: &[T], x: &T) -> u8 {
+    table.iter().position(|t| t == x).unwrap_or(0) as u8
+}
+
+fn from_code<T: Copy>(table: &[T], c: u8, what: &str) -> Result<T> {
+    table.get(c as usize).copied().ok_or_else(|| Error::Link(format!("unknown {what} code {c}")))
+}
+
+fn runs(layers: &[usize]) -> Result<Vec<(u16, u16)>> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &l in layers {
+        let l = u16::try_from(l).map_err(|_| Error::Invalid(format!("layer {l} is too large")))?;
+        match out.last_mut() {
+            Some((s, n)) if s.checked_add(*n) == Some(l) && *n < u16::MAX => *n += 1,
+            _ => out.push((l, 1)),
+        }
+    }
+    Ok(out)
+}
+
+fn unruns(r: &[(u16, u16)]) -> Result<Vec<usize>> {
+    let total: usize = r.iter().map(|&(_, n)| n as usize).sum();
+    if total > crate::config::MAX_LAYERS {
+        return Err(Error::Link(format!("an intervention lists {total} layers")));
+    }
+    Ok(r.iter().flat_map(|&(s, n)| s as usize..s as usize + n as usize).collect())
+}
+
+fn sha_bytes(h: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if h.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn sha_hex(b: &[u8; 32]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl V1 {
+    pub const VERSION: u8 = 1;
+
+    pub fn from_config(c: &SteeringConfig) -> Result<V1> {
+        let default = ModelRef::default();
+        let (model_id, model_sha256) = if c.model == default {
+            (String::new(), None)
+        } else {
+            (c.model.id.clone(), c.model.sha256.as_deref().and_then(sha_bytes))
+        };
+        let index = |name: &str| -> Result<u16> {
+            c.concepts
+                .iter()
+                .position(|x| x.name == name)
+                .map(|i| i as u16)
+                .ok_or_else(|| Error::Invalid(format!("no concept named `{name}`")))
+        };
+        Ok(V1 {
+            model_id,
+            model_sha256,
+            concepts: c
+                .concepts
+                .iter()
+                .map(|k| ConceptV1 {
+                    name: k.name.clone(),
+                    pairs: k.pairs.clone(),
+                    read: (k.read == Read::Mean) as u8,
+                    method: code(&METHODS, &k.method),
+                })
+                .collect(),
+            interventions: c
+                .interventions
+                .iter()
+                .map(|s| {
+                    Ok(InterventionV1 {
+                        concept: index(&s.concept)?,
+                        op: code(&OPS, &s.op),
+                        layers: runs(&s.layers)?,
+                        strength: s.strength,
+                        positions: match s.positions {
+                            Positions::All => PositionsV1::All,
+                            Positions::Prompt => PositionsV1::Prompt,
+                            Positions::Generated => PositionsV1::Generated,
+                            Positions::Range { start, end } => PositionsV1::Range(
+                                u32::try_from(start).unwrap_or(u32::MAX),
+                                u32::try_from(end).unwrap_or(u32::MAX),
+                            ),
+                        },
+                        selective: s.selective,
+                        enabled: s.enabled,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            prompt: c.prompt.clone(),
+            chat: c.chat,
+            sampling: SamplingV1 {
+                max_tokens: c.sampling.max_tokens,
+                temperature: c.sampling.temperature,
+                top_k: c.sampling.top_k,
+                top_p: c.sampling.top_p,
+                seed: c.sampling.seed,
+            },
+            view: ViewV1 {
+                concept: match &c.view.concept {
+                    Some(n) => Some(index(n)?),
+                    None => None,
+                },
+                layer: c.view.layer,
+                panel: c.view.panel.clone(),
+                reading: c.view.reading.clone(),
+                large_text: c.view.large_text,
+            },
+        })
+    }
+
+    pub fn into_config(self) -> Result<SteeringConfig> {
+        let concepts: Vec<Concept> = self
+            .concepts
+            .into_iter()
+            .map(|k| {
+                Ok(Concept {
+                    name: k.name,
+                    pairs: k.pairs,
+                    read: match k.read {
+                        0 => Read::LastToken,
+                        1 => Read::Mean,
+                        r => return Err(Error::Link(format!("unknown read code {r}"))),
+                    },
+                    method: from_code(&METHODS, k.method, "method")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let name = |i: u16| -> Result<String> {
+            concepts.get(i as usize).map(|c| c.name.clone()).ok_or_else(|| {
+                Error::Link(format!("an intervention names concept {i}, not in the link"))
+            })
+        };
+        let interventions = self
+            .interventions
+            .into_iter()
+            .map(|s| {
+                Ok(InterventionSpec {
+                    concept: name(s.concept)?,
+                    op: from_code(&OPS, s.op, "op")?,
+                    layers: unruns(&s.layers)?,
+                    strength: s.strength,
+                    positions: match s.positions {
+                        PositionsV1::All => Positions::All,
+                        PositionsV1::Prompt => Positions::Prompt,
+                        PositionsV1::Generated => Positions::Generated,
+                        PositionsV1::Range(a, b) => Positions::Range {
+                            start: a as usize,
+                            end: if b == u32::MAX { usize::MAX } else { b as usize },
+                        },
+                    },
+                    selective: s.selective,
+                    enabled: s.enabled,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let model = if self.model_id.is_empty() {
+            ModelRef::default()
+        } else {
+            ModelRef { id: self.model_id, sha256: self.model_sha256.as_ref().map(sha_hex) }
+        };
+        Ok(SteeringConfig {
+            version: crate::config::VERSION,
+            model,
+            view: View {
+                concept: match self.view.concept {
+                    Some(i) => Some(name(i)?),
+                    None => None,
+                },
+                layer: self.view.layer,
+                panel: self.view.panel,
+                reading: self.view.reading,
+                large_text: self.view.large_text,
+            },
+            concepts,
+            interventions,
+            prompt: self.prompt,
+            chat: self.chat,
+            sampling: Sampling {
+                max_tokens: self.sampling.max_tokens,
+                temperature: self.sampling.temperature,
+                top_k: self.sampling.top_k,
+                top_p: self.sampling.top_p,
+                seed: self.sampling.seed,
+            },
+        })
+    }
+}
