@@ -1,0 +1,32 @@
+//! The frozen corpus: share links made by each released version decode to the same setup
+//! forever. tests/data/share-links/vN/NAME.link holds the fragment, NAME.json the setup it
+//! opened when it was made. Never edit these files; add new ones for new versions.
+
+use std::path::PathBuf;
+use tiller_share::{url, SteeringConfig};
+
+#[test]
+fn every_released_link_decodes_as_it_did() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/share-links");
+    let mut n = 0;
+    for version in std::fs::read_dir(&root).unwrap() {
+        let dir = version.unwrap().path();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "link") {
+                let link = std::fs::read_to_string(&p).unwrap();
+                let want = SteeringConfig::from_json(
+                    &std::fs::read_to_string(p.with_extension("json")).unwrap(),
+                )
+                .unwrap();
+                let got = url::decode(&link).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert_eq!(got, want, "{} decodes differently", p.display());
+                // And today's encoder writes a link that opens the same setup.
+                assert_eq!(url::decode(&url::encode(&got).unwrap()).unwrap(), want);
+                n += 1;
+            }
+        }
+    }
+    println!("{n} frozen links decode as they did");
+    assert!(n >= 3, "the corpus is missing ({n} links under {})", root.display());
+}
