@@ -48,7 +48,7 @@ try {
   const o = page.getByTestId('baseline-output');
   out.ids = (await o.getAttribute('data-ids')).split(',').filter(Boolean).map(Number);
   out.text = await o.innerText();
-  out.stats = await page.locator('.stats').innerText();
+  out.stats = await page.locator('.stats').first().innerText();
   if (shots) await page.screenshot({ path: path.join(shots, 'generate.png') });
 
   // Stop: a long generation is stopped after a few tokens.

@@ -10,8 +10,12 @@ use tiller_tests::{greedy, model, workspace};
 const PROMPT: &str = "The capital of France is";
 const N: usize = 16;
 
+/// One browser at a time: two would share the 2 cores and time out.
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn page_loads_generates_stops_and_reports_errors() {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let ws = workspace();
     let dist = ws.join("dist");
     assert!(
@@ -68,5 +72,107 @@ fn page_loads_generates_stops_and_reports_errors() {
     let console: Vec<&str> =
         v["console_errors"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     // The only console error allowed is the 404 for /favicon.ico.
+    assert!(console.iter().all(|e| e.contains("404")), "console errors: {console:?}");
+}
+
+/// The playground (issue #6): concept from examples, chart, intervention, baseline and steered
+/// side by side, reading view, share link restored in a fresh context, autosave, Stop, sweep.
+/// The page's steered greedy tokens must equal the CLI's for the same setup
+/// (`tiller generate --concept formality16.json --add formality@L=C`, in-process here).
+#[test]
+fn playground_concept_steer_read_share() {
+    use tiller_steer::concept::Concept;
+    use tiller_steer::lineas::LineasParams;
+    use tiller_steer::plan::{self, InterventionSpec, OpKind};
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = workspace();
+    let dist = ws.join("dist");
+    assert!(dist.join("index.html").is_file(), "dist is missing: run `./dev build`");
+    let concept_file = ws.join("tests/data/formality16.json");
+    let prompt = "hey, can you send me the";
+    let shots = ws.join("artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(ws.join("tests/e2e/playground.mjs"))
+        .arg(&dist)
+        .arg(&concept_file)
+        .arg(prompt)
+        .arg(N.to_string())
+        .arg(&shots)
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .expect("playground.mjs prints one JSON line");
+    assert_eq!(v["ok"], true, "playground e2e failed: {}", v["error"]);
+    println!(
+        "playground: ready in {} ms (cached: {} ms); 16-pair concept computed in {} ms; sweep {} points",
+        v["ready_ms"], v["cached_ready_ms"], v["concept_ms"], v["sweep_rows"]
+    );
+    let ids = |x: &serde_json::Value| -> Vec<u32> {
+        x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
+    };
+    assert_eq!(v["chart_layers"], 30, "the layer chart has a column per layer");
+    assert_eq!(v["selected_layer_title"].as_str().unwrap(), "Layer 12", "clicking the chart selects a layer");
+    assert_eq!(v["intervention_op"], "add");
+    let layer: usize = v["intervention_layers"].as_str().unwrap().parse().unwrap();
+    let strength = v["intervention_strength"].as_f64().unwrap() as f32;
+
+    // The same setup through the engine and the CLI's code path.
+    let m = model(Precision::Fast);
+    let c: Concept = serde_json::from_str(&std::fs::read_to_string(&concept_file).unwrap()).unwrap();
+    let p = plan::prepare(m, &c).unwrap();
+    let prompt_ids = m.encode_prompt(prompt, false).unwrap();
+    let spec = InterventionSpec {
+        concept: c.name.clone(),
+        op: OpKind::Add,
+        layers: vec![layer],
+        strength,
+        positions: Default::default(),
+        selective: false,
+        enabled: true,
+    };
+    let mut steer =
+        plan::build(m, &[p], &[spec], prompt_ids.len(), &LineasParams::default()).unwrap().unwrap();
+    let cli_steered = greedy(m, &prompt_ids, N, Some(&mut steer));
+    let cli_base = greedy(m, &prompt_ids, N, None);
+    let (page_base, page_steered) = (ids(&v["baseline_ids"]), ids(&v["steered_ids"]));
+    println!("intervention: add formality@{layer}={strength}");
+    println!("page baseline {:?}\npage steered  {:?}\ncli  steered  {:?}", v["baseline_text"], v["steered_text"], m.tokenizer.decode(&cli_steered).unwrap());
+    assert_eq!(page_base, cli_base, "baseline differs from the CLI");
+    assert_ne!(page_base, page_steered, "the intervention did not change the text");
+    assert_eq!(page_steered, cli_steered, "steered text differs from the CLI for the same setup");
+
+    // Reading view: every token coloured.
+    let n_tok = v["reading_tokens"].as_u64().unwrap();
+    assert!(n_tok > 5 && v["reading_coloured"] == n_tok, "reading view: {n_tok} tokens, {} coloured", v["reading_coloured"]);
+
+    // The share link restores the whole setup in a fresh context and recomputes it.
+    let url = v["share_url"].as_str().unwrap();
+    assert!(url.contains("#c="), "{url}");
+    let r = &v["restored"];
+    let pos: Vec<&str> = c.pairs.iter().map(|p| p.0.as_str()).collect();
+    let neg: Vec<&str> = c.pairs.iter().map(|p| p.1.as_str()).collect();
+    assert_eq!(r["name"], c.name.as_str());
+    assert_eq!(r["positives"].as_str().unwrap(), pos.join("\n"));
+    assert_eq!(r["negatives"].as_str().unwrap(), neg.join("\n"));
+    assert_eq!(r["prompt"], prompt);
+    assert_eq!(r["max_tokens"], N.to_string());
+    assert_eq!(r["cards"], 1);
+    assert_eq!(r["layers"], v["intervention_layers"]);
+    assert_eq!(r["strength"], v["intervention_strength"]);
+    assert_eq!(r["recomputed"], true);
+    assert_eq!(ids(&r["steered_ids"]), page_steered, "the shared link generates the same steered text");
+
+    // Autosave, Stop, sweep.
+    let tabs: Vec<&str> = v["after_reload_tabs"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    assert!(tabs.contains(&c.name.as_str()), "a reload lost the concept: {tabs:?}");
+    assert!(v["cached_status"].as_str().unwrap().contains("ready"), "{}", v["cached_status"]);
+    let stopped = v["stopped_after"].as_u64().unwrap();
+    assert!((3..400).contains(&stopped), "Stop did not stop: {stopped}");
+    assert_eq!(v["sweep_rows"], 6);
+    let console: Vec<&str> =
+        v["console_errors"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     assert!(console.iter().all(|e| e.contains("404")), "console errors: {console:?}");
 }

@@ -13,7 +13,7 @@ use crate::concept::Acts;
 use crate::{dot, unit};
 use tiller_engine::{Backend, Model};
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerDiagnostics {
     pub auroc: f64,
     pub cohens_d: f64,

@@ -5,7 +5,7 @@
 //! concept's interventions need once (its directions by its method, mean differences for the
 //! rotation plane, residual norms, the sign criterion), and [`build`] turns specs into hooks.
 
-use crate::concept::Concept;
+use crate::concept::{Acts, Concept};
 use crate::diagnostics;
 use crate::directions::{mean_diff, mean_norms, Method};
 use crate::intervene::{self, Intervention, Plan, Positions};
@@ -72,6 +72,7 @@ pub struct InterventionSpec {
 }
 
 /// What a concept's interventions need, computed once.
+#[derive(Clone)]
 pub struct Prepared {
     pub concept: Concept,
     /// Directions by the concept's method, per layer.
@@ -86,16 +87,18 @@ pub struct Prepared {
 /// Capture a concept and compute what interventions on it need.
 pub fn prepare<B: Backend>(model: &Model<B>, c: &Concept) -> Result<Prepared> {
     let Computed { pos, neg, dirs, .. } = compute(model, c, c.method, &SnmfParams::default())?;
-    let md = if c.method == Method::MeanDiff { dirs.clone() } else { mean_diff(&pos, &neg)? };
-    let opposite =
-        (0..md.len()).map(|l| diagnostics::layer(&pos, &neg, l, &md[l]).opposite_signs).collect();
-    Ok(Prepared {
-        concept: c.clone(),
-        mean_norms: mean_norms(&pos, &neg),
-        dirs,
-        mean_diff: md,
-        opposite,
-    })
+    Prepared::from_acts(c.clone(), &pos, &neg, dirs)
+}
+
+impl Prepared {
+    /// From a capture already made: `dirs` by the concept's method.
+    pub fn from_acts(c: Concept, pos: &Acts, neg: &Acts, dirs: Vec<Vec<f32>>) -> Result<Self> {
+        let md = if c.method == Method::MeanDiff { dirs.clone() } else { mean_diff(pos, neg)? };
+        let opposite = (0..md.len())
+            .map(|l| diagnostics::layer(pos, neg, l, &md[l]).opposite_signs)
+            .collect();
+        Ok(Prepared { concept: c, mean_norms: mean_norms(pos, neg), dirs, mean_diff: md, opposite })
+    }
 }
 
 fn spec_err(i: usize, s: &InterventionSpec, msg: impl std::fmt::Display) -> Error {

@@ -5,12 +5,13 @@ use crate::concept::{capture_concept, capture_concept_mlp, Acts, Concept, MlpAct
 use crate::diagnostics::{self, LayerDiagnostics};
 use crate::directions::{directions, orient, stability, svd_subspace, Method};
 use crate::snmf::{concept_snmf, Feature, LayerSnmf, SnmfParams};
+use crate::plan::Prepared;
 use crate::{probe, Result};
 use tiller_engine::cpu::par;
 use tiller_engine::{Backend, Model};
 
 /// A token with its unembedding score.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TokenScore {
     pub id: u32,
     pub token: String,
@@ -18,7 +19,7 @@ pub struct TokenScore {
 }
 
 /// The SVD method's subspace at one layer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SvdReport {
     pub singular_values: Vec<f64>,
     pub eigengap: f64,
@@ -28,7 +29,7 @@ pub struct SvdReport {
 }
 
 /// The SNMF method's features at one layer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SnmfReport {
     pub features: Vec<FeatureReport>,
     /// Index of the feature the direction comes from.
@@ -39,7 +40,7 @@ pub struct SnmfReport {
     pub steps: usize,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureReport {
     pub concept_gap: f64,
     /// Top-activating tokens: the token and the text it is in.
@@ -48,7 +49,7 @@ pub struct FeatureReport {
     pub direction: Vec<f32>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureToken {
     pub token: String,
     pub text: usize,
@@ -56,7 +57,7 @@ pub struct FeatureToken {
     pub weight: f32,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LayerReport {
     pub layer: usize,
     pub direction: Vec<f32>,
@@ -68,13 +69,17 @@ pub struct LayerReport {
     pub stability: f64,
     pub promotes: Vec<TokenScore>,
     pub suppresses: Vec<TokenScore>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub svd: Option<SvdReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snmf: Option<SnmfReport>,
+    /// The examples at this layer: (projection on the unit direction, on the top principal
+    /// component orthogonal to it), positives and negatives.
+    pub scatter_pos: Vec<[f32; 2]>,
+    pub scatter_neg: Vec<[f32; 2]>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConceptReport {
     pub name: String,
     pub method: Method,
@@ -109,6 +114,18 @@ pub fn analyze<B: Backend>(
     opts: &Options,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<ConceptReport> {
+    Ok(analyze_and_prepare(model, c, method, opts, progress)?.0)
+}
+
+/// As [`analyze`], also returning what interventions on the concept need (with `method` as
+/// its method), from the same capture.
+pub fn analyze_and_prepare<B: Backend>(
+    model: &Model<B>,
+    c: &Concept,
+    method: Method,
+    opts: &Options,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<(ConceptReport, Prepared)> {
     let n_layer = model.config.n_layer;
     progress("reading the examples", 0, 4);
     let Computed { pos, neg, dirs, snmf } = compute(model, c, method, &opts.snmf)?;
@@ -127,7 +144,11 @@ pub fn analyze<B: Backend>(
     };
     progress("diagnostics", 3, 4);
     let per_layer = par::map((0..n_layer).collect(), |l| {
-        (probe::heldout_accuracy(&pos, &neg, l), diagnostics::layer(&pos, &neg, l, &dirs[l]))
+        (
+            probe::heldout_accuracy(&pos, &neg, l),
+            diagnostics::layer(&pos, &neg, l, &dirs[l]),
+            scatter(&pos, &neg, l, &dirs[l]),
+        )
     });
     let tok = |model: &Model<B>, ids: Vec<(u32, f32)>| -> Vec<TokenScore> {
         ids.into_iter()
@@ -139,7 +160,7 @@ pub fn analyze<B: Backend>(
             .collect()
     };
     let mut layers = Vec::with_capacity(n_layer);
-    for (l, (acc, diag)) in per_layer.into_iter().enumerate() {
+    for (l, (acc, diag, (scatter_pos, scatter_neg))) in per_layer.into_iter().enumerate() {
         let d = &dirs[l];
         let (up, down) = diagnostics::top_tokens(model, d, opts.top_k);
         let svd = if method == Method::Svd {
@@ -187,16 +208,41 @@ pub fn analyze<B: Backend>(
             suppresses: tok(model, down),
             svd,
             snmf,
+            scatter_pos,
+            scatter_neg,
         });
     }
     progress("done", 4, 4);
-    Ok(ConceptReport {
+    let report = ConceptReport {
         name: c.name.clone(),
         method,
         read: c.read,
         best_layer: best_layer(&layers),
         layers,
-    })
+    };
+    let prepared = Prepared::from_acts(Concept { method, ..c.clone() }, &pos, &neg, dirs)?;
+    Ok((report, prepared))
+}
+
+/// Each example at layer `l` as (projection on the unit direction, projection on the top
+/// principal component of the examples with the direction removed).
+#[allow(clippy::type_complexity)]
+fn scatter(pos: &Acts, neg: &Acts, l: usize, dir: &[f32]) -> (Vec<[f32; 2]>, Vec<[f32; 2]>) {
+    let u = crate::unit(dir);
+    let rows: Vec<Vec<f64>> = pos
+        .at(l)
+        .chain(neg.at(l))
+        .map(|h| {
+            let c = crate::dot(h, &u);
+            h.iter().zip(&u).map(|(x, y)| (x - c * y) as f64).collect()
+        })
+        .collect();
+    let pc = crate::directions::first_pc(&rows).ok();
+    let point = |h: &[f32]| {
+        let y = pc.as_ref().map_or(0.0, |p| h.iter().zip(p).map(|(a, b)| *a as f64 * b).sum::<f64>());
+        [crate::dot(h, &u), y as f32]
+    };
+    (pos.at(l).map(point).collect(), neg.at(l).map(point).collect())
 }
 
 /// A concept's activations and its direction at every layer.

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 use std::collections::BTreeMap;
 use tiller_engine::{Backend, LogitsFor, Model};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SweepPoint {
     pub strength: f32,
     pub ids: Vec<u32>,

@@ -1,73 +1,20 @@
-//! Top-level state: one worker, the model status, the generation; wires worker messages to
-//! signals. Domain state never touches `window()`; only the worker handle does IO.
+//! The page: starts the worker, routes its messages into [`AppState`], restores the setup
+//! (share link, else autosave, else the first preset) and lays out the panels. IO (worker,
+//! location, localStorage) happens here and in the share bar only.
 
-use crate::components::{GeneratePanel, ModelBar, OutputPanel};
+use crate::components::{
+    ConceptResults, ConceptsPanel, GeneratePanel, ModelBar, OutputPanel, ReadingView, ShareBar,
+    SteeringPanel, SweepView,
+};
+use crate::state::{AppState, Computed, LoadState, ModelStatus, Reading, RunState};
 use leptos::prelude::*;
-use tiller_engine::{SamplingParams, StopReason};
-use tiller_web::protocol::{FromWorker, Stage, ToWorker, DEFAULT_MODEL_URL, WORKER_URL};
+use tiller_share::SteeringConfig;
+use tiller_web::protocol::{FromWorker, Stage, Stream, Task, ToWorker, DEFAULT_MODEL_URL, WORKER_URL};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadState {
-    Loading,
-    Ready,
-    Error,
-}
-
-impl LoadState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoadState::Loading => "loading",
-            LoadState::Ready => "ready",
-            LoadState::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelStatus {
-    pub state: LoadState,
-    pub message: String,
-    /// 0..=1 when known.
-    pub fraction: Option<f64>,
-    pub backend: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    Idle,
-    Running,
-    Done,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Idle => "idle",
-            RunState::Running => "running",
-            RunState::Done => "done",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Output {
-    pub state: RunState,
-    pub text: String,
-    pub ids: Vec<u32>,
-    pub stats: String,
-    pub error: Option<String>,
-}
-
-/// What the visitor asked for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub prompt: String,
-    pub chat: bool,
-    pub max_tokens: usize,
-    pub sampling: SamplingParams,
-}
+/// localStorage key of the autosaved setup (JSON).
+pub const AUTOSAVE_KEY: &str = "tiller.setup.v1";
 
 fn mb(x: f64) -> String {
     format!("{:.1} MB", x / 1e6)
@@ -83,206 +30,236 @@ fn model_url() -> String {
         .unwrap_or_else(|| DEFAULT_MODEL_URL.to_string())
 }
 
-fn send(worker: &Worker, msg: &ToWorker) {
-    if let Ok(v) = serde_wasm_bindgen::to_value(msg) {
-        let _ = worker.post_message(&v);
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// The setup to start from: a share link in the fragment, else the autosave.
+fn initial_setup(st: AppState) -> Option<SteeringConfig> {
+    let hash = web_sys::window().and_then(|w| w.location().hash().ok()).unwrap_or_default();
+    if hash.contains("c=") {
+        match tiller_share::url::decode(&hash) {
+            Ok(c) => return Some(c),
+            Err(e) => st.notice.set(Some(format!("The link could not be opened: {e}"))),
+        }
+    }
+    let saved = storage()?.get_item(AUTOSAVE_KEY).ok()??;
+    SteeringConfig::from_json(&saved).ok()
+}
+
+fn on_message(st: AppState, msg: FromWorker) {
+    match msg {
+        FromWorker::Started => {
+            let url = model_url();
+            st.model_id.set(url.clone());
+            st.send(&ToWorker::Load { url });
+        }
+        FromWorker::Progress { stage, done, total, cached } => st.status.update(|s| {
+            s.state = Some(LoadState::Loading);
+            let from = if cached { "reading the cached model" } else { "downloading the model" };
+            let (msg, frac) = match stage {
+                Stage::Downloading => (
+                    match total {
+                        Some(t) => format!("{from}: {} of {}", mb(done), mb(t)),
+                        None => format!("{from}: {}", mb(done)),
+                    },
+                    total.map(|t| done / t.max(1.0)),
+                ),
+                Stage::Parsing => ("reading the weights".to_string(), total.map(|t| done / t.max(1.0))),
+            };
+            s.message = msg;
+            s.fraction = frac;
+        }),
+        FromWorker::Ready { model, backend, n_layer, d_model, load_ms, sha256, memory_bytes } => {
+            st.status.set(ModelStatus {
+                state: Some(LoadState::Ready),
+                message: format!(
+                    "{model}: {n_layer} layers, width {d_model}; ready in {:.1} s",
+                    load_ms / 1000.0
+                ),
+                fraction: Some(1.0),
+                backend: format!("{backend}; no WebGPU backend yet"),
+                memory: format!("{} of weights", mb(memory_bytes)),
+                sha256,
+            });
+            st.computed.set(Default::default());
+            // A setup from another model still opens, and says so.
+            let cfg = st.to_config();
+            let status_sha = st.status.get_untracked().sha256;
+            if let Some(w) = cfg.model_mismatch(&status_sha).filter(|_| cfg.model.id != st.model_id.get_untracked()) {
+                st.notice.set(Some(w));
+            }
+            st.compute_next();
+        }
+        FromWorker::Working { task, stage, done, total } => {
+            let what = match task {
+                Task::Analyze => "computing the concept",
+                Task::Generate => "preparing the generation",
+                Task::Read => "reading",
+                Task::Sweep => "sweeping",
+                Task::Load => "loading",
+            };
+            let frac = if total > 0 { format!(" ({done}/{total})") } else { String::new() };
+            st.working.set(Some(format!("{what}: {stage}{frac}")));
+        }
+        FromWorker::Analyzed { report, ms } => {
+            st.working.set(None);
+            let name = report.name.clone();
+            if let Some(concept) = st.valid_concepts().into_iter().find(|c| c.name == name) {
+                let layer = report.best_layer;
+                st.computed.update(|m| {
+                    m.insert(name.clone(), Computed { concept, report, ms });
+                });
+                if st.layer.get_untracked().is_none() {
+                    st.layer.set(Some(layer));
+                }
+            }
+            st.compute_next();
+        }
+        FromWorker::Prompt { .. } => {}
+        FromWorker::Token { stream, id, text } => {
+            let out = if stream == Stream::Baseline { st.baseline } else { st.steered };
+            st.working.set(None);
+            out.update(|o| {
+                o.ids.push(id);
+                o.text.push_str(&text);
+            });
+        }
+        FromWorker::Done { stream, ids, text, stop, prefill_ms, decode_tok_s } => {
+            let out = if stream == Stream::Baseline { st.baseline } else { st.steered };
+            out.update(|o| o.finish(ids, text, stop, prefill_ms, decode_tok_s));
+            st.working.set(None);
+        }
+        FromWorker::Reading { layer, concept, tokens, values } => {
+            st.working.set(None);
+            st.reading_error.set(None);
+            st.reading.set(Some(Reading { concept, layer, tokens, values }));
+        }
+        FromWorker::SweepPoint { point } => st.sweep.update(|v| v.push(point)),
+        FromWorker::SweepDone => {
+            st.working.set(None);
+            st.sweep_running.set(false);
+        }
+        FromWorker::Error { task, message } => {
+            st.working.set(None);
+            match task {
+                Task::Load => st.status.update(|s| {
+                    s.state = Some(LoadState::Error);
+                    s.message = message;
+                }),
+                Task::Analyze => {
+                    st.concept_error.set(Some(message));
+                }
+                Task::Generate => {
+                    for out in [st.baseline, st.steered] {
+                        out.update(|o| {
+                            if o.state == RunState::Running {
+                                o.state = RunState::Done;
+                            }
+                        });
+                    }
+                    st.baseline.update(|o| o.error = Some(message));
+                }
+                Task::Read => st.reading_error.set(Some(message)),
+                Task::Sweep => {
+                    st.sweep_running.set(false);
+                    st.sweep_error.set(Some(message));
+                }
+            }
+        }
     }
 }
 
-#[component]
-pub fn App() -> impl IntoView {
-    let (status, set_status) = signal(ModelStatus {
-        state: LoadState::Loading,
-        message: "starting the engine worker".into(),
-        fraction: None,
-        backend: String::new(),
-    });
-    let (output, set_output) = signal(Output {
-        state: RunState::Idle,
-        text: String::new(),
-        ids: vec![],
-        stats: String::new(),
-        error: None,
-    });
-
+fn start_worker(st: AppState) {
     let opts = WorkerOptions::new();
     opts.set_type(WorkerType::Classic);
     let worker = match Worker::new_with_options(WORKER_URL, &opts) {
-        Ok(w) => Some(w),
+        Ok(w) => w,
         Err(e) => {
-            set_status.set(ModelStatus {
-                state: LoadState::Error,
+            st.status.set(ModelStatus {
+                state: Some(LoadState::Error),
                 message: format!("cannot start the engine worker: {e:?}"),
-                fraction: None,
-                backend: String::new(),
+                ..Default::default()
             });
-            None
+            return;
         }
     };
-    let worker = StoredValue::new_local(worker);
-
     let on_msg = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let msg: FromWorker = match serde_wasm_bindgen::from_value(ev.data()) {
-            Ok(m) => m,
-            Err(e) => {
-                return web_sys::console::error_1(&format!("bad message from worker: {e}").into())
-            }
-        };
-        match msg {
-            FromWorker::Started => worker.with_value(|w| {
-                if let Some(w) = w {
-                    send(w, &ToWorker::Load { url: model_url() });
-                }
-            }),
-            FromWorker::Progress { stage, done, total } => set_status.update(|s| {
-                s.state = LoadState::Loading;
-                let (msg, frac) = match stage {
-                    Stage::Downloading => (
-                        match total {
-                            Some(t) => format!("downloading the model: {} of {}", mb(done), mb(t)),
-                            None => format!("downloading the model: {}", mb(done)),
-                        },
-                        total.map(|t| done / t.max(1.0)),
-                    ),
-                    Stage::Parsing => {
-                        ("reading the weights".to_string(), total.map(|t| done / t.max(1.0)))
-                    }
-                };
-                s.message = msg;
-                s.fraction = frac;
-            }),
-            FromWorker::Ready { model, backend, n_layer, d_model, load_ms } => {
-                set_status.set(ModelStatus {
-                    state: LoadState::Ready,
-                    message: format!(
-                        "{model}: {n_layer} layers, width {d_model}; loaded in {:.1} s",
-                        load_ms / 1000.0
-                    ),
-                    fraction: Some(1.0),
-                    backend,
-                })
-            }
-            FromWorker::Prompt { .. } => {}
-            FromWorker::Token { id, text } => set_output.update(|o| {
-                o.ids.push(id);
-                o.text.push_str(&text);
-            }),
-            FromWorker::Done { ids, text, stop, prefill_ms, decode_tok_s } => {
-                set_output.update(|o| {
-                    o.state = RunState::Done;
-                    let why = match stop {
-                        StopReason::Eos => "end of text",
-                        StopReason::MaxTokens => "token limit",
-                        StopReason::ContextFull => "context full",
-                        StopReason::Cancelled => "stopped",
-                    };
-                    o.stats = format!(
-                        "{} tokens ({why}); prompt {:.0} ms, decode {:.1} tok/s",
-                        ids.len(),
-                        prefill_ms,
-                        decode_tok_s
-                    );
-                    o.ids = ids;
-                    o.text = text;
-                })
-            }
-            FromWorker::Error { message } => {
-                if status.get_untracked().state == LoadState::Ready {
-                    set_output.update(|o| {
-                        o.state =
-                            if o.state == RunState::Running { RunState::Done } else { o.state };
-                        o.error = Some(message);
-                    });
-                } else {
-                    set_status.update(|s| {
-                        s.state = LoadState::Error;
-                        s.message = message;
-                    });
-                }
-            }
+        match serde_wasm_bindgen::from_value::<FromWorker>(ev.data()) {
+            Ok(m) => on_message(st, m),
+            Err(e) => web_sys::console::error_1(&format!("bad message from worker: {e}").into()),
         }
     });
     // The worker itself failing (out of memory, a wasm trap) must not leave the page waiting.
     let on_err = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
         let message =
             format!("The engine stopped: {}. Reload the page to start it again.", ev.message());
-        if status.get_untracked().state == LoadState::Ready {
-            let message = message.clone();
-            set_output.update(|o| {
-                o.state = RunState::Done;
-                o.error = Some(message);
+        st.working.set(None);
+        for out in [st.baseline, st.steered] {
+            out.update(|o| {
+                if o.state == RunState::Running {
+                    o.state = RunState::Done;
+                    o.error = Some(message.clone());
+                }
             });
         }
-        set_status.update(|s| {
-            s.state = LoadState::Error;
+        st.status.update(|s| {
+            s.state = Some(LoadState::Error);
             s.message = message;
         });
     });
-    worker.with_value(|w| {
-        if let Some(w) = w {
-            w.set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
-            w.set_onerror(Some(on_err.as_ref().unchecked_ref()));
-        }
-    });
+    worker.set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
+    worker.set_onerror(Some(on_err.as_ref().unchecked_ref()));
     on_msg.forget();
     on_err.forget();
+    st.worker.set_value(Some(worker));
+}
 
-    let on_generate = move |req: Request| {
-        if req.prompt.trim().is_empty() {
-            set_output.set(Output {
-                state: RunState::Idle,
-                text: String::new(),
-                ids: vec![],
-                stats: String::new(),
-                error: Some(
-                    "The prompt is empty: type something for the model to continue.".into(),
-                ),
-            });
-            return;
+#[component]
+pub fn App() -> impl IntoView {
+    let st = AppState::new();
+    provide_context(st);
+    match initial_setup(st) {
+        Some(c) => st.apply_config(&c),
+        None => st.apply_config(&crate::components::share_bar::starter()),
+    }
+    start_worker(st);
+    // Autosave: the setup goes to localStorage whenever it changes, so a reload loses nothing.
+    Effect::new(move |_| {
+        st.concepts.track();
+        st.interventions.track();
+        st.gen.track();
+        st.selected.track();
+        st.layer.track();
+        st.reading_text.track();
+        st.large_text.track();
+        let json = st.to_config().to_json_pretty();
+        if let Some(s) = storage() {
+            let _ = s.set_item(AUTOSAVE_KEY, &json);
         }
-        set_output.set(Output {
-            state: RunState::Running,
-            text: String::new(),
-            ids: vec![],
-            stats: String::new(),
-            error: None,
-        });
-        worker.with_value(|w| {
-            if let Some(w) = w {
-                send(
-                    w,
-                    &ToWorker::Generate {
-                        prompt: req.prompt,
-                        chat: req.chat,
-                        max_tokens: req.max_tokens,
-                        sampling: req.sampling,
-                    },
-                );
-            }
-        });
-    };
-    let on_stop = move || {
-        worker.with_value(|w| {
-            if let Some(w) = w {
-                send(w, &ToWorker::Stop);
-            }
-        })
-    };
-
+    });
     view! {
-        <header class="top">
-            <h1>"Tiller"</h1>
-            <p class="tagline">"See and steer what a language model represents, in your browser."</p>
-        </header>
-        <main>
-            <ModelBar status=status />
-            <GeneratePanel
-                ready=Signal::derive(move || status.get().state == LoadState::Ready)
-                running=Signal::derive(move || output.get().state == RunState::Running)
-                on_generate=on_generate
-                on_stop=on_stop
-            />
-            <OutputPanel output=output />
-        </main>
+        <div class="app" class:large=move || st.large_text.get()>
+            <ShareBar />
+            <Show when=move || st.notice.get().is_some()>
+                <p class="notice" role="status" data-testid="notice">{move || st.notice.get().unwrap_or_default()}</p>
+            </Show>
+            <main>
+                <ModelBar />
+                <div class="columns">
+                    <div class="column">
+                        <ConceptsPanel />
+                        <ConceptResults />
+                    </div>
+                    <div class="column">
+                        <SteeringPanel />
+                        <GeneratePanel />
+                        <OutputPanel />
+                        <ReadingView />
+                        <SweepView />
+                    </div>
+                </div>
+            </main>
+        </div>
     }
 }

@@ -2,6 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use tiller_engine::{SamplingParams, StopReason};
+use tiller_steer::concept::Concept;
+use tiller_steer::plan::InterventionSpec;
+use tiller_steer::report::ConceptReport;
+use tiller_steer::sweep::SweepPoint;
 
 /// Where the default model lives, relative to the page.
 pub const DEFAULT_MODEL_URL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -11,17 +15,40 @@ pub const WORKER_URL: &str = "./tiller-worker_loader.js";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
-    /// Download (with progress) and load a GGUF.
-    Load {
-        url: String,
+    /// Download (with progress, through the Cache API) and load a GGUF.
+    Load { url: String },
+    /// Load a GGUF the visitor dropped or picked.
+    LoadBytes {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
     },
+    /// Capture a concept, compute its direction by its method at every layer, and every
+    /// diagnostic.
+    Analyze { concept: Concept },
+    /// Generate the baseline and, when an intervention is enabled, the steered continuation,
+    /// token by token side by side.
     Generate {
         prompt: String,
         chat: bool,
         max_tokens: usize,
         sampling: SamplingParams,
+        concepts: Vec<Concept>,
+        interventions: Vec<InterventionSpec>,
     },
-    /// Stop the running generation after the current token.
+    /// Project every token of `text` on a concept's direction at `layer`.
+    Read { text: String, concept: Concept, layer: usize },
+    /// Sweep one intervention's strength.
+    Sweep {
+        prompt: String,
+        chat: bool,
+        max_tokens: usize,
+        concepts: Vec<Concept>,
+        intervention: InterventionSpec,
+        strengths: Vec<f32>,
+        read_layer: usize,
+    },
+    /// Stop the running task after its current step.
     Stop,
 }
 
@@ -30,6 +57,25 @@ pub enum ToWorker {
 pub enum Stage {
     Downloading,
     Parsing,
+}
+
+/// Which output a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Baseline,
+    Steered,
+}
+
+/// What failed, so the page shows the error where it belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Load,
+    Analyze,
+    Generate,
+    Read,
+    Sweep,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +87,8 @@ pub enum FromWorker {
         stage: Stage,
         done: f64,
         total: Option<f64>,
+        /// The bytes came from the Cache API.
+        cached: bool,
     },
     Ready {
         model: String,
@@ -48,23 +96,27 @@ pub enum FromWorker {
         n_layer: usize,
         d_model: usize,
         load_ms: f64,
+        /// sha256 of the GGUF (hex).
+        sha256: String,
+        /// Bytes the weights take in memory.
+        memory_bytes: f64,
     },
+    /// A long task moved on: `stage` says what it is doing.
+    Working { task: Task, stage: String, done: usize, total: usize },
+    Analyzed { report: ConceptReport, ms: f64 },
     /// The prompt as token ids (sent once before the first token).
-    Prompt {
-        ids: Vec<u32>,
-    },
-    Token {
-        id: u32,
-        text: String,
-    },
+    Prompt { ids: Vec<u32> },
+    Token { stream: Stream, id: u32, text: String },
     Done {
+        stream: Stream,
         ids: Vec<u32>,
         text: String,
         stop: StopReason,
         prefill_ms: f64,
         decode_tok_s: f64,
     },
-    Error {
-        message: String,
-    },
+    Reading { layer: usize, concept: String, tokens: Vec<String>, values: Vec<f32> },
+    SweepPoint { point: SweepPoint },
+    SweepDone,
+    Error { task: Task, message: String },
 }

@@ -1,70 +1,62 @@
-use crate::app::Request;
+use crate::state::{AppState, Output, RunState};
 use leptos::prelude::*;
 use tiller_engine::SamplingParams;
+use tiller_web::protocol::ToWorker;
 
 /// Prompt, sampling settings, Generate and Stop.
 #[component]
-pub fn GeneratePanel(
-    /// The model is loaded.
-    #[prop(into)]
-    ready: Signal<bool>,
-    /// A generation is streaming.
-    #[prop(into)]
-    running: Signal<bool>,
-    /// Called with the visitor's request.
-    on_generate: impl Fn(Request) + 'static,
-    /// Called when the visitor presses Stop.
-    on_stop: impl Fn() + 'static,
-) -> impl IntoView {
-    let (prompt, set_prompt) = signal("The capital of France is".to_string());
-    let (chat, set_chat) = signal(false);
-    let (max_tokens, set_max_tokens) = signal(64usize);
-    let (temperature, set_temperature) = signal(0.0f32);
-    let (seed, set_seed) = signal(0u64);
+pub fn GeneratePanel() -> impl IntoView {
+    let st = expect_context::<AppState>();
+    let g = st.gen;
     let (problem, set_problem) = signal(None::<String>);
+    let running = move || st.baseline.get().state == RunState::Running || st.steered.get().state == RunState::Running;
     let submit = move || {
-        let t = temperature.get_untracked();
-        if !t.is_finite() || t < 0.0 {
+        let s = g.get_untracked();
+        if !s.temperature.is_finite() || s.temperature < 0.0 {
             set_problem.set(Some("Temperature must be a number of at least 0.".into()));
             return;
         }
         set_problem.set(None);
-        on_generate(Request {
-            prompt: prompt.get_untracked(),
-            chat: chat.get_untracked(),
-            max_tokens: max_tokens.get_untracked(),
-            sampling: SamplingParams {
-                temperature: t,
-                seed: seed.get_untracked(),
-                ..Default::default()
-            },
+        if s.prompt.trim().is_empty() {
+            st.baseline.set(Output { error: Some("The prompt is empty: type something for the model to continue.".into()), ..Default::default() });
+            st.steered.set(Output::default());
+            return;
+        }
+        let steering = st.interventions.get_untracked().iter().any(|i| i.enabled);
+        st.baseline.set(Output { state: RunState::Running, ..Default::default() });
+        st.steered.set(Output { state: if steering { RunState::Running } else { RunState::Idle }, ..Default::default() });
+        st.send(&ToWorker::Generate {
+            prompt: s.prompt,
+            chat: s.chat,
+            max_tokens: s.max_tokens as usize,
+            sampling: SamplingParams { temperature: s.temperature, seed: s.seed, ..Default::default() },
+            concepts: st.valid_concepts(),
+            interventions: st.interventions.get_untracked(),
         });
     };
     view! {
         <section class="panel generate">
             <label for="prompt">"Prompt"</label>
-            <textarea
-                id="prompt"
-                data-testid="prompt-input"
-                rows="3"
-                prop:value=move || prompt.get()
-                on:input=move |ev| set_prompt.set(event_target_value(&ev))
-            ></textarea>
+            <textarea id="prompt" data-testid="prompt-input" rows="3"
+                prop:value=move || g.get().prompt
+                on:input=move |ev| { let v = event_target_value(&ev); g.update(|s| s.prompt = v) }
+                on:keydown=move |ev: web_sys::KeyboardEvent| if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) { submit() }></textarea>
             <div class="controls">
-                <label><input type="checkbox" data-testid="chat-mode" prop:checked=move || chat.get()
-                    on:change=move |ev| set_chat.set(event_target_checked(&ev)) />" chat template"</label>
+                <label><input type="checkbox" data-testid="chat-mode" prop:checked=move || g.get().chat
+                    on:change=move |ev| { let v = event_target_checked(&ev); g.update(|s| s.chat = v) } />" chat template"</label>
                 <label>"max tokens "<input type="number" min="1" max="2048" data-testid="max-tokens"
-                    prop:value=move || max_tokens.get().to_string()
-                    on:input=move |ev| set_max_tokens.set(event_target_value(&ev).parse().unwrap_or(64).clamp(1, 2048)) /></label>
+                    prop:value=move || g.get().max_tokens.to_string()
+                    on:input=move |ev| { let v = event_target_value(&ev).parse().unwrap_or(32u32).clamp(1, 2048); g.update(|s| s.max_tokens = v) } /></label>
                 <label>"temperature "<input type="number" min="0" step="0.1" data-testid="temperature"
-                    prop:value=move || temperature.get().to_string()
-                    on:input=move |ev| set_temperature.set(event_target_value(&ev).parse().unwrap_or(f32::NAN)) /></label>
+                    prop:value=move || g.get().temperature.to_string()
+                    on:input=move |ev| { let v = event_target_value(&ev).parse().unwrap_or(f32::NAN); g.update(|s| s.temperature = v) } /></label>
                 <label>"seed "<input type="number" min="0" data-testid="seed"
-                    prop:value=move || seed.get().to_string()
-                    on:input=move |ev| set_seed.set(event_target_value(&ev).parse().unwrap_or(0)) /></label>
-                <button data-testid="generate" class="primary" disabled=move || !ready.get() || running.get()
-                    on:click=move |_| submit()>"Generate"</button>
-                <button data-testid="stop" disabled=move || !running.get() on:click=move |_| on_stop()>"Stop"</button>
+                    prop:value=move || g.get().seed.to_string()
+                    on:input=move |ev| { let v = event_target_value(&ev).parse().unwrap_or(0); g.update(|s| s.seed = v) } /></label>
+                <button data-testid="generate" class="primary" disabled=move || !st.ready() || running()
+                    on:click=move |_| submit() title="Generate (Ctrl+Enter)">"Generate"</button>
+                <button data-testid="stop" disabled=move || !running() && st.working.get().is_none()
+                    on:click=move |_| st.send(&ToWorker::Stop)>"Stop"</button>
             </div>
             <Show when=move || problem.get().is_some()>
                 <p class="error" role="alert">{move || problem.get().unwrap_or_default()}</p>

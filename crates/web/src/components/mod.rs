@@ -1,9 +1,21 @@
 //! One component a file.
 
+mod concept_results;
+mod concepts_panel;
 mod generate_panel;
 mod model_bar;
 mod output_panel;
+mod reading_view;
+pub mod share_bar;
+mod steering_panel;
+mod sweep_view;
 
+pub use concept_results::ConceptResults;
+pub use concepts_panel::ConceptsPanel;
 pub use generate_panel::GeneratePanel;
 pub use model_bar::ModelBar;
 pub use output_panel::OutputPanel;
+pub use reading_view::ReadingView;
+pub use share_bar::ShareBar;
+pub use steering_panel::SteeringPanel;
+pub use sweep_view::SweepView;

@@ -1,26 +1,46 @@
-use crate::app::Output;
+use crate::state::{AppState, Output};
 use leptos::prelude::*;
 
-/// The streamed generation. The text is rendered as text, never as HTML.
+/// Baseline and steered generations side by side. Text is rendered as text, never as HTML.
 #[component]
-pub fn OutputPanel(
-    /// The current generation.
-    output: ReadSignal<Output>,
-) -> impl IntoView {
+pub fn OutputPanel() -> impl IntoView {
+    let st = expect_context::<AppState>();
     view! {
         <section class="panel output">
-            <h2>"Output"</h2>
-            <pre
-                class="generation"
-                data-testid="baseline-output"
+            <div class="side-by-side">
+                <OutputColumn title="Baseline" testid="baseline-output" output=st.baseline />
+                <OutputColumn title="Steered" testid="steered-output" output=st.steered />
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn OutputColumn(
+    /// Heading.
+    title: &'static str,
+    /// data-testid of the text.
+    testid: &'static str,
+    /// The generation.
+    output: RwSignal<Output>,
+) -> impl IntoView {
+    let st = expect_context::<AppState>();
+    view! {
+        <div class="out-col">
+            <h2>{title}</h2>
+            <pre class="generation" data-testid=testid
                 data-state=move || output.get().state.as_str()
-                data-ids=move || join_ids(&output.get().ids)
-            >{move || output.get().text}</pre>
+                data-ids=move || join_ids(&output.get().ids)>{move || output.get().text}</pre>
             <p class="stats">{move || output.get().stats}</p>
             <Show when=move || output.get().error.is_some()>
                 <p class="error" role="alert" data-testid="generation-error">{move || output.get().error.unwrap_or_default()}</p>
             </Show>
-        </section>
+            <button class="link" disabled=move || output.get().text.is_empty()
+                on:click=move |_| {
+                    let g = st.gen.get_untracked();
+                    st.reading_text.set(format!("{}{}", g.prompt, output.get_untracked().text));
+                }>"read this text"</button>
+        </div>
     }
 }
 

@@ -1,11 +1,17 @@
-//! Worker state and message handling.
+//! Worker state and message handling. One task runs at a time; every long task yields to the
+//! event loop between steps so `Stop` is seen and progress reaches the page.
 
-use crate::fetch::fetch_bytes;
+use crate::fetch::{fetch_cached, remember};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use tiller_engine::{Cpu, Generator, Model, Precision, Sampler};
+use tiller_engine::{Capture, Cpu, Generator, LogitsFor, Model, Precision, Sampler};
 use tiller_model::tokenizer::StreamDecoder;
-use tiller_web::protocol::{FromWorker, Stage, ToWorker};
+use tiller_steer::concept::Concept;
+use tiller_steer::lineas::LineasParams;
+use tiller_steer::plan::{self, InterventionSpec, Prepared};
+use tiller_steer::report::{analyze_and_prepare, Options};
+use tiller_web::protocol::{FromWorker, Stage, Stream, Task, ToWorker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -13,9 +19,14 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 #[derive(Default)]
 struct State {
     model: Option<Rc<Model<Cpu>>>,
+    /// Prepared concepts by their JSON (a changed example is a different concept).
+    prepared: HashMap<String, Rc<Prepared>>,
+    queue: std::collections::VecDeque<ToWorker>,
     busy: bool,
     stop: bool,
 }
+
+type Shared = Rc<RefCell<State>>;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -45,29 +56,38 @@ async fn yield_now() {
 }
 
 pub fn start() {
-    let state = Rc::new(RefCell::new(State::default()));
+    let state: Shared = Rc::new(RefCell::new(State::default()));
     let on_msg = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
         let msg: ToWorker = match serde_wasm_bindgen::from_value(ev.data()) {
             Ok(m) => m,
             Err(e) => {
-                return post(&FromWorker::Error { message: format!("bad message to worker: {e}") })
+                return post(&FromWorker::Error {
+                    task: Task::Load,
+                    message: format!("bad message to worker: {e}"),
+                })
             }
         };
-        let state = state.clone();
-        match msg {
-            ToWorker::Stop => state.borrow_mut().stop = true,
-            ToWorker::Load { url } => spawn_local(async move {
-                if let Err(message) = load(&state, &url).await {
-                    post(&FromWorker::Error { message });
-                }
-            }),
-            ToWorker::Generate { prompt, chat, max_tokens, sampling } => spawn_local(async move {
-                let r = generate(&state, &prompt, chat, max_tokens, sampling).await;
-                state.borrow_mut().busy = false;
-                if let Err(message) = r {
-                    post(&FromWorker::Error { message });
-                }
-            }),
+        if let ToWorker::Stop = msg {
+            // Stops the running task and drops the queued ones (each says so).
+            let dropped: Vec<ToWorker> = {
+                let mut s = state.borrow_mut();
+                s.stop = true;
+                s.queue.drain(..).collect()
+            };
+            for m in dropped {
+                let message = "stopped before it started".to_string();
+                post(&FromWorker::Error { task: task_of(&m), message });
+            }
+            return;
+        }
+        let start = {
+            let mut s = state.borrow_mut();
+            s.queue.push_back(msg);
+            !std::mem::replace(&mut s.busy, true)
+        };
+        if start {
+            let state = state.clone();
+            spawn_local(async move { drain(&state).await });
         }
     });
     scope().set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
@@ -75,79 +95,391 @@ pub fn start() {
     post(&FromWorker::Started);
 }
 
-async fn load(state: &Rc<RefCell<State>>, url: &str) -> Result<(), String> {
+/// Run queued tasks one after another (one model, one thread).
+async fn drain(state: &Shared) {
+    loop {
+        let next = {
+            let mut s = state.borrow_mut();
+            let n = s.queue.pop_front();
+            if n.is_none() {
+                s.busy = false;
+            }
+            n
+        };
+        let Some(msg) = next else { break };
+        state.borrow_mut().stop = false;
+        let task = task_of(&msg);
+        if let Err(message) = run(state, msg).await {
+            post(&FromWorker::Error { task, message });
+        }
+    }
+}
+
+fn task_of(m: &ToWorker) -> Task {
+    match m {
+        ToWorker::Analyze { .. } => Task::Analyze,
+        ToWorker::Generate { .. } => Task::Generate,
+        ToWorker::Read { .. } => Task::Read,
+        ToWorker::Sweep { .. } => Task::Sweep,
+        ToWorker::Load { .. } | ToWorker::LoadBytes { .. } | ToWorker::Stop => Task::Load,
+    }
+}
+
+async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
+    match msg {
+        ToWorker::Load { url } => load_url(state, &url).await,
+        ToWorker::LoadBytes { name, bytes } => load(state, &name, bytes, now()).await.map(|_| ()),
+        ToWorker::Analyze { concept } => analyze(state, concept).await,
+        ToWorker::Generate { prompt, chat, max_tokens, sampling, concepts, interventions } => {
+            generate(state, &prompt, chat, max_tokens, sampling, &concepts, &interventions).await
+        }
+        ToWorker::Read { text, concept, layer } => read(state, &text, concept, layer).await,
+        ToWorker::Sweep {
+            prompt,
+            chat,
+            max_tokens,
+            concepts,
+            intervention,
+            strengths,
+            read_layer,
+        } => {
+            sweep(state, &prompt, chat, max_tokens, &concepts, intervention, &strengths, read_layer)
+                .await
+        }
+        ToWorker::Stop => Ok(()),
+    }
+}
+
+fn model(state: &Shared) -> Result<Rc<Model<Cpu>>, String> {
+    state.borrow().model.clone().ok_or_else(|| "the model is not loaded yet".to_string())
+}
+
+async fn load_url(state: &Shared, url: &str) -> Result<(), String> {
     let t0 = now();
-    let bytes = fetch_bytes(url, &mut |done, total| {
-        post(&FromWorker::Progress { stage: Stage::Downloading, done, total })
+    let (bytes, cached) = fetch_cached(url, &mut |done, total, cached| {
+        post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
     })
     .await?;
-    post(&FromWorker::Progress { stage: Stage::Parsing, done: 0.0, total: None });
+    let mut bytes = load(state, url, bytes, t0).await?;
+    if !cached {
+        remember(url, &mut bytes).await;
+    }
+    Ok(())
+}
+
+/// Load a model from its bytes; hands the bytes back (for the cache).
+async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec<u8>, String> {
+    post(&FromWorker::Progress { stage: Stage::Parsing, done: 0.0, total: None, cached: false });
     yield_now().await;
+    let sha256 = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
     let model = Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut |d, t| {
-        post(&FromWorker::Progress { stage: Stage::Parsing, done: d as f64, total: Some(t as f64) })
+        post(&FromWorker::Progress {
+            stage: Stage::Parsing,
+            done: d as f64,
+            total: Some(t as f64),
+            cached: false,
+        })
     })
-    .map_err(|e| format!("cannot load {url}: {e}"))?;
-    let name = url.rsplit('/').next().unwrap_or(url).to_string();
+    .map_err(|e| format!("cannot load {name}: {e}"))?;
+    let short = name.rsplit('/').next().unwrap_or(name).to_string();
     post(&FromWorker::Ready {
-        model: name,
+        model: short,
         backend: tiller_engine::Backend::name(&model.backend),
         n_layer: model.config.n_layer,
         d_model: model.config.d_model,
         load_ms: now() - t0,
+        sha256,
+        memory_bytes: bytes.len() as f64,
     });
-    state.borrow_mut().model = Some(Rc::new(model));
+    let mut s = state.borrow_mut();
+    s.model = Some(Rc::new(model));
+    s.prepared.clear();
+    Ok(bytes)
+}
+
+fn key(c: &Concept) -> String {
+    serde_json::to_string(c).unwrap_or_default()
+}
+
+async fn analyze(state: &Shared, concept: Concept) -> Result<(), String> {
+    let model = model(state)?;
+    concept.validate().map_err(|e| e.to_string())?;
+    let t0 = now();
+    let name = concept.name.clone();
+    post(&FromWorker::Working {
+        task: Task::Analyze,
+        stage: format!("reading {} examples of `{name}`", concept.pairs.len() * 2),
+        done: 0,
+        total: 4,
+    });
+    yield_now().await;
+    let (report, prepared) =
+        analyze_and_prepare(&model, &concept, concept.method, &Options::default(), &mut |s, d, t| {
+            post(&FromWorker::Working { task: Task::Analyze, stage: s.into(), done: d, total: t })
+        })
+        .map_err(|e| e.to_string())?;
+    state.borrow_mut().prepared.insert(key(&concept), Rc::new(prepared));
+    post(&FromWorker::Analyzed { report, ms: now() - t0 });
     Ok(())
 }
 
+/// The concepts the enabled interventions name, prepared (from the cache when computed).
+async fn prepare(
+    state: &Shared,
+    model: &Model<Cpu>,
+    concepts: &[Concept],
+    specs: &[InterventionSpec],
+    task: Task,
+) -> Result<Vec<Rc<Prepared>>, String> {
+    let mut out = Vec::new();
+    for c in concepts.iter().filter(|c| specs.iter().any(|s| s.enabled && s.concept == c.name)) {
+        let k = key(c);
+        let hit = state.borrow().prepared.get(&k).cloned();
+        let p = match hit {
+            Some(p) => p,
+            None => {
+                post(&FromWorker::Working {
+                    task,
+                    stage: format!("computing concept `{}`", c.name),
+                    done: 0,
+                    total: 1,
+                });
+                yield_now().await;
+                let p = Rc::new(plan::prepare(model, c).map_err(|e| e.to_string())?);
+                state.borrow_mut().prepared.insert(k, p.clone());
+                p
+            }
+        };
+        out.push(p);
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn generate(
-    state: &Rc<RefCell<State>>,
+    state: &Shared,
     prompt: &str,
     chat: bool,
     max_tokens: usize,
     sampling: tiller_engine::SamplingParams,
+    concepts: &[Concept],
+    specs: &[InterventionSpec],
 ) -> Result<(), String> {
-    let model = {
-        let mut s = state.borrow_mut();
-        if s.busy {
-            return Err("a generation is already running".into());
-        }
-        let m = s.model.clone().ok_or("the model is not loaded yet")?;
-        s.busy = true;
-        s.stop = false;
-        m
-    };
+    let model = model(state)?;
     if prompt.trim().is_empty() {
         return Err("the prompt is empty: type something to continue".into());
     }
     let ids = model.encode_prompt(prompt, chat).map_err(|e| e.to_string())?;
+    if ids.len() >= model.config.context_length {
+        return Err(format!(
+            "the prompt has {} tokens; the model's context holds {}: shorten it",
+            ids.len(),
+            model.config.context_length
+        ));
+    }
+    let prepared = prepare(state, &model, concepts, specs, Task::Generate).await?;
+    let owned: Vec<Prepared> = prepared.iter().map(|p| Prepared::clone(p)).collect();
+    if specs.iter().any(|s| s.enabled && s.op == plan::OpKind::Affine) {
+        post(&FromWorker::Working {
+            task: Task::Generate,
+            stage: "training LinEAS maps".into(),
+            done: 0,
+            total: 1,
+        });
+        yield_now().await;
+    }
+    let mut steer = plan::build(&model, &owned, specs, ids.len(), &LineasParams::default())
+        .map_err(|e| e.to_string())?;
     post(&FromWorker::Prompt { ids: ids.clone() });
-    let sampler = Sampler::new(sampling).map_err(|e| e.to_string())?;
-    let mut g = Generator::new(&model, &ids, max_tokens, sampler).map_err(|e| e.to_string())?;
-    let mut stream = StreamDecoder::default();
-    let t0 = now();
-    let mut t_first = None;
-    while let Some(id) = g.step(None).map_err(|e| e.to_string())? {
-        t_first.get_or_insert_with(now);
-        let text = stream.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
-        post(&FromWorker::Token { id, text });
+    let new_gen = |seed_sampler: &tiller_engine::SamplingParams| -> Result<Generator<'_, Cpu>, String> {
+        let s = Sampler::new(*seed_sampler).map_err(|e| e.to_string())?;
+        Generator::new(&model, &ids, max_tokens, s).map_err(|e| e.to_string())
+    };
+    struct Run<'m> {
+        g: Generator<'m, Cpu>,
+        stream: Stream,
+        dec: StreamDecoder,
+        live: bool,
+        t0: f64,
+        first: Option<f64>,
+        end: f64,
+    }
+    let mut runs = vec![Run {
+        g: new_gen(&sampling)?,
+        stream: Stream::Baseline,
+        dec: StreamDecoder::default(),
+        live: true,
+        t0: now(),
+        first: None,
+        end: 0.0,
+    }];
+    if steer.is_some() {
+        runs.push(Run {
+            g: new_gen(&sampling)?,
+            stream: Stream::Steered,
+            dec: StreamDecoder::default(),
+            live: true,
+            t0: now(),
+            first: None,
+            end: 0.0,
+        });
+    }
+    loop {
+        let mut any = false;
+        for r in runs.iter_mut().filter(|r| r.live) {
+            let hooks = match (&mut steer, r.stream) {
+                (Some(p), Stream::Steered) => Some(p as &mut dyn tiller_engine::Hooks),
+                _ => None,
+            };
+            match r.g.step(hooks).map_err(|e| e.to_string())? {
+                Some(id) => {
+                    r.first.get_or_insert_with(now);
+                    let text = r.dec.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
+                    post(&FromWorker::Token { stream: r.stream, id, text });
+                    let hooks = match (&mut steer, r.stream) {
+                        (Some(p), Stream::Steered) => Some(p as &mut dyn tiller_engine::Hooks),
+                        _ => None,
+                    };
+                    r.g.advance(hooks).map_err(|e| e.to_string())?;
+                    any = true;
+                }
+                None => {
+                    r.live = false;
+                    r.end = now();
+                }
+            }
+        }
         yield_now().await;
         if state.borrow().stop {
-            g.cancel();
+            for r in runs.iter_mut().filter(|r| r.live) {
+                r.g.cancel();
+                r.live = false;
+                r.end = now();
+            }
+        }
+        if !any {
             break;
         }
-        g.advance(None).map_err(|e| e.to_string())?;
     }
-    let t_end = now();
-    let gen = g.finish();
-    let first = t_first.unwrap_or(t_end);
-    let n_dec = gen.ids.len().saturating_sub(1) as f64;
-    let text = model.tokenizer.decode(&gen.ids).map_err(|e| e.to_string())?;
-    post(&FromWorker::Done {
-        ids: gen.ids,
-        text,
-        stop: gen.stop,
-        prefill_ms: first - t0,
-        decode_tok_s: if n_dec > 0.0 { n_dec * 1000.0 / (t_end - first).max(1e-3) } else { 0.0 },
-    });
+    for r in runs {
+        let (t0, end, first, stream) = (r.t0, r.end.max(r.t0), r.first, r.stream);
+        let gen = r.g.finish();
+        let first = first.unwrap_or(end);
+        let n_dec = gen.ids.len().saturating_sub(1) as f64;
+        let text = model.tokenizer.decode(&gen.ids).map_err(|e| e.to_string())?;
+        post(&FromWorker::Done {
+            stream,
+            ids: gen.ids,
+            text,
+            stop: gen.stop,
+            prefill_ms: first - t0,
+            decode_tok_s: if n_dec > 0.0 { n_dec * 1000.0 / (end - first).max(1e-3) } else { 0.0 },
+        });
+    }
+    Ok(())
+}
+
+async fn read(state: &Shared, text: &str, concept: Concept, layer: usize) -> Result<(), String> {
+    let model = model(state)?;
+    if text.trim().is_empty() {
+        return Err("there is no text to read: type or paste some".into());
+    }
+    if layer >= model.config.n_layer {
+        return Err(format!("layer {layer} is out of range (0..={})", model.config.n_layer - 1));
+    }
+    let ids = model.encode_prompt(text, false).map_err(|e| e.to_string())?;
+    if ids.len() > model.config.context_length {
+        return Err(format!(
+            "the text has {} tokens; the model reads at most {}",
+            ids.len(),
+            model.config.context_length
+        ));
+    }
+    let spec = InterventionSpec {
+        concept: concept.name.clone(),
+        op: plan::OpKind::Add,
+        layers: vec![layer],
+        strength: 0.0,
+        positions: Default::default(),
+        selective: false,
+        enabled: true,
+    };
+    let name = concept.name.clone();
+    let p = prepare(state, &model, &[concept], &[spec], Task::Read).await?;
+    let Some(p) = p.first() else { return Err("the concept could not be prepared".into()) };
+    let u = {
+        let v = &p.dirs[layer];
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        v.iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    let mut cap = Capture::new([layer]);
+    model.session().forward(&ids, Some(&mut cap), LogitsFor::Last).map_err(|e| e.to_string())?;
+    let d = model.config.d_model;
+    let values = cap.rows[0]
+        .chunks_exact(d)
+        .map(|h| h.iter().zip(&u).map(|(a, b)| a * b).sum::<f32>())
+        .collect();
+    let tokens = ids
+        .iter()
+        .map(|&i| model.tokenizer.decode(&[i]).unwrap_or_default())
+        .collect();
+    post(&FromWorker::Reading { layer, concept: name, tokens, values });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sweep(
+    state: &Shared,
+    prompt: &str,
+    chat: bool,
+    max_tokens: usize,
+    concepts: &[Concept],
+    spec: InterventionSpec,
+    strengths: &[f32],
+    read_layer: usize,
+) -> Result<(), String> {
+    use tiller_steer::sweep::{sweep, Sweep};
+    let model = model(state)?;
+    let all: Vec<InterventionSpec> = concepts
+        .iter()
+        .map(|c| InterventionSpec { concept: c.name.clone(), enabled: true, ..spec.clone() })
+        .collect();
+    let prepared = prepare(state, &model, concepts, &all, Task::Sweep).await?;
+    let owned: Vec<Prepared> = prepared.iter().map(|p| Prepared::clone(p)).collect();
+    let prompt_ids = model.encode_prompt(prompt, chat).map_err(|e| e.to_string())?;
+    let neutral = model
+        .encode_prompt(
+            "The city council met on Tuesday to discuss the budget for roads, schools and the library.",
+            false,
+        )
+        .map_err(|e| e.to_string())?;
+    for (i, &x) in strengths.iter().enumerate() {
+        post(&FromWorker::Working {
+            task: Task::Sweep,
+            stage: format!("strength {x}"),
+            done: i,
+            total: strengths.len(),
+        });
+        yield_now().await;
+        if state.borrow().stop {
+            break;
+        }
+        let sw = Sweep {
+            spec: &spec,
+            strengths: &[x],
+            prompt: &prompt_ids,
+            neutral: &neutral,
+            max_tokens,
+            read_layer,
+        };
+        let mut pts = sweep(&model, &owned, &sw, &mut |_| {}).map_err(|e| e.to_string())?;
+        if let Some(point) = pts.pop() {
+            post(&FromWorker::SweepPoint { point });
+        }
+    }
+    post(&FromWorker::SweepDone);
     Ok(())
 }
