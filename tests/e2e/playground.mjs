@@ -68,6 +68,11 @@ try {
   out.steered_text = await page.getByTestId('steered-output').innerText();
   await shot(page, 'steering.png');
 
+  // The card as a llama.cpp control vector, downloaded.
+  const [dl] = await Promise.all([page.waitForEvent('download', { timeout: T }), card.getByTestId('export-cv').click()]);
+  out.export_name = dl.suggestedFilename();
+  if (shots) { out.export_path = path.join(shots, 'exported-control-vector.gguf'); await dl.saveAs(out.export_path); }
+
   // Reading view: the steered text through the concept.
   await page.locator('.out-col').last().locator('button.link').click();
   await page.getByTestId('read-text').click();
@@ -108,6 +113,32 @@ try {
   out.restored.steered_ids = await ids(p2, 'steered-output');
   await shot(p2, 'shared-link.png');
   await fresh.close();
+
+  // The README's example link (the frozen corpus's reference add case) opens its setup; a link
+  // carrying HTML in its texts shows it as text.
+  const readmeLink = fs.readFileSync(new URL('../data/share-links/v1/reference-add.link', import.meta.url), 'utf8').trim();
+  const everyOp = fs.readFileSync(new URL('../data/share-links/v1/every-op.link', import.meta.url), 'utf8').trim();
+  const c3 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const p3 = await c3.newPage();
+  p3.on('pageerror', e => out.console_errors.push(String(e)));
+  await p3.goto(base + readmeLink);
+  await p3.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: T });
+  out.readme_link = {
+    tabs: await p3.locator('.tab').allInnerTexts(),
+    layers: await p3.getByTestId('intervention-layers').first().innerText(),
+    strength: Number(await p3.getByTestId('intervention').first().locator('input.num').inputValue()),
+    prompt: await p3.getByTestId('prompt-input').inputValue(),
+    max_tokens: await p3.getByTestId('max-tokens').inputValue(),
+  };
+  await p3.goto('about:blank');
+  await p3.goto(base + everyOp);
+  await p3.waitForSelector('[data-testid=model-status]', { timeout: T });
+  out.html_as_text = {
+    reading_input: await p3.getByTestId('reading-input').inputValue(),
+    b_elements: await p3.locator('main b:not([data-testid])').count(),
+    notice: await p3.getByTestId('notice').count() ? await p3.getByTestId('notice').innerText() : '',
+  };
+  await c3.close();
 
   // A reload keeps the working setup (autosave).
   const t2 = Date.now();

@@ -125,7 +125,7 @@ impl TinyModel {
 
     /// The reference forward pass: all logits, and the MLP hidden activation (SwiGLU output)
     /// of every layer at every position, `mlp[layer][position]`.
-    #[allow(clippy::type_complexity)]
+    #[allow(clippy::type_complexity, clippy::needless_range_loop)]
     pub fn reference(&self, t: Tiny, ids: &[u32]) -> (Vec<Vec<f64>>, Vec<Vec<Vec<f64>>>) {
         let mut mlp = vec![Vec::new(); t.n_layer];
         let v = |n: &str| self.values[n].iter().map(|&x| x as f64).collect::<Vec<f64>>();

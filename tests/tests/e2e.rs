@@ -114,15 +114,21 @@ fn playground_concept_steer_read_share() {
         x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
     };
     assert_eq!(v["chart_layers"], 30, "the layer chart has a column per layer");
-    assert_eq!(v["selected_layer_title"].as_str().unwrap(), "Layer 12", "clicking the chart selects a layer");
+    assert_eq!(
+        v["selected_layer_title"].as_str().unwrap(),
+        "Layer 12",
+        "clicking the chart selects a layer"
+    );
     assert_eq!(v["intervention_op"], "add");
     let layer: usize = v["intervention_layers"].as_str().unwrap().parse().unwrap();
     let strength = v["intervention_strength"].as_f64().unwrap() as f32;
 
     // The same setup through the engine and the CLI's code path.
     let m = model(Precision::Fast);
-    let c: Concept = serde_json::from_str(&std::fs::read_to_string(&concept_file).unwrap()).unwrap();
+    let c: Concept =
+        serde_json::from_str(&std::fs::read_to_string(&concept_file).unwrap()).unwrap();
     let p = plan::prepare(m, &c).unwrap();
+    let prepared = p.clone();
     let prompt_ids = m.encode_prompt(prompt, false).unwrap();
     let spec = InterventionSpec {
         concept: c.name.clone(),
@@ -134,19 +140,54 @@ fn playground_concept_steer_read_share() {
         enabled: true,
     };
     let mut steer =
-        plan::build(m, &[p], &[spec], prompt_ids.len(), &LineasParams::default()).unwrap().unwrap();
+        plan::build(m, &[prepared], &[spec], prompt_ids.len(), &LineasParams::default())
+            .unwrap()
+            .unwrap();
     let cli_steered = greedy(m, &prompt_ids, N, Some(&mut steer));
     let cli_base = greedy(m, &prompt_ids, N, None);
     let (page_base, page_steered) = (ids(&v["baseline_ids"]), ids(&v["steered_ids"]));
     println!("intervention: add formality@{layer}={strength}");
-    println!("page baseline {:?}\npage steered  {:?}\ncli  steered  {:?}", v["baseline_text"], v["steered_text"], m.tokenizer.decode(&cli_steered).unwrap());
+    println!(
+        "page baseline {:?}\npage steered  {:?}\ncli  steered  {:?}",
+        v["baseline_text"],
+        v["steered_text"],
+        m.tokenizer.decode(&cli_steered).unwrap()
+    );
     assert_eq!(page_base, cli_base, "baseline differs from the CLI");
     assert_ne!(page_base, page_steered, "the intervention did not change the text");
     assert_eq!(page_steered, cli_steered, "steered text differs from the CLI for the same setup");
 
+    // The downloaded control vector is the card's vector: the concept's direction at the
+    // layer times the strength (computed in wasm by the page; close to the native one).
+    let path = v["export_path"].as_str().expect("the export was saved");
+    let cv = tiller_share::cvec::read(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(cv.directions.len(), 1);
+    assert_eq!(cv.directions[0].0, layer);
+    let want: Vec<f32> = p.dirs[layer].iter().map(|x| x * strength).collect();
+    let cos = tiller_tests::cosine(&cv.directions[0].1, &want);
+    let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let ratio = norm(&cv.directions[0].1) / norm(&want);
+    println!("exported control vector: layer {layer}, cosine {cos:.7} and norm ratio {ratio:.6} against the native direction");
+    assert!(cos > 0.9999 && (ratio - 1.0).abs() < 0.01, "cosine {cos}, norm ratio {ratio}");
+
+    // The README's example link opens its setup; HTML in a link stays text.
+    let rl = &v["readme_link"];
+    assert!(rl["tabs"].as_array().unwrap().iter().any(|t| t == "sentiment"), "{rl}");
+    assert_eq!(rl["layers"], "10");
+    assert_eq!(rl["strength"], 1.0);
+    assert_eq!(rl["prompt"], "I think that the weather today is");
+    assert_eq!(rl["max_tokens"], "30");
+    let h = &v["html_as_text"];
+    assert!(h["reading_input"].as_str().unwrap().contains("<b>it</b>"), "{h}");
+    assert_eq!(h["b_elements"], 0, "markup from a link reached the DOM: {h}");
+
     // Reading view: every token coloured.
     let n_tok = v["reading_tokens"].as_u64().unwrap();
-    assert!(n_tok > 5 && v["reading_coloured"] == n_tok, "reading view: {n_tok} tokens, {} coloured", v["reading_coloured"]);
+    assert!(
+        n_tok > 5 && v["reading_coloured"] == n_tok,
+        "reading view: {n_tok} tokens, {} coloured",
+        v["reading_coloured"]
+    );
 
     // The share link restores the whole setup in a fresh context and recomputes it.
     let url = v["share_url"].as_str().unwrap();
@@ -163,10 +204,15 @@ fn playground_concept_steer_read_share() {
     assert_eq!(r["layers"], v["intervention_layers"]);
     assert_eq!(r["strength"], v["intervention_strength"]);
     assert_eq!(r["recomputed"], true);
-    assert_eq!(ids(&r["steered_ids"]), page_steered, "the shared link generates the same steered text");
+    assert_eq!(
+        ids(&r["steered_ids"]),
+        page_steered,
+        "the shared link generates the same steered text"
+    );
 
     // Autosave, Stop, sweep.
-    let tabs: Vec<&str> = v["after_reload_tabs"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    let tabs: Vec<&str> =
+        v["after_reload_tabs"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
     assert!(tabs.contains(&c.name.as_str()), "a reload lost the concept: {tabs:?}");
     assert!(v["cached_status"].as_str().unwrap().contains("ready"), "{}", v["cached_status"]);
     let stopped = v["stopped_after"].as_u64().unwrap();

@@ -19,7 +19,7 @@ const COEF: f32 = 1.0;
 const GREEDY: usize = 24;
 
 fn argmax_rows(logits: &[f32], vocab: usize) -> Vec<u32> {
-    logits.chunks_exact(vocab).map(|r| tiller_engine::sampling::argmax(r)).collect()
+    logits.chunks_exact(vocab).map(tiller_engine::sampling::argmax).collect()
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn llama_cpp_applies_our_control_vector_like_we_do() {
     // Per mode: teacher-forced top-1 agreement along Tiller's greedy continuation, next-token
     // top-1 at the end of the prompt, and the shared prefix of the two greedy continuations.
     let vocab = m.config.vocab;
-    let mut report = |mode: &str, k: usize| -> (f64, usize, f64) {
+    let report = |mode: &str, k: usize| -> (f64, usize, f64) {
         let (mut agree, mut total, mut next, mut prefix) = (0usize, 0usize, 0usize, 0usize);
         for (i, p) in prompts.iter().enumerate() {
             let teacher = if k == 0 { &ours[i].0 } else { &ours[i].1 };

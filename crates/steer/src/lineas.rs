@@ -69,6 +69,12 @@ impl Lineas {
 /// Per layer, rows of `d` values (`rows.len() / d` tokens).
 pub type LayerRows = Vec<Vec<f32>>;
 
+/// Runs the source texts with the given maps and returns each layer's rows before its map.
+pub type SourceRun<'a> = dyn FnMut(&[(usize, Op)]) -> Result<LayerRows> + 'a;
+
+/// The best state so far: loss, gammas, bs, and the run's rows.
+type Best = (f64, Vec<Vec<f32>>, Vec<Vec<f32>>, LayerRows);
+
 /// Sorted values of each neuron: `sorted[j]` over all rows.
 fn sorted_columns(rows: &[f32], d: usize) -> Vec<Vec<f32>> {
     let n = rows.len() / d;
@@ -124,7 +130,7 @@ pub fn train(
     target: &[Vec<f32>],
     d: usize,
     p: &LineasParams,
-    run: &mut dyn FnMut(&[(usize, Op)]) -> Result<LayerRows>,
+    run: &mut SourceRun<'_>,
 ) -> Result<Lineas> {
     if layers.is_empty() || target.len() != layers.len() {
         return Err(Error::Intervention("LinEAS needs at least one layer".into()));
@@ -175,7 +181,7 @@ pub fn train(
     };
     let mut loss = Vec::new();
     let mut lr = p.lr;
-    let mut best: Option<(f64, Vec<Vec<f32>>, Vec<Vec<f32>>, LayerRows)> = None;
+    let mut best: Option<Best> = None;
     for epoch in 0..=p.epochs {
         let mut inputs = run(&maps(&gamma, &b))?;
         if inputs.len() != nl || inputs.iter().any(|x| x.len() % d != 0 || x.is_empty()) {
@@ -382,10 +388,10 @@ mod tests {
     ) -> (LayerRows, Vec<f32>) {
         let mut h = src.to_vec();
         let mut inputs = Vec::new();
-        for l in 0..nl {
+        for (l, off) in offsets.iter().enumerate().take(nl) {
             for row in h.chunks_exact_mut(d) {
                 let s: f32 = row.iter().sum::<f32>() / d as f32;
-                row.iter_mut().zip(&offsets[l]).for_each(|(x, o)| *x += o + 0.05 * s);
+                row.iter_mut().zip(off).for_each(|(x, o)| *x += o + 0.05 * s);
             }
             inputs.push(h.clone());
             for (_, op) in maps.iter().filter(|(ml, _)| *ml == l) {

@@ -94,9 +94,8 @@ impl Prepared {
     /// From a capture already made: `dirs` by the concept's method.
     pub fn from_acts(c: Concept, pos: &Acts, neg: &Acts, dirs: Vec<Vec<f32>>) -> Result<Self> {
         let md = if c.method == Method::MeanDiff { dirs.clone() } else { mean_diff(pos, neg)? };
-        let opposite = (0..md.len())
-            .map(|l| diagnostics::layer(pos, neg, l, &md[l]).opposite_signs)
-            .collect();
+        let opposite =
+            (0..md.len()).map(|l| diagnostics::layer(pos, neg, l, &md[l]).opposite_signs).collect();
         Ok(Prepared { concept: c, mean_norms: mean_norms(pos, neg), dirs, mean_diff: md, opposite })
     }
 }

@@ -4,8 +4,8 @@
 use crate::concept::{capture_concept, capture_concept_mlp, Acts, Concept, MlpActs, Read};
 use crate::diagnostics::{self, LayerDiagnostics};
 use crate::directions::{directions, orient, stability, svd_subspace, Method};
-use crate::snmf::{concept_snmf, Feature, LayerSnmf, SnmfParams};
 use crate::plan::Prepared;
+use crate::snmf::{concept_snmf, Feature, LayerSnmf, SnmfParams};
 use crate::{probe, Result};
 use tiller_engine::cpu::par;
 use tiller_engine::{Backend, Model};
@@ -239,7 +239,8 @@ fn scatter(pos: &Acts, neg: &Acts, l: usize, dir: &[f32]) -> (Vec<[f32; 2]>, Vec
         .collect();
     let pc = crate::directions::first_pc(&rows).ok();
     let point = |h: &[f32]| {
-        let y = pc.as_ref().map_or(0.0, |p| h.iter().zip(p).map(|(a, b)| *a as f64 * b).sum::<f64>());
+        let y =
+            pc.as_ref().map_or(0.0, |p| h.iter().zip(p).map(|(a, b)| *a as f64 * b).sum::<f64>());
         [crate::dot(h, &u), y as f32]
     };
     (pos.at(l).map(point).collect(), neg.at(l).map(point).collect())

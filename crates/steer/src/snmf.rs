@@ -81,7 +81,7 @@ pub fn factor_gram(g: &DMatrix<f64>, m: usize, p: &SnmfParams) -> Result<(DMatri
         return Err(Error::LinAlg("SNMF: the activations are not finite".into()));
     }
     let a2 = g.trace();
-    if !(a2 > 0.0) {
+    if a2.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err(Error::LinAlg("SNMF: the activations are all zero".into()));
     }
     let mut rng = StdRng::seed_from_u64(p.seed);

@@ -9,7 +9,9 @@ use crate::components::{
 use crate::state::{AppState, Computed, LoadState, ModelStatus, Reading, RunState};
 use leptos::prelude::*;
 use tiller_share::SteeringConfig;
-use tiller_web::protocol::{FromWorker, Stage, Stream, Task, ToWorker, DEFAULT_MODEL_URL, WORKER_URL};
+use tiller_web::protocol::{
+    FromWorker, Stage, Stream, Task, ToWorker, DEFAULT_MODEL_URL, WORKER_URL,
+};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
@@ -65,7 +67,9 @@ fn on_message(st: AppState, msg: FromWorker) {
                     },
                     total.map(|t| done / t.max(1.0)),
                 ),
-                Stage::Parsing => ("reading the weights".to_string(), total.map(|t| done / t.max(1.0))),
+                Stage::Parsing => {
+                    ("reading the weights".to_string(), total.map(|t| done / t.max(1.0)))
+                }
             };
             s.message = msg;
             s.fraction = frac;
@@ -86,7 +90,10 @@ fn on_message(st: AppState, msg: FromWorker) {
             // A setup from another model still opens, and says so.
             let cfg = st.to_config();
             let status_sha = st.status.get_untracked().sha256;
-            if let Some(w) = cfg.model_mismatch(&status_sha).filter(|_| cfg.model.id != st.model_id.get_untracked()) {
+            if let Some(w) = cfg
+                .model_mismatch(&status_sha)
+                .filter(|_| cfg.model.id != st.model_id.get_untracked())
+            {
                 st.notice.set(Some(w));
             }
             st.compute_next();
@@ -97,6 +104,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                 Task::Generate => "preparing the generation",
                 Task::Read => "reading",
                 Task::Sweep => "sweeping",
+                Task::Export => "exporting",
                 Task::Load => "loading",
             };
             let frac = if total > 0 { format!(" ({done}/{total})") } else { String::new() };
@@ -135,6 +143,10 @@ fn on_message(st: AppState, msg: FromWorker) {
             st.reading_error.set(None);
             st.reading.set(Some(Reading { concept, layer, tokens, values }));
         }
+        FromWorker::File { name, bytes } => {
+            st.working.set(None);
+            save_file(&name, &bytes);
+        }
         FromWorker::SweepPoint { point } => st.sweep.update(|v| v.push(point)),
         FromWorker::SweepDone => {
             st.working.set(None);
@@ -161,6 +173,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                     st.baseline.update(|o| o.error = Some(message));
                 }
                 Task::Read => st.reading_error.set(Some(message)),
+                Task::Export => st.notice.set(Some(format!("Export failed: {message}"))),
                 Task::Sweep => {
                     st.sweep_running.set(false);
                     st.sweep_error.set(Some(message));
@@ -168,6 +181,26 @@ fn on_message(st: AppState, msg: FromWorker) {
             }
         }
     }
+}
+
+/// Offer `bytes` as a download named `name`.
+fn save_file(name: &str, bytes: &[u8]) {
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+    let arr = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type("application/octet-stream");
+    let Ok(blob) = web_sys::Blob::new_with_u8_array_sequence_and_options(&arr, &opts) else {
+        return;
+    };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+    if let Ok(a) = doc.create_element("a") {
+        let _ = a.set_attribute("href", &url);
+        let _ = a.set_attribute("download", name);
+        if let Some(a) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlElement>(&a) {
+            a.click();
+        }
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
 }
 
 fn start_worker(st: AppState) {

@@ -48,6 +48,9 @@ pub enum ToWorker {
         strengths: Vec<f32>,
         read_layer: usize,
     },
+    /// An `add` intervention as a llama.cpp control-vector GGUF: the concept's direction at
+    /// each layer times `strength` (layer 0 cannot be written).
+    Export { concept: Concept, layers: Vec<usize>, strength: f32 },
     /// Stop the running task after its current step.
     Stop,
 }
@@ -76,6 +79,7 @@ pub enum Task {
     Generate,
     Read,
     Sweep,
+    Export,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,11 +106,25 @@ pub enum FromWorker {
         memory_bytes: f64,
     },
     /// A long task moved on: `stage` says what it is doing.
-    Working { task: Task, stage: String, done: usize, total: usize },
-    Analyzed { report: ConceptReport, ms: f64 },
+    Working {
+        task: Task,
+        stage: String,
+        done: usize,
+        total: usize,
+    },
+    Analyzed {
+        report: ConceptReport,
+        ms: f64,
+    },
     /// The prompt as token ids (sent once before the first token).
-    Prompt { ids: Vec<u32> },
-    Token { stream: Stream, id: u32, text: String },
+    Prompt {
+        ids: Vec<u32>,
+    },
+    Token {
+        stream: Stream,
+        id: u32,
+        text: String,
+    },
     Done {
         stream: Stream,
         ids: Vec<u32>,
@@ -115,8 +133,24 @@ pub enum FromWorker {
         prefill_ms: f64,
         decode_tok_s: f64,
     },
-    Reading { layer: usize, concept: String, tokens: Vec<String>, values: Vec<f32> },
-    SweepPoint { point: SweepPoint },
+    Reading {
+        layer: usize,
+        concept: String,
+        tokens: Vec<String>,
+        values: Vec<f32>,
+    },
+    /// A file for the visitor to save.
+    File {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    SweepPoint {
+        point: SweepPoint,
+    },
     SweepDone,
-    Error { task: Task, message: String },
+    Error {
+        task: Task,
+        message: String,
+    },
 }

@@ -262,11 +262,15 @@ impl AppState {
     }
 
     /// The whole setup as a config (what a share link and autosave hold).
-    pub fn to_config(&self) -> SteeringConfig {
+    pub fn to_config(self) -> SteeringConfig {
         let concepts: Vec<Concept> = self.valid_concepts();
         let names: Vec<String> = concepts.iter().map(|c| c.name.clone()).collect();
         let g = self.gen.get_untracked();
-        let sel = self.concepts.get_untracked().get(self.selected.get_untracked()).map(|d| d.name.trim().to_string());
+        let sel = self
+            .concepts
+            .get_untracked()
+            .get(self.selected.get_untracked())
+            .map(|d| d.name.trim().to_string());
         let id = self.model_id.get_untracked();
         let sha = self.status.get_untracked().sha256;
         SteeringConfig {
@@ -352,7 +356,8 @@ impl AppState {
     /// norm (a coefficient on the concept's raw direction, like `tiller generate --add`).
     pub fn default_intervention(&self, c: &Computed) -> InterventionSpec {
         let l = c.report.best_layer;
-        let r = c.report.layers.get(l).map(|x| x.diagnostics.norm_over_mean_residual).unwrap_or(1.0);
+        let r =
+            c.report.layers.get(l).map(|x| x.diagnostics.norm_over_mean_residual).unwrap_or(1.0);
         let raw = if r > 0.0 { 0.4 / r } else { 1.0 };
         InterventionSpec {
             concept: c.concept.name.clone(),

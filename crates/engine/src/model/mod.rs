@@ -69,7 +69,7 @@ impl<B: Backend> Model<B> {
     /// projection: what they write into the residual stream (`rows` x d_model).
     pub fn down_project(&self, layer: usize, rows: Vec<f32>) -> Result<Vec<f32>> {
         let (dff, lw) = (self.config.d_ff, self.weights.layers.get(layer));
-        let Some(lw) = lw.filter(|_| rows.len() % dff == 0) else {
+        let Some(lw) = lw.filter(|_| rows.len().is_multiple_of(dff)) else {
             return Err(Error::Backend(format!(
                 "down projection of layer {layer}: {} values are not rows of {dff}",
                 rows.len()

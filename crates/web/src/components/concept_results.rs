@@ -62,7 +62,12 @@ fn y_of(v: f64) -> f64 {
 
 fn polyline(r: &ConceptReport, f: impl Fn(&LayerReport) -> f64) -> String {
     let n = r.layers.len();
-    r.layers.iter().enumerate().map(|(i, l)| format!("{:.1},{:.1}", x_of(i, n), y_of(f(l)))).collect::<Vec<_>>().join(" ")
+    r.layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("{:.1},{:.1}", x_of(i, n), y_of(f(l))))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Probe accuracy, separation (AUROC), stability per layer; the sign criterion as marks; the
@@ -135,7 +140,9 @@ fn Scatter(
     let sx = move |x: f32| p + (w - 2.0 * p) * ((x - x0) / (x1 - x0).max(1e-6)) as f64;
     let sy = move |y: f32| h - p - (h - 2.0 * p) * ((y - y0) / (y1 - y0).max(1e-6)) as f64;
     let dots = |pts: &[[f32; 2]], class: &'static str| {
-        pts.iter().map(|[x, y]| view! { <circle cx=sx(*x) cy=sy(*y) r="4" class=class /> }).collect_view()
+        pts.iter()
+            .map(|[x, y]| view! { <circle cx=sx(*x) cy=sy(*y) r="4" class=class /> })
+            .collect_view()
     };
     view! {
         <figure class="scatter">

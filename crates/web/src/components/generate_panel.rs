@@ -9,7 +9,9 @@ pub fn GeneratePanel() -> impl IntoView {
     let st = expect_context::<AppState>();
     let g = st.gen;
     let (problem, set_problem) = signal(None::<String>);
-    let running = move || st.baseline.get().state == RunState::Running || st.steered.get().state == RunState::Running;
+    let running = move || {
+        st.baseline.get().state == RunState::Running || st.steered.get().state == RunState::Running
+    };
     let submit = move || {
         let s = g.get_untracked();
         if !s.temperature.is_finite() || s.temperature < 0.0 {
@@ -18,18 +20,30 @@ pub fn GeneratePanel() -> impl IntoView {
         }
         set_problem.set(None);
         if s.prompt.trim().is_empty() {
-            st.baseline.set(Output { error: Some("The prompt is empty: type something for the model to continue.".into()), ..Default::default() });
+            st.baseline.set(Output {
+                error: Some(
+                    "The prompt is empty: type something for the model to continue.".into(),
+                ),
+                ..Default::default()
+            });
             st.steered.set(Output::default());
             return;
         }
         let steering = st.interventions.get_untracked().iter().any(|i| i.enabled);
         st.baseline.set(Output { state: RunState::Running, ..Default::default() });
-        st.steered.set(Output { state: if steering { RunState::Running } else { RunState::Idle }, ..Default::default() });
+        st.steered.set(Output {
+            state: if steering { RunState::Running } else { RunState::Idle },
+            ..Default::default()
+        });
         st.send(&ToWorker::Generate {
             prompt: s.prompt,
             chat: s.chat,
             max_tokens: s.max_tokens as usize,
-            sampling: SamplingParams { temperature: s.temperature, seed: s.seed, ..Default::default() },
+            sampling: SamplingParams {
+                temperature: s.temperature,
+                seed: s.seed,
+                ..Default::default()
+            },
             concepts: st.valid_concepts(),
             interventions: st.interventions.get_untracked(),
         });

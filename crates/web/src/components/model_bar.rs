@@ -51,8 +51,7 @@ pub fn ModelBar() -> impl IntoView {
         }
     };
     let on_pick = move |ev: web_sys::Event| {
-        let input: Option<web_sys::HtmlInputElement> =
-            ev.target().and_then(|t| t.dyn_into().ok());
+        let input: Option<web_sys::HtmlInputElement> = ev.target().and_then(|t| t.dyn_into().ok());
         if let Some(f) = input.and_then(|i| i.files()).and_then(|f| f.get(0)) {
             open_file(st, f);
         }

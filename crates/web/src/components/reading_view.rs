@@ -21,19 +21,25 @@ pub fn ReadingView() -> impl IntoView {
         st.reading_error.set(None);
         let d = st.concepts.get_untracked().get(st.selected.get_untracked()).cloned();
         let Some(c) = d.and_then(|d| d.concept().ok()) else {
-            st.reading_error.set(Some("Select a concept with valid examples to read along.".into()));
+            st.reading_error
+                .set(Some("Select a concept with valid examples to read along.".into()));
             return;
         };
         let text = {
             let t = st.reading_text.get_untracked();
-            if t.trim().is_empty() { st.gen.get_untracked().prompt } else { t }
+            if t.trim().is_empty() {
+                st.gen.get_untracked().prompt
+            } else {
+                t
+            }
         };
         let layer = st.layer.get_untracked().unwrap_or(0);
         st.working.set(Some(format!("reading along `{}` at layer {layer}", c.name)));
         st.send(&ToWorker::Read { text, concept: c, layer });
     };
     let concept_line = move || {
-        let name = st.concepts.get().get(st.selected.get()).map(|d| d.name.clone()).unwrap_or_default();
+        let name =
+            st.concepts.get().get(st.selected.get()).map(|d| d.name.clone()).unwrap_or_default();
         format!("along `{name}` at layer {}", st.layer.get().unwrap_or(0))
     };
     view! {

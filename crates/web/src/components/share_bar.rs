@@ -5,7 +5,8 @@ use wasm_bindgen_futures::JsFuture;
 
 /// The setup a first visit starts from: the sentiment preset.
 pub fn starter() -> SteeringConfig {
-    SteeringConfig::from_json(include_str!("../../../../www/presets/sentiment.json")).unwrap_or_default()
+    SteeringConfig::from_json(include_str!("../../../../www/presets/sentiment.json"))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -19,11 +20,14 @@ struct PresetEntry {
 async fn fetch_text(url: &str) -> Result<String, String> {
     let w = web_sys::window().ok_or("no window")?;
     let resp = JsFuture::from(w.fetch_with_str(url)).await.map_err(|e| format!("{e:?}"))?;
-    let resp: web_sys::Response = wasm_bindgen::JsCast::dyn_into(resp).map_err(|_| "not a response")?;
+    let resp: web_sys::Response =
+        wasm_bindgen::JsCast::dyn_into(resp).map_err(|_| "not a response")?;
     if !resp.ok() {
         return Err(format!("HTTP {}", resp.status()));
     }
-    let t = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?).await.map_err(|e| format!("{e:?}"))?;
+    let t = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     t.as_string().ok_or_else(|| "not text".into())
 }
 
@@ -64,13 +68,19 @@ pub fn ShareBar() -> impl IntoView {
             return;
         }
         leptos::task::spawn_local(async move {
-            match fetch_text(&format!("presets/{file}")).await.map_err(|e| e.to_string()).and_then(|t| SteeringConfig::from_json(&t).map_err(|e| e.to_string())) {
+            match fetch_text(&format!("presets/{file}"))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|t| SteeringConfig::from_json(&t).map_err(|e| e.to_string()))
+            {
                 Ok(c) => {
                     st.apply_config(&c);
                     st.notice.set(None);
                     st.compute_next();
                 }
-                Err(e) => st.notice.set(Some(format!("The preset {file} could not be opened: {e}"))),
+                Err(e) => {
+                    st.notice.set(Some(format!("The preset {file} could not be opened: {e}")))
+                }
             }
         });
     };

@@ -2,6 +2,7 @@ use crate::state::AppState;
 use leptos::prelude::*;
 use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
+use tiller_web::protocol::ToWorker;
 
 const OPS: [(OpKind, &str); 6] = [
     (OpKind::Add, "add"),
@@ -42,12 +43,18 @@ pub fn SteeringPanel() -> impl IntoView {
     let add = move |_| {
         // On the most recently computed concept (the selected one if computed), at its best
         // layer, with a strength that visibly steers.
-        let sel = st.concepts.get_untracked().get(st.selected.get_untracked()).and_then(|d| st.report_for(d));
+        let sel = st
+            .concepts
+            .get_untracked()
+            .get(st.selected.get_untracked())
+            .and_then(|d| st.report_for(d));
         let any = st.computed.get_untracked().into_values().max_by(|a, b| a.ms.total_cmp(&b.ms));
         let latest = sel.or(any);
         match latest {
             Some(c) => st.interventions.update(|v| v.push(st.default_intervention(&c))),
-            None => st.concept_error.set(Some("Compute a concept first: interventions steer along its direction.".into())),
+            None => st.concept_error.set(Some(
+                "Compute a concept first: interventions steer along its direction.".into(),
+            )),
         }
     };
     view! {
@@ -148,6 +155,18 @@ fn Card(
                         <option value="generated" selected=move || spec().map(|s| s.positions == Positions::Generated).unwrap_or(false)>"generated"</option>
                     </select>
                 </label>
+                <Show when=move || spec().map(|s| s.op == OpKind::Add).unwrap_or(false)>
+                    <button class="link" data-testid="export-cv" title="This card as a llama.cpp control vector (GGUF)"
+                        disabled=move || !st.ready() || first() == 0
+                        on:click=move |_| {
+                            let Some(s) = spec() else { return };
+                            let c = st.valid_concepts().into_iter().find(|c| c.name == s.concept);
+                            if let Some(concept) = c {
+                                st.working.set(Some(format!("exporting `{}`", concept.name)));
+                                st.send(&ToWorker::Export { concept, layers: s.layers.clone(), strength: s.strength });
+                            }
+                        }>{move || if first() == 0 { "layer 0 cannot be a llama.cpp control vector" } else { "download as llama.cpp control vector" }}</button>
+                </Show>
                 <Show when=move || spec().map(|s| s.op == OpKind::Rotate).unwrap_or(false)>
                     <label><input type="checkbox" prop:checked=move || spec().map(|s| s.selective).unwrap_or(false)
                         on:change=move |ev| { let on = event_target_checked(&ev); edit(&|s| s.selective = on) } />" only layers with opposite signs"</label>

@@ -11,11 +11,13 @@ pub fn SweepView() -> impl IntoView {
     let run = move |_| {
         st.sweep_error.set(None);
         let Some(iv) = st.interventions.get_untracked().into_iter().find(|i| i.enabled) else {
-            st.sweep_error.set(Some("Add and enable an intervention to sweep its strength.".into()));
+            st.sweep_error
+                .set(Some("Add and enable an intervention to sweep its strength.".into()));
             return;
         };
         let s = if iv.strength == 0.0 { 1.0 } else { iv.strength };
-        let strengths: Vec<f32> = [-1.0f32, -0.5, 0.0, 0.5, 1.0, 1.5].iter().map(|k| k * s).collect();
+        let strengths: Vec<f32> =
+            [-1.0f32, -0.5, 0.0, 0.5, 1.0, 1.5].iter().map(|k| k * s).collect();
         let g = st.gen.get_untracked();
         st.sweep.set(Vec::new());
         st.sweep_running.set(true);
@@ -54,13 +56,24 @@ fn Curves(
     let xs: Vec<f64> = points.iter().map(|q| q.strength as f64).collect();
     let (x0, x1) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
     let sx = move |x: f64| p + (w - 2.0 * p) * (x - x0) / (x1 - x0).max(1e-9);
-    let names: Vec<String> = points.first().map(|q| q.scores.keys().cloned().collect()).unwrap_or_default();
+    let names: Vec<String> =
+        points.first().map(|q| q.scores.keys().cloned().collect()).unwrap_or_default();
     let mut series: Vec<(String, &'static str, Vec<f64>)> = names
         .iter()
-        .map(|n| (format!("score: {n}"), "score", points.iter().map(|q| q.scores.get(n).copied().unwrap_or(f64::NAN)).collect()))
+        .map(|n| {
+            (
+                format!("score: {n}"),
+                "score",
+                points.iter().map(|q| q.scores.get(n).copied().unwrap_or(f64::NAN)).collect(),
+            )
+        })
         .collect();
     series.push(("KL (neutral text)".into(), "kl", points.iter().map(|q| q.kl_mean).collect()));
-    series.push(("log perplexity".into(), "ppl", points.iter().map(|q| q.perplexity.ln()).collect()));
+    series.push((
+        "log perplexity".into(),
+        "ppl",
+        points.iter().map(|q| q.perplexity.ln()).collect(),
+    ));
     let lines = series.iter().map(|(label, class, ys)| {
         let finite: Vec<f64> = ys.iter().copied().filter(|y| y.is_finite()).collect();
         let (y0, y1) = finite.iter().fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(*y), b.max(*y)));

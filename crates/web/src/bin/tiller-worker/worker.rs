@@ -121,6 +121,7 @@ fn task_of(m: &ToWorker) -> Task {
         ToWorker::Generate { .. } => Task::Generate,
         ToWorker::Read { .. } => Task::Read,
         ToWorker::Sweep { .. } => Task::Sweep,
+        ToWorker::Export { .. } => Task::Export,
         ToWorker::Load { .. } | ToWorker::LoadBytes { .. } | ToWorker::Stop => Task::Load,
     }
 }
@@ -146,8 +147,47 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
             sweep(state, &prompt, chat, max_tokens, &concepts, intervention, &strengths, read_layer)
                 .await
         }
+        ToWorker::Export { concept, layers, strength } => {
+            export(state, concept, &layers, strength).await
+        }
         ToWorker::Stop => Ok(()),
     }
+}
+
+async fn export(
+    state: &Shared,
+    concept: Concept,
+    layers: &[usize],
+    strength: f32,
+) -> Result<(), String> {
+    use tiller_share::cvec::{write, ControlVector};
+    let model = model(state)?;
+    let spec = InterventionSpec {
+        concept: concept.name.clone(),
+        op: plan::OpKind::Add,
+        layers: layers.to_vec(),
+        strength,
+        positions: Default::default(),
+        selective: false,
+        enabled: true,
+    };
+    let name = concept.name.clone();
+    let p = prepare(state, &model, &[concept], &[spec], Task::Export).await?;
+    let p = p.first().ok_or("the concept could not be prepared")?;
+    if let Some(l) = layers.iter().find(|&&l| l >= p.dirs.len()) {
+        return Err(format!("layer {l} is out of range"));
+    }
+    let cv = ControlVector {
+        model_hint: model.config.architecture.clone(),
+        directions: layers
+            .iter()
+            .map(|&l| (l, p.dirs[l].iter().map(|x| x * strength).collect()))
+            .collect(),
+    };
+    let bytes = write(&cv).map_err(|e| e.to_string())?;
+    let slug: String = name.chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
+    post(&FromWorker::File { name: format!("{slug}-control-vector.gguf"), bytes });
+    Ok(())
 }
 
 fn model(state: &Shared) -> Result<Rc<Model<Cpu>>, String> {
@@ -216,11 +256,16 @@ async fn analyze(state: &Shared, concept: Concept) -> Result<(), String> {
         total: 4,
     });
     yield_now().await;
-    let (report, prepared) =
-        analyze_and_prepare(&model, &concept, concept.method, &Options::default(), &mut |s, d, t| {
+    let (report, prepared) = analyze_and_prepare(
+        &model,
+        &concept,
+        concept.method,
+        &Options::default(),
+        &mut |s, d, t| {
             post(&FromWorker::Working { task: Task::Analyze, stage: s.into(), done: d, total: t })
-        })
-        .map_err(|e| e.to_string())?;
+        },
+    )
+    .map_err(|e| e.to_string())?;
     state.borrow_mut().prepared.insert(key(&concept), Rc::new(prepared));
     post(&FromWorker::Analyzed { report, ms: now() - t0 });
     Ok(())
@@ -294,10 +339,11 @@ async fn generate(
     let mut steer = plan::build(&model, &owned, specs, ids.len(), &LineasParams::default())
         .map_err(|e| e.to_string())?;
     post(&FromWorker::Prompt { ids: ids.clone() });
-    let new_gen = |seed_sampler: &tiller_engine::SamplingParams| -> Result<Generator<'_, Cpu>, String> {
-        let s = Sampler::new(*seed_sampler).map_err(|e| e.to_string())?;
-        Generator::new(&model, &ids, max_tokens, s).map_err(|e| e.to_string())
-    };
+    let new_gen =
+        |seed_sampler: &tiller_engine::SamplingParams| -> Result<Generator<'_, Cpu>, String> {
+            let s = Sampler::new(*seed_sampler).map_err(|e| e.to_string())?;
+            Generator::new(&model, &ids, max_tokens, s).map_err(|e| e.to_string())
+        };
     struct Run<'m> {
         g: Generator<'m, Cpu>,
         stream: Stream,
@@ -422,10 +468,7 @@ async fn read(state: &Shared, text: &str, concept: Concept, layer: usize) -> Res
         .chunks_exact(d)
         .map(|h| h.iter().zip(&u).map(|(a, b)| a * b).sum::<f32>())
         .collect();
-    let tokens = ids
-        .iter()
-        .map(|&i| model.tokenizer.decode(&[i]).unwrap_or_default())
-        .collect();
+    let tokens = ids.iter().map(|&i| model.tokenizer.decode(&[i]).unwrap_or_default()).collect();
     post(&FromWorker::Reading { layer, concept: name, tokens, values });
     Ok(())
 }
