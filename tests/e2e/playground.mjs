@@ -80,7 +80,13 @@ try {
   out.reading_tokens = await page.locator('[data-testid=reading-view] .tok').count();
   out.reading_values = await page.locator('[data-testid=reading-view] .tok').evaluateAll(els => els.map(e => Number(e.dataset.value)));
   out.reading_coloured = await page.locator('[data-testid=reading-view] .tok').evaluateAll(els => els.filter(e => /rgba/.test(e.getAttribute('style') || '')).length);
+  // The same text as the assistant's reply in a chat: the projection by turn.
+  await page.getByTestId('reading-chat').check();
+  await page.getByTestId('read-text').click();
+  await page.waitForSelector('[data-testid=reading-turns] .turn', { timeout: T });
+  out.reading_turns = await page.locator('[data-testid=reading-turns] .turn .role').allInnerTexts();
   await shot(page, 'reading.png');
+  await page.getByTestId('reading-chat').uncheck();
 
   // Share, then open the link in a fresh context (no localStorage): the same setup, recomputed.
   await page.getByTestId('share').click();

@@ -189,6 +189,11 @@ fn playground_concept_steer_read_share() {
         v["reading_coloured"]
     );
 
+    let turns: Vec<&str> =
+        v["reading_turns"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    println!("reading by turn: {turns:?}");
+    assert!(turns.len() >= 2 && turns.last().unwrap().contains("assistant"), "turns: {turns:?}");
+
     // The share link restores the whole setup in a fresh context and recomputes it.
     let url = v["share_url"].as_str().unwrap();
     assert!(url.contains("#c="), "{url}");

@@ -37,7 +37,14 @@ pub enum ToWorker {
         interventions: Vec<InterventionSpec>,
     },
     /// Project every token of `text` on a concept's direction at `layer`.
-    Read { text: String, concept: Concept, layer: usize },
+    Read {
+        text: String,
+        concept: Concept,
+        layer: usize,
+        /// Read `text` as the assistant's reply to this user prompt, through the chat template
+        /// (the conversation's turns then show how the projection drifts).
+        chat_prompt: Option<String>,
+    },
     /// Sweep one intervention's strength.
     Sweep {
         prompt: String,

@@ -193,6 +193,8 @@ pub struct AppState {
     pub baseline: RwSignal<Output>,
     pub steered: RwSignal<Output>,
     pub reading_text: RwSignal<String>,
+    /// Read the text as the reply to the prompt, through the chat template.
+    pub reading_chat: RwSignal<bool>,
     pub reading: RwSignal<Option<Reading>>,
     pub reading_error: RwSignal<Option<String>>,
     pub sweep: RwSignal<Vec<SweepPoint>>,
@@ -225,6 +227,7 @@ impl AppState {
             baseline: RwSignal::new(Output::default()),
             steered: RwSignal::new(Output::default()),
             reading_text: RwSignal::new(String::new()),
+            reading_chat: RwSignal::new(false),
             reading: RwSignal::new(None),
             reading_error: RwSignal::new(None),
             sweep: RwSignal::new(Vec::new()),

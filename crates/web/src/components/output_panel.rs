@@ -38,7 +38,10 @@ fn OutputColumn(
             <button class="link" disabled=move || output.get().text.is_empty()
                 on:click=move |_| {
                     let g = st.gen.get_untracked();
-                    st.reading_text.set(format!("{}{}", g.prompt, output.get_untracked().text));
+                    let text = output.get_untracked().text;
+                    // A chat generation is read as the conversation it is.
+                    st.reading_chat.set(g.chat);
+                    st.reading_text.set(if g.chat { text } else { format!("{}{text}", g.prompt) });
                 }>"read this text"</button>
         </div>
     }

@@ -34,8 +34,9 @@ pub fn ReadingView() -> impl IntoView {
             }
         };
         let layer = st.layer.get_untracked().unwrap_or(0);
+        let chat_prompt = st.reading_chat.get_untracked().then(|| st.gen.get_untracked().prompt);
         st.working.set(Some(format!("reading along `{}` at layer {layer}", c.name)));
-        st.send(&ToWorker::Read { text, concept: c, layer });
+        st.send(&ToWorker::Read { text, concept: c, layer, chat_prompt });
     };
     let concept_line = move || {
         let name =
@@ -52,6 +53,9 @@ pub fn ReadingView() -> impl IntoView {
                 prop:value=move || st.reading_text.get()
                 on:input=move |ev| st.reading_text.set(event_target_value(&ev))></textarea>
             <div class="controls">
+                <label><input type="checkbox" data-testid="reading-chat" prop:checked=move || st.reading_chat.get()
+                    on:change=move |ev| st.reading_chat.set(event_target_checked(&ev)) />
+                    " as the reply to the prompt (chat template)"</label>
                 <button data-testid="read-text" on:click=read disabled=move || !st.ready() || st.working.get().is_some()>"Read"</button>
             </div>
             <Show when=move || st.reading_error.get().is_some()>
@@ -83,9 +87,63 @@ pub fn ReadingView() -> impl IntoView {
                                 title=format!("{t:?}: {v:+.3}")>{t.clone()}</span>
                         }).collect_view()}
                     </p>
+                    <Turns tokens=r.tokens.clone() values=r.values.clone() />
                     <p class="muted">{format!("`{}` at layer {}: projection on the direction minus the midpoint of the examples' class means ({mid:.2}); red on the concept's side, blue on the other; hover for values", r.concept, r.layer)}</p>
                 }
             })}
         </section>
     }
+}
+
+/// The conversation's turns (each starts at a `<|im_start|>`-like token): the mean projection
+/// of each, so the drift from turn to turn shows. Nothing when the text has no turns.
+#[component]
+fn Turns(
+    /// The tokens read.
+    tokens: Vec<String>,
+    /// Their (centred) projections.
+    values: Vec<f32>,
+) -> impl IntoView {
+    let mut turns: Vec<(String, f32, usize)> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if tokens[i].contains("im_start") || tokens[i].contains("start_header_id") {
+            // The role is the tokens up to the end of the header line ("ass" + "istant").
+            let role: String = tokens[i + 1..]
+                .iter()
+                .take_while(|t| !t.contains('\n') && !t.contains("end_header"))
+                .take(6)
+                .map(String::as_str)
+                .collect::<String>()
+                .trim()
+                .to_string();
+            turns.push((role, 0.0, 0));
+        } else if let Some(t) = turns.last_mut() {
+            if i > 0 {
+                t.1 += values[i];
+                t.2 += 1;
+            }
+        }
+        i += 1;
+    }
+    let turns: Vec<(String, f32)> =
+        turns.into_iter().filter(|t| t.2 > 0).map(|(r, s, n)| (r, s / n as f32)).collect();
+    let max = turns.iter().fold(0f32, |m, t| m.max(t.1.abs())).max(1e-6);
+    (!turns.is_empty()).then(|| view! {
+        <div class="turns" data-testid="reading-turns">
+            <h3>"By turn"</h3>
+            {turns.into_iter().enumerate().map(|(k, (role, m))| {
+                let w = 45.0 * (m.abs() / max);
+                let style = if m >= 0.0 { format!("margin-left: 50%; width: {w:.1}%; background: rgba(214, 69, 65, 0.7)") }
+                    else { format!("margin-left: {:.1}%; width: {w:.1}%; background: rgba(52, 120, 198, 0.7)", 50.0 - w) };
+                view! {
+                    <div class="turn" data-mean=format!("{m:.3}")>
+                        <span class="role">{format!("{}. {role}", k + 1)}</span>
+                        <span class="track"><span class="bar" style=style></span></span>
+                        <span class="muted">{format!("{m:+.2}")}</span>
+                    </div>
+                }
+            }).collect_view()}
+        </div>
+    })
 }

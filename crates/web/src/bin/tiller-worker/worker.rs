@@ -134,7 +134,9 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
         ToWorker::Generate { prompt, chat, max_tokens, sampling, concepts, interventions } => {
             generate(state, &prompt, chat, max_tokens, sampling, &concepts, &interventions).await
         }
-        ToWorker::Read { text, concept, layer } => read(state, &text, concept, layer).await,
+        ToWorker::Read { text, concept, layer, chat_prompt } => {
+            read(state, &text, concept, layer, chat_prompt).await
+        }
         ToWorker::Sweep {
             prompt,
             chat,
@@ -428,11 +430,26 @@ async fn generate(
     Ok(())
 }
 
-async fn read(state: &Shared, text: &str, concept: Concept, layer: usize) -> Result<(), String> {
+async fn read(
+    state: &Shared,
+    text: &str,
+    concept: Concept,
+    layer: usize,
+    chat_prompt: Option<String>,
+) -> Result<(), String> {
     let model = model(state)?;
     if text.trim().is_empty() {
         return Err("there is no text to read: type or paste some".into());
     }
+    let text = match chat_prompt {
+        Some(p) => {
+            let user = tiller_model::ChatMessage::user(p);
+            let conv = model.chat.render(&[user], true).map_err(|e| e.to_string())?;
+            format!("{conv}{text}")
+        }
+        None => text.to_string(),
+    };
+    let text = text.as_str();
     if layer >= model.config.n_layer {
         return Err(format!("layer {layer} is out of range (0..={})", model.config.n_layer - 1));
     }
