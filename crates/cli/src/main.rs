@@ -33,6 +33,8 @@ enum Cmd {
     Sweep(steering::SweepArgs),
     /// Train LinEAS affine maps from a concept's negatives to its positives and report them.
     Lineas(steering::LineasArgs),
+    /// The observable direction of a token pair (ObsProp) and its coupling with concepts.
+    Observable(steering::ObservableArgs),
     /// Share links: `encode --config FILE` prints the URL fragment, `decode LINK` the setup.
     #[command(subcommand)]
     Share(share::ShareCmd),
@@ -115,6 +117,7 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Sweep(a) => a.m.threads,
         Cmd::Lineas(a) => a.m.threads,
         Cmd::Export(a) => a.m.threads,
+        Cmd::Observable(a) => a.m.threads,
         Cmd::Share(_) => None,
     };
     if t == Some(0) {
@@ -140,6 +143,7 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Lineas(a) => steering::lineas(a),
         Cmd::Share(c) => share::share(c),
         Cmd::Export(a) => share::export(a),
+        Cmd::Observable(a) => steering::observable(a),
     })
 }
 

@@ -400,3 +400,46 @@ pub fn lineas(a: LineasArgs) -> Result<()> {
     println!("{o}");
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ObservableArgs {
+    #[command(flatten)]
+    pub m: crate::ModelArgs,
+    /// The token pair "A,B" (each a single token, e.g. " good, bad" is " good" and " bad"):
+    /// the observable is logit(A) - logit(B).
+    #[arg(long)]
+    pub pair: String,
+    /// Concept files whose per-layer directions are coupled with the observable.
+    #[arg(long = "concept")]
+    pub concepts: Vec<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn observable(a: ObservableArgs) -> Result<()> {
+    use tiller_steer::observable::{coupling, observable};
+    let model = crate::load(&a.m)?;
+    let (ta, tb) =
+        a.pair.split_once(',').ok_or_else(|| anyhow!("--pair {}: expected A,B", a.pair))?;
+    let id = |t: &str| -> Result<u32> {
+        let ids = model.tokenizer.encode(t)?;
+        match ids.as_slice() {
+            [one] => Ok(*one),
+            _ => bail!("--pair: {t:?} is {} tokens; each side must be one token", ids.len()),
+        }
+    };
+    let (ia, ib) = (id(ta)?, id(tb)?);
+    let y = observable(&model, ia, ib)?;
+    let mut couplings = Vec::new();
+    for p in &a.concepts {
+        let c = read_concept(p)?;
+        let prepared = plan::prepare(&model, &c)?;
+        let per_layer: Vec<f64> = prepared.dirs.iter().map(|d| coupling(d, &y)).collect();
+        couplings.push(json!({ "concept": c.name, "coupling": per_layer }));
+    }
+    println!(
+        "{}",
+        json!({ "a": { "id": ia, "token": ta }, "b": { "id": ib, "token": tb }, "direction": y, "couplings": couplings })
+    );
+    Ok(())
+}

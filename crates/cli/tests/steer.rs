@@ -115,6 +115,25 @@ fn lineas_trains_keeps_some_neurons_and_steers() {
 }
 
 #[test]
+fn observable_direction_and_coupling() {
+    let (m, c) = (model(), reference_concept());
+    let v =
+        json_ok(&["observable", "--model", &m, "--pair", " good, bad", "--concept", &c, "--json"]);
+    assert_eq!(v["direction"].as_array().unwrap().len(), 576);
+    let k: Vec<f64> = v["couplings"][0]["coupling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(k.len(), 30);
+    // Moving along the sentiment direction raises logit(" good") - logit(" bad") in late layers.
+    assert!(k[20..].iter().all(|x| *x > 0.0), "{k:?}");
+    fails(&["observable", "--model", &m, "--pair", "good things, bad"], "one token");
+    fails(&["observable", "--model", &m, "--pair", "good"], "expected A,B");
+}
+
+#[test]
 fn steering_flags_reproduce_the_reference_add_case() {
     let (m, c) = (model(), reference_concept());
     let v = json_ok(&[
