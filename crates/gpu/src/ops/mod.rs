@@ -1,7 +1,10 @@
 //! One op a file: `<op>.rs` encodes `<op>.wgsl`. Buffer helpers for uploads and read-back.
 
+pub mod argmax;
 pub mod matvec_q4_1;
 pub mod rms_norm;
+pub mod rope;
+pub mod swiglu;
 
 use crate::{Error, Gpu, Result};
 use wgpu::util::DeviceExt;
@@ -10,6 +13,16 @@ use wgpu::util::DeviceExt;
 pub struct Pipelines {
     pub rms_norm: wgpu::ComputePipeline,
     pub matvec_q4_1: wgpu::ComputePipeline,
+    pub rope: wgpu::ComputePipeline,
+    pub swiglu: wgpu::ComputePipeline,
+    pub argmax: wgpu::ComputePipeline,
+}
+
+/// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
+pub(crate) fn groups(n: usize, size: usize) -> (u32, u32, u32) {
+    let g = n.div_ceil(size);
+    let x = g.min(65535);
+    (x as u32, g.div_ceil(65535).max(1) as u32, 1)
 }
 
 fn pipeline(device: &wgpu::Device, name: &str, src: &str) -> wgpu::ComputePipeline {
@@ -32,6 +45,9 @@ impl Pipelines {
         Pipelines {
             rms_norm: pipeline(device, "rms_norm", include_str!("rms_norm.wgsl")),
             matvec_q4_1: pipeline(device, "matvec_q4_1", include_str!("matvec_q4_1.wgsl")),
+            rope: pipeline(device, "rope", include_str!("rope.wgsl")),
+            swiglu: pipeline(device, "swiglu", include_str!("swiglu.wgsl")),
+            argmax: pipeline(device, "argmax", include_str!("argmax.wgsl")),
         }
     }
 }
@@ -105,7 +121,16 @@ impl Gpu {
 
     /// Copy `n` f32 back to the host (blocking; natively).
     pub fn read_f32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
-        let size = (n * 4) as u64;
+        Ok(bytemuck::cast_slice::<u8, f32>(&self.read_bytes(buf, n * 4)?).to_vec())
+    }
+
+    /// Copy `n` u32 back to the host (blocking; natively).
+    pub fn read_u32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
+        Ok(bytemuck::cast_slice::<u8, u32>(&self.read_bytes(buf, n * 4)?).to_vec())
+    }
+
+    fn read_bytes(&self, buf: &wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
+        let size = n_bytes as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read-back"),
             size,
@@ -124,7 +149,7 @@ impl Gpu {
             .map_err(|e| Error::Gpu(e.to_string()))?;
         rx.recv().map_err(|e| Error::Gpu(e.to_string()))?.map_err(|e| Error::Gpu(e.to_string()))?;
         let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("{e:?}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let out = view.to_vec();
         drop(view);
         staging.unmap();
         Ok(out)

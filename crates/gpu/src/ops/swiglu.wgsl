@@ -1,0 +1,16 @@
+// SwiGLU: y = silu(g) * u, elementwise.
+struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> u: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 256u;
+    if (i >= p.n) {
+        return;
+    }
+    let a = g[i];
+    y[i] = a / (1.0 + exp(-a)) * u[i];
+}
