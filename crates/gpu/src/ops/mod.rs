@@ -1,6 +1,7 @@
 //! One op a file: `<op>.rs` encodes `<op>.wgsl`. Buffer helpers for uploads and read-back.
 
 pub mod argmax;
+pub mod attention;
 pub mod matvec_q4_1;
 pub mod rms_norm;
 pub mod rope;
@@ -16,6 +17,7 @@ pub struct Pipelines {
     pub rope: wgpu::ComputePipeline,
     pub swiglu: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
+    pub attention: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -48,6 +50,7 @@ impl Pipelines {
             rope: pipeline(device, "rope", include_str!("rope.wgsl")),
             swiglu: pipeline(device, "swiglu", include_str!("swiglu.wgsl")),
             argmax: pipeline(device, "argmax", include_str!("argmax.wgsl")),
+            attention: pipeline(device, "attention", include_str!("attention.wgsl")),
         }
     }
 }
