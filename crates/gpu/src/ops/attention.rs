@@ -27,7 +27,7 @@ pub fn attention(
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     if s.rows == 0
         || s.n_kv == 0
-        || s.n_head % s.n_kv != 0
+        || !s.n_head.is_multiple_of(s.n_kv)
         || s.head_dim == 0
         || s.head_dim > MAX_HEAD_DIM
         || s.rows > max
