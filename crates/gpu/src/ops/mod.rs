@@ -3,6 +3,7 @@
 pub mod argmax;
 pub mod attention;
 pub mod matvec_q4_1;
+pub mod matvec_q8_0;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
@@ -14,6 +15,7 @@ use wgpu::util::DeviceExt;
 pub struct Pipelines {
     pub rms_norm: wgpu::ComputePipeline,
     pub matvec_q4_1: wgpu::ComputePipeline,
+    pub matvec_q8_0: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
     pub swiglu: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
@@ -47,6 +49,7 @@ impl Pipelines {
         Pipelines {
             rms_norm: pipeline(device, "rms_norm", include_str!("rms_norm.wgsl")),
             matvec_q4_1: pipeline(device, "matvec_q4_1", include_str!("matvec_q4_1.wgsl")),
+            matvec_q8_0: pipeline(device, "matvec_q8_0", include_str!("matvec_q8_0.wgsl")),
             rope: pipeline(device, "rope", include_str!("rope.wgsl")),
             swiglu: pipeline(device, "swiglu", include_str!("swiglu.wgsl")),
             argmax: pipeline(device, "argmax", include_str!("argmax.wgsl")),
@@ -64,9 +67,17 @@ impl Gpu {
         &self.pipelines
     }
 
-    /// A storage buffer holding `bytes` (checked against the binding limit).
+    /// A storage buffer holding `bytes` (checked against the binding limit), padded with
+    /// zeros to whole words (Q8_0 blocks are 34 bytes).
     pub fn upload(&self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
         self.check_size(bytes.len() as u64)?;
+        let padded;
+        let bytes = if bytes.len().is_multiple_of(4) {
+            bytes
+        } else {
+            padded = [bytes, &[0u8; 3][..4 - bytes.len() % 4]].concat();
+            &padded[..]
+        };
         Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytes,
