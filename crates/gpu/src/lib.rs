@@ -6,6 +6,7 @@
 //! outputs. The `Backend` implementation, attention with the KV cache, interventions and
 //! sampling on the GPU come next.
 
+pub mod backend;
 pub mod ops;
 
 use std::sync::Arc;

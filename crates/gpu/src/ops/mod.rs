@@ -1,7 +1,9 @@
 //! One op a file: `<op>.rs` encodes `<op>.wgsl`. Buffer helpers for uploads and read-back.
 
+pub mod add;
 pub mod argmax;
 pub mod attention;
+pub mod matvec_f32;
 pub mod matvec_q4_1;
 pub mod matvec_q8_0;
 pub mod rms_norm;
@@ -20,6 +22,8 @@ pub struct Pipelines {
     pub swiglu: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
+    pub add: wgpu::ComputePipeline,
+    pub matvec_f32: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -54,6 +58,8 @@ impl Pipelines {
             swiglu: pipeline(device, "swiglu", include_str!("swiglu.wgsl")),
             argmax: pipeline(device, "argmax", include_str!("argmax.wgsl")),
             attention: pipeline(device, "attention", include_str!("attention.wgsl")),
+            add: pipeline(device, "add", include_str!("add.wgsl")),
+            matvec_f32: pipeline(device, "matvec_f32", include_str!("matvec_f32.wgsl")),
         }
     }
 }
@@ -92,6 +98,24 @@ impl Gpu {
     /// A storage buffer of `n` f32 set to `fill` (tests poison outputs with NaN).
     pub fn filled(&self, label: &str, n: usize, fill: f32) -> Result<wgpu::Buffer> {
         self.upload_f32(label, &vec![fill; n])
+    }
+
+    /// A zeroed storage buffer of `n` f32.
+    pub fn zeros(&self, label: &str, n: usize) -> Result<wgpu::Buffer> {
+        self.check_size((n * 4) as u64)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (n.max(1) * 4) as u64,
+            usage: STORAGE,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Copy `n_bytes` from `src` at `from` to `dst` at `to`.
+    pub fn copy(&self, src: &wgpu::Buffer, from: u64, dst: &wgpu::Buffer, to: u64, n_bytes: u64) {
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, from, dst, to, n_bytes);
+        self.queue.submit([enc.finish()]);
     }
 
     pub(crate) fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
