@@ -6,7 +6,7 @@ pub mod gguf_writer;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use tiller_engine::{Cpu, Hooks, Model, Precision, Sampler};
+use tiller_engine::{Cpu, Hooks, LogitsFor, Model, Precision, Sampler};
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -123,4 +123,58 @@ pub fn greedy(m: &Model<Cpu>, prompt: &[u32], n: usize, hooks: Option<&mut dyn H
 /// How many leading tokens two sequences share.
 pub fn same_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Teacher-forced agreement: at every generated position of greedy.json, is our argmax the
+/// reference's top-1? `incremental` feeds one token at a time through the KV cache (the
+/// decode path); otherwise one forward over prompt + continuation (the prefill path).
+/// Only the first `max_cases` cases are run (the GPU test on lavapipe runs a few).
+pub fn agreement<B: tiller_engine::Backend>(
+    m: &Model<B>,
+    incremental: bool,
+    label: &str,
+    max_cases: usize,
+) -> f64 {
+    let r = reference("greedy.json");
+    let (mut agree, mut total) = (0usize, 0usize);
+    let mut md = MaxDiff::default();
+    let mut firsts = Vec::new();
+    for c in r["cases"].as_array().unwrap().iter().take(max_cases) {
+        let prompt = ids(&c["ids"]);
+        let gen = ids(&c["greedy"]);
+        let tf = c["teacher_forced_top5"].as_array().unwrap();
+        let v = m.config.vocab;
+        let rows: Vec<Vec<f32>> = if incremental {
+            let mut s = m.session();
+            let mut rows = vec![s.forward(&prompt, None, LogitsFor::Last).unwrap()];
+            for &t in &gen[..gen.len() - 1] {
+                rows.push(s.forward(&[t], None, LogitsFor::Last).unwrap());
+            }
+            rows
+        } else {
+            let all: Vec<u32> = prompt.iter().chain(&gen).copied().collect();
+            let l = m.session().forward(&all, None, LogitsFor::All).unwrap();
+            (0..gen.len())
+                .map(|j| l[(prompt.len() - 1 + j) * v..(prompt.len() + j) * v].to_vec())
+                .collect()
+        };
+        let mut first = None;
+        for (j, row) in rows.iter().enumerate() {
+            let top5 = pairs(&tf[j]);
+            total += 1;
+            if tiller_engine::sampling::argmax(row) == top5[0].0 {
+                agree += 1;
+            } else if first.is_none() {
+                first = Some(j);
+            }
+            md.see(row[top5[0].0 as usize], top5[0].1, || {
+                format!("case {:?} position {j}", c["prompt"])
+            });
+        }
+        firsts.push(first);
+    }
+    let a = agree as f64 / total as f64;
+    println!("{label}: teacher-forced top-1 agreement {agree}/{total} = {a:.4}; first disagreement per case {firsts:?}");
+    println!("{}", md.report(&format!("{label} top-1 logit"), f32::NAN));
+    a
 }

@@ -2,19 +2,13 @@
 //! op per dispatch. A first, correct version (every op its own submission; hooks read back
 //! through `with_host`); fusing a token into one command buffer comes next.
 
-use crate::ops::{add, attention, matvec_f32, matvec_q4_1, matvec_q8_0, rms_norm, rope, swiglu};
+use crate::ops::matvec::{matvec, Format};
+use crate::ops::{add, attention, rms_norm, rope, swiglu};
 use crate::Gpu;
 use tiller_engine::backend::{AttnShape, Backend, Precision};
 use tiller_engine::{Error, Result};
 use tiller_model::gguf::dequantize;
 use tiller_model::{GgmlType, TensorInfo};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    F32,
-    Q4_1,
-    Q8_0,
-}
 
 /// A weight matrix `[rows, cols]` on the GPU, and its GGUF bytes (the embedding reads rows).
 pub struct GpuMatrix {
@@ -129,17 +123,7 @@ impl Backend for Gpu {
         ws.iter()
             .map(|w| {
                 let y = self.act(x.rows, w.rows);
-                let r = match w.format {
-                    Format::Q4_1 => matvec_q4_1::matvec_q4_1(
-                        self, &w.buf, &x.buf, &y.buf, w.rows, w.cols, x.rows,
-                    ),
-                    Format::Q8_0 => matvec_q8_0::matvec_q8_0(
-                        self, &w.buf, &x.buf, &y.buf, w.rows, w.cols, x.rows,
-                    ),
-                    Format::F32 => {
-                        matvec_f32::matvec_f32(self, &w.buf, &x.buf, &y.buf, w.rows, w.cols, x.rows)
-                    }
-                };
+                let r = matvec(self, w.format, &w.buf, &x.buf, &y.buf, w.rows, w.cols, x.rows);
                 must(r, "matmul");
                 y
             })

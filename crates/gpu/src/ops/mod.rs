@@ -3,9 +3,7 @@
 pub mod add;
 pub mod argmax;
 pub mod attention;
-pub mod matvec_f32;
-pub mod matvec_q4_1;
-pub mod matvec_q8_0;
+pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;

@@ -1,0 +1,130 @@
+//! `y[t] = W x[t]` with W (rows x cols) as stored: GGUF Q4_1 or Q8_0 blocks, or f32. One op,
+//! one kernel per weight format (`matvec_q4_1.wgsl`, `matvec_q8_0.wgsl`, `matvec_f32.wgsl`),
+//! chosen by an explicit match; all take the same parameters and dispatch (a workgroup per
+//! output row and activation row).
+
+use crate::{Error, Gpu, Result};
+
+/// How a weight matrix is held on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    F32,
+    /// 32 weights in 20 bytes: f16 scale, f16 minimum, 16 bytes of nibbles.
+    Q4_1,
+    /// 32 weights in 34 bytes: f16 scale, 32 signed bytes.
+    Q8_0,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn matvec(
+    gpu: &Gpu,
+    format: Format,
+    w: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    rows: usize,
+    cols: usize,
+    n_tok: usize,
+) -> Result<()> {
+    let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
+    let blocks = format == Format::F32 || cols.is_multiple_of(32);
+    if !blocks || cols == 0 || rows == 0 || rows > max || n_tok == 0 || n_tok > max {
+        return Err(Error::Shape(format!("{format:?} matvec of {rows}x{cols} by {n_tok} rows")));
+    }
+    let pl = gpu.pipelines();
+    let pipeline = match format {
+        Format::F32 => &pl.matvec_f32,
+        Format::Q4_1 => &pl.matvec_q4_1,
+        Format::Q8_0 => &pl.matvec_q8_0,
+    };
+    let p = gpu.uniform(&[rows as u32, cols as u32, n_tok as u32, 0]);
+    gpu.dispatch(pipeline, &[&p, w, x, y], (rows as u32, n_tok as u32, 1));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::*;
+    use half::f16;
+    use rand::{rngs::StdRng, Rng};
+    use tiller_model::gguf::{dequantize, TensorInfo};
+    use tiller_model::GgmlType;
+
+    /// Random weights in `format`'s bytes: small f16 scales (and minimums), random codes.
+    fn weights(r: &mut StdRng, format: Format, rows: usize, cols: usize) -> (Vec<u8>, GgmlType) {
+        let mut out = Vec::new();
+        let blocks = rows * cols / 32;
+        match format {
+            Format::F32 => {
+                let v = random(r, rows * cols, 0.1);
+                (v.iter().flat_map(|x| x.to_le_bytes()).collect(), GgmlType::F32)
+            }
+            Format::Q4_1 => {
+                for _ in 0..blocks {
+                    out.extend(f16::from_f32(r.random_range(0.001f32..0.05)).to_le_bytes());
+                    out.extend(f16::from_f32(r.random_range(-0.2f32..0.0)).to_le_bytes());
+                    out.extend((0..16).map(|_| r.random::<u8>()));
+                }
+                (out, GgmlType::Q4_1)
+            }
+            Format::Q8_0 => {
+                for _ in 0..blocks {
+                    out.extend(f16::from_f32(r.random_range(0.0005f32..0.01)).to_le_bytes());
+                    out.extend((0..32).map(|_| r.random::<u8>()));
+                }
+                (out, GgmlType::Q8_0)
+            }
+        }
+    }
+
+    #[test]
+    fn every_format_matches_the_cpu_reference() {
+        let gpu = gpu();
+        let mut r = rng(2);
+        // Q8_0's 34-byte blocks are not word aligned: 3 x 96 is 9 blocks, 306 bytes.
+        let shapes = [
+            (576usize, 576usize, 1usize),
+            (1536, 576, 1),
+            (576, 1536, 3),
+            (101, 64, 2),
+            (3, 96, 1),
+        ];
+        for format in [Format::Q4_1, Format::Q8_0, Format::F32] {
+            for (rows, cols, n_tok) in shapes {
+                let (wq, dtype) = weights(&mut r, format, rows, cols);
+                let x = random(&mut r, n_tok * cols, 2.0);
+                let info = TensorInfo {
+                    name: "w".into(),
+                    dims: vec![cols as u64, rows as u64],
+                    dtype,
+                    start: 0,
+                    n_bytes: wq.len(),
+                };
+                // The CPU reference: the GGUF de-quantizer the CPU backend uses, then f64 sums.
+                let wf = dequantize(&info, &wq).unwrap();
+                let want: Vec<f64> = (0..n_tok)
+                    .flat_map(|t| {
+                        let (wf, x) = (&wf, &x);
+                        (0..rows).map(move |i| {
+                            (0..cols)
+                                .map(|c| wf[i * cols + c] as f64 * x[t * cols + c] as f64)
+                                .sum()
+                        })
+                    })
+                    .collect();
+                let wb = gpu.upload("w", &wq).unwrap();
+                let xb = gpu.upload_f32("x", &x).unwrap();
+                let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
+                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok).unwrap();
+                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
+                let what = format!("{format:?} matvec {rows}x{cols} x{n_tok} on {}", gpu.name());
+                check(&what, &got, &want, 1e-4);
+            }
+        }
+        let wb = gpu.upload("w", &[0u8; 68]).unwrap();
+        let xb = gpu.upload_f32("x", &[0.0; 33]).unwrap();
+        let e = matvec(&gpu, Format::Q8_0, &wb, &xb, &xb, 1, 33, 1);
+        assert!(e.is_err(), "cols not a multiple of 32");
+    }
+}
