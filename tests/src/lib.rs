@@ -7,6 +7,7 @@ pub mod gguf_writer;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use tiller_engine::{Cpu, Hooks, LogitsFor, Model, Precision, Sampler};
+use tiller_steer::concept::{Acts, Concept, Read};
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -113,7 +114,12 @@ pub fn final_norm(m: &Model<Cpu>, v: &[f32]) -> Vec<f32> {
 }
 
 /// Greedy continuation of `prompt`, at most `n` tokens, through `hooks` if given.
-pub fn greedy(m: &Model<Cpu>, prompt: &[u32], n: usize, hooks: Option<&mut dyn Hooks>) -> Vec<u32> {
+pub fn greedy<B: tiller_engine::Backend>(
+    m: &Model<B>,
+    prompt: &[u32],
+    n: usize,
+    hooks: Option<&mut dyn Hooks>,
+) -> Vec<u32> {
     let s = Sampler::new(Default::default()).expect("greedy sampler");
     tiller_engine::generate(m, prompt, n, s, hooks, &mut |_| std::ops::ControlFlow::Continue(()))
         .expect("generation")
@@ -177,4 +183,121 @@ pub fn agreement<B: tiller_engine::Backend>(
     println!("{label}: teacher-forced top-1 agreement {agree}/{total} = {a:.4}; first disagreement per case {firsts:?}");
     println!("{}", md.report(&format!("{label} top-1 logit"), f32::NAN));
     a
+}
+
+/// Teacher-forced agreement a steering case must reach.
+pub const STEER_AGREE: f64 = 0.99;
+
+/// The add / ablate / rotate cases of steering.json on `m` with the sentiment mean differences
+/// `md` (reference style): the steered greedy continuation must equal the reference's and
+/// the teacher-forced top-1 agreement reach [`STEER_AGREE`].
+pub fn steering_cases<B: tiller_engine::Backend>(m: &Model<B>, md: &[Vec<f32>], label: &str) {
+    use tiller_engine::sampling::argmax;
+    use tiller_engine::LogitsFor;
+    use tiller_steer::intervene::{self, Intervention, Plan, Positions};
+    let st = reference("steering.json");
+    for c in st["cases"].as_array().expect("cases") {
+        let op = c["op"].as_str().expect("op");
+        let floats = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .expect("floats")
+                .iter()
+                .map(|x| x.as_f64().expect("float") as f32)
+                .collect()
+        };
+        let layers = match op {
+            "add" => intervene::add(
+                md,
+                c["layer"].as_u64().expect("layer") as usize,
+                c["coef"].as_f64().expect("coef") as f32,
+            )
+            .expect("add"),
+            "ablate" => {
+                let ls: Vec<usize> = c["layers"]
+                    .as_array()
+                    .expect("layers")
+                    .iter()
+                    .map(|x| x.as_u64().expect("layer") as usize)
+                    .collect();
+                intervene::ablate(md, &ls).expect("ablate")
+            }
+            "rotate" => {
+                let l = c["layer"].as_u64().expect("layer") as usize;
+                let (_, b2) = intervene::rotation_plane(md, l).expect("plane");
+                let cos = cosine(&b2, &floats(&c["b2"]));
+                println!("rotate: b2 cosine with the reference {cos:.6}");
+                assert!(cos > 0.999, "b2 differs from the reference (cosine {cos})");
+                intervene::rotate(md, l, c["theta_deg"].as_f64().expect("theta") as f32)
+                    .expect("rotate")
+            }
+            other => panic!("unknown op {other}"),
+        };
+        let prompt = ids(&c["ids"]);
+        let want = ids(&c["steered"]);
+        let mut plan = Plan {
+            interventions: vec![Intervention { layers, positions: Positions::All }],
+            prompt_len: prompt.len(),
+        };
+        let got = greedy(m, &prompt, want.len(), Some(&mut plan));
+        let same = same_prefix(&got, &want);
+        // Teacher-forced: the reference's steered continuation fed in, our argmax at each step.
+        let all: Vec<u32> = prompt.iter().chain(&want).copied().collect();
+        let l = m.session().forward(&all, Some(&mut plan), LogitsFor::All).expect("forward");
+        let v = m.config.vocab;
+        let tf = c["teacher_forced_top5"].as_array().expect("top5");
+        let agree = (0..want.len())
+            .filter(|&j| {
+                argmax(&l[(prompt.len() - 1 + j) * v..(prompt.len() + j) * v]) == pairs(&tf[j])[0].0
+            })
+            .count();
+        let a = agree as f64 / want.len() as f64;
+        println!(
+            "{label}: {op} on {:?}: greedy {same}/{} equal, teacher-forced agreement {a:.3}; ours {:?}",
+            c["prompt"],
+            want.len(),
+            m.tokenizer.decode(&got).expect("decode")
+        );
+        assert!(a >= STEER_AGREE, "{label}: {op}: agreement {a}");
+        assert_eq!(got, want, "{label}: {op}: steered greedy continuation differs");
+    }
+}
+
+/// The reference's sentiment concept (concept-sentiment.json), read at the last token.
+pub fn sentiment() -> Concept {
+    let r = reference("concept-sentiment.json");
+    let pairs = r["pairs"]
+        .as_array()
+        .expect("reference directions")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().expect("reference directions").to_string(),
+                p[1].as_str().expect("reference directions").to_string(),
+            )
+        })
+        .collect();
+    Concept { name: "sentiment".into(), pairs, read: Read::LastToken, method: Default::default() }
+}
+
+/// The reference read HF `hidden_states[l + 1]`, whose last entry is after the final RMSNorm;
+/// apply that norm at the last layer so directions are comparable (Tiller's own layer 29 is
+/// the block output, before the norm).
+pub fn reference_style(m: &Model<Cpu>, mut a: Acts) -> Acts {
+    let last = m.config.n_layer - 1;
+    for v in a.acts.iter_mut() {
+        v[last] = final_norm(m, &v[last]);
+    }
+    a
+}
+
+/// Mean differences and PCA directions of [`sentiment`] in the reference's style.
+pub fn directions(m: &Model<Cpu>) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    use tiller_steer::concept::capture_concept;
+    use tiller_steer::directions::{mean_diff, pca_diff};
+    let (pos, neg) = capture_concept(m, &sentiment()).expect("reference directions");
+    let (pos, neg) = (reference_style(m, pos), reference_style(m, neg));
+    (
+        mean_diff(&pos, &neg).expect("reference directions"),
+        pca_diff(&pos, &neg).expect("reference directions"),
+    )
 }

@@ -27,3 +27,25 @@ fn gpu_teacher_forced_agreement() {
         assert!(a >= 0.995, "agreement {a}");
     }
 }
+
+/// steering.json's add, ablate and rotate cases on the GPU (f32 weights, as the CPU golden
+/// test): the interventions run on the GPU as edits; the directions come from the CPU.
+#[test]
+fn gpu_steering_cases() {
+    let cpu = model(Precision::F32);
+    let (md, _) = directions(cpu);
+    let gpu = pollster::block_on(Gpu::request()).unwrap_or_else(|e| {
+        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
+    });
+    let name = format!("GPU ({})", gpu.name());
+    let bytes = std::fs::read(model_path()).unwrap();
+    let m = Model::load(&bytes, gpu.clone(), Precision::F32).expect("the model loads on the GPU");
+    let before = gpu.stats();
+    steering_cases(&m, &md, &name);
+    let after = gpu.stats();
+    println!(
+        "{name}: {} dispatches, {} submits",
+        after.dispatches - before.dispatches,
+        after.submits - before.submits
+    );
+}

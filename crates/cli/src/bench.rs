@@ -1,11 +1,11 @@
 //! `tiller bench`: prefill and greedy decode throughput on a synthetic prompt.
 
-use crate::{load, ModelArgs};
+use crate::{gpu, load_bytes, BackendKind, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use std::time::Instant;
-use tiller_engine::{sampling::argmax, LogitsFor};
+use tiller_engine::{sampling::argmax, Backend, Cpu, LogitsFor, Model};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -30,7 +30,37 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.prompt_tokens == 0 || a.reps == 0 {
         bail!("--prompt-tokens and --reps must be at least 1");
     }
-    let model = load(&a.m)?;
+    let o = match a.m.backend {
+        BackendKind::Cpu => {
+            let (mut o, model) = run_on(&a, Cpu::default(), None)?;
+            if let Some(p) = &a.concept {
+                o["concept"] = concept_bench(&model, p, a.reps)?;
+            }
+            o
+        }
+        BackendKind::Gpu => {
+            if a.concept.is_some() {
+                bail!("--concept benchmarks the CPU backend; leave out --backend gpu");
+            }
+            let g = gpu()?;
+            let h = g.clone();
+            run_on(&a, g, Some(Box::new(move || h.stats())))?.0
+        }
+    };
+    print(&a, &o);
+    Ok(())
+}
+
+/// The GPU's counters, read before and after the decode loop.
+type Stats = Box<dyn Fn() -> tiller_gpu::ops::Stats>;
+
+fn run_on<B: Backend>(
+    a: &BenchArgs,
+    backend: B,
+    stats: Option<Stats>,
+) -> Result<(serde_json::Value, Model<B>)> {
+    let model = load_bytes(&a.m, backend)?.0;
+    let be = &model.backend;
     let ctx = model.config.context_length;
     if a.prompt_tokens + a.gen_tokens > ctx {
         bail!(
@@ -47,19 +77,31 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     ids.truncate(a.prompt_tokens);
     let (mut best_pf, mut best_dec) = (f64::MAX, f64::MAX);
+    // The next token as a decoder picks it: argmax where the logits live (one id read back
+    // from a GPU), else on the host.
+    let next = |l: &B::Act| be.argmax(l).unwrap_or_else(|| argmax(&be.to_host(l)));
+    let mut per_token = None;
     // One untimed warm-up, then `reps` timed runs.
     for rep in 0..=a.reps {
         let mut s = model.session();
         let t = Instant::now();
-        let logits = s.forward(&ids, None, LogitsFor::Last)?;
+        let mut tok = next(&s.forward_act(&ids, None, LogitsFor::Last)?);
         let pf = t.elapsed().as_secs_f64();
-        let mut tok = argmax(&logits);
+        let before = stats.as_ref().map(|f| f());
         let t = Instant::now();
         for _ in 0..a.gen_tokens {
-            let l = s.forward(&[tok], None, LogitsFor::Last)?;
-            tok = argmax(&l);
+            tok = next(&s.forward_act(&[tok], None, LogitsFor::Last)?);
         }
         let dec = t.elapsed().as_secs_f64();
+        if let (Some(b), Some(f)) = (before, &stats) {
+            let (after, n) = (f(), a.gen_tokens.max(1) as f64);
+            per_token = Some(json!({
+                "dispatches": (after.dispatches - b.dispatches) as f64 / n,
+                "submits": (after.submits - b.submits) as f64 / n,
+                "buffers_created": (after.buffers - b.buffers) as f64 / n,
+                "bind_groups_created": (after.bind_groups - b.bind_groups) as f64 / n,
+            }));
+        }
         if rep > 0 {
             best_pf = best_pf.min(pf);
             best_dec = best_dec.min(dec);
@@ -67,29 +109,32 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let prefill = a.prompt_tokens as f64 / best_pf;
     let decode = if a.gen_tokens > 0 { a.gen_tokens as f64 / best_dec } else { 0.0 };
+    let backend = be.name();
     eprintln!(
-        "{}: {:?} on {}; prefill {} tokens: {prefill:.1} tok/s; decode {} tokens: {decode:.1} tok/s (best of {})",
+        "{}: {:?} on {backend}; prefill {} tokens: {prefill:.1} tok/s; decode {} tokens: {decode:.1} tok/s (best of {})",
         crate::model_path(&a.m)?.display(),
         model.precision,
-        tiller_engine::Backend::name(&model.backend),
         a.prompt_tokens,
         a.gen_tokens,
         a.reps
     );
-    let concept = match &a.concept {
-        Some(p) => Some(concept_bench(&model, p, a.reps)?),
-        None => None,
-    };
+    if let Some(p) = &per_token {
+        eprintln!("per decoded token: {p}");
+    }
+    let mut o = json!({ "prefill_tok_s": prefill, "decode_tok_s": decode, "backend": backend });
+    if let Some(p) = per_token {
+        o["per_decoded_token"] = p;
+    }
+    Ok((o, model))
+}
+
+fn print(a: &BenchArgs, o: &serde_json::Value) {
     if a.json {
-        let mut o = json!({ "prefill_tok_s": prefill, "decode_tok_s": decode });
-        if let Some(c) = concept {
-            o["concept"] = c;
-        }
         println!("{o}");
     } else {
-        println!("prefill_tok_s {prefill:.1}\ndecode_tok_s {decode:.1}");
+        let f = |k: &str| o[k].as_f64().unwrap_or(0.0);
+        println!("prefill_tok_s {:.1}\ndecode_tok_s {:.1}", f("prefill_tok_s"), f("decode_tok_s"));
     }
-    Ok(())
 }
 
 /// Capture cost against a plain prefill, and the time of every direction method with its

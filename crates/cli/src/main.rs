@@ -10,7 +10,7 @@ use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use tiller_engine::{generate, Cpu, LogitsFor, Model, Precision, Sampler, SamplingParams};
+use tiller_engine::{generate, Backend, Cpu, LogitsFor, Model, Precision, Sampler, SamplingParams};
 
 #[derive(Parser)]
 #[command(name = "tiller", version, about = "See and steer what a language model represents")]
@@ -53,6 +53,16 @@ pub struct ModelArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the forward pass runs: cpu, or gpu (wgpu on the default adapter: Vulkan,
+    /// Metal or DX12; lavapipe where there is no GPU). logits, generate and bench take gpu.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
 }
 
 #[derive(Args)]
@@ -175,16 +185,28 @@ pub fn model_path(m: &ModelArgs) -> Result<PathBuf> {
     )
 }
 
+/// The model on the CPU (commands other than logits, generate and bench run there).
 pub fn load(m: &ModelArgs) -> Result<Model<Cpu>> {
-    Ok(load_bytes(m)?.0)
+    if m.backend != BackendKind::Cpu {
+        bail!("--backend gpu is taken by logits, generate and bench; this command runs on the CPU");
+    }
+    Ok(load_bytes(m, Cpu::default())?.0)
 }
 
-/// The model and the sha256 (hex) of its file.
-pub fn load_bytes(m: &ModelArgs) -> Result<(Model<Cpu>, Vec<u8>)> {
+/// The default GPU adapter's device (lavapipe where there is no GPU).
+pub fn gpu() -> Result<tiller_gpu::Gpu> {
+    pollster::block_on(tiller_gpu::Gpu::request()).context(
+        "--backend gpu needs a GPU adapter (Vulkan, Metal or DX12); on Debian without a GPU, \
+         mesa-vulkan-drivers gives lavapipe",
+    )
+}
+
+/// The model on `backend` and the bytes of its file.
+pub fn load_bytes<B: Backend>(m: &ModelArgs, backend: B) -> Result<(Model<B>, Vec<u8>)> {
     let path = model_path(m)?;
     let bytes =
         std::fs::read(&path).with_context(|| format!("reading model file {}", path.display()))?;
-    let model = Model::load(&bytes, Cpu::default(), m.precision)
+    let model = Model::load(&bytes, backend, m.precision)
         .with_context(|| format!("loading model {}", path.display()))?;
     for w in &model.tokenizer.warnings {
         eprintln!("warning: {w}");
@@ -210,8 +232,15 @@ fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 fn logits(a: LogitsArgs) -> Result<()> {
+    match a.m.backend {
+        BackendKind::Cpu => logits_on(a, Cpu::default()),
+        BackendKind::Gpu => logits_on(a, gpu()?),
+    }
+}
+
+fn logits_on<B: Backend>(a: LogitsArgs, backend: B) -> Result<()> {
     let cfg = a.steer.config()?;
-    let model = load_for(&a.m, cfg.as_ref())?;
+    let model = load_for(&a.m, cfg.as_ref(), backend)?;
     let ids = match (&a.prompt, &a.ids) {
         (Some(p), _) => model.encode_prompt(p, a.chat)?,
         (None, Some(ids)) => ids.clone(),
@@ -231,8 +260,12 @@ fn logits(a: LogitsArgs) -> Result<()> {
 }
 
 /// Load the model; with a setup that names its model's sha256, say when it differs.
-fn load_for(m: &ModelArgs, cfg: Option<&tiller_share::SteeringConfig>) -> Result<Model<Cpu>> {
-    let (model, bytes) = load_bytes(m)?;
+fn load_for<B: Backend>(
+    m: &ModelArgs,
+    cfg: Option<&tiller_share::SteeringConfig>,
+    backend: B,
+) -> Result<Model<B>> {
+    let (model, bytes) = load_bytes(m, backend)?;
     if let Some(c) = cfg.filter(|c| c.model.sha256.is_some()) {
         if let Some(w) = c.model_mismatch(&sha256_hex(&bytes)) {
             eprintln!("warning: {w}");
@@ -242,8 +275,15 @@ fn load_for(m: &ModelArgs, cfg: Option<&tiller_share::SteeringConfig>) -> Result
 }
 
 fn gen(a: GenerateArgs) -> Result<()> {
+    match a.m.backend {
+        BackendKind::Cpu => gen_on(a, Cpu::default()),
+        BackendKind::Gpu => gen_on(a, gpu()?),
+    }
+}
+
+fn gen_on<B: Backend>(a: GenerateArgs, backend: B) -> Result<()> {
     let cfg = a.steer.config()?;
-    let model = load_for(&a.m, cfg.as_ref())?;
+    let model = load_for(&a.m, cfg.as_ref(), backend)?;
     let s = cfg.as_ref().map(|c| c.sampling.clone());
     let params = SamplingParams {
         temperature: a.temperature.or(s.as_ref().map(|s| s.temperature)).unwrap_or(0.0),

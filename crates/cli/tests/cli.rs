@@ -130,3 +130,88 @@ fn bad_input_exits_2_with_a_message() {
     fails(&["generate", "--model", &m, "--prompt", &long, "--max-tokens", "2"], "context");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--backend gpu` (lavapipe here): the same greedy tokens and logits as the CPU, steering
+/// included; bench reports the dispatches per decoded token; commands without a GPU path say so.
+#[test]
+fn gpu_backend_matches_cpu() {
+    let m = model();
+    let args = |backend: &'static str| {
+        vec![
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "The capital of France is",
+            "--max-tokens",
+            "16",
+            "--json",
+            "--backend",
+            backend,
+        ]
+    };
+    let (cpu, gpu) = (json_ok(&args("cpu")), json_ok(&args("gpu")));
+    println!("cpu {}\ngpu {}", cpu["text"], gpu["text"]);
+    assert_eq!(cpu["ids"], gpu["ids"], "16 greedy tokens on the GPU equal the CPU's");
+    let c = reference_concept();
+    let steered = |backend: &'static str| {
+        json_ok(&[
+            "generate",
+            "--model",
+            &m,
+            "--prompt",
+            "I think that the weather today is",
+            "--max-tokens",
+            "12",
+            "--json",
+            "--concept",
+            &c,
+            "--add",
+            "sentiment@6=4",
+            "--backend",
+            backend,
+        ])
+    };
+    let (cs, gs) = (steered("cpu"), steered("gpu"));
+    println!("steered cpu {}\nsteered gpu {}", cs["text"], gs["text"]);
+    assert_eq!(cs["ids"], gs["ids"], "steered tokens on the GPU equal the CPU's");
+    let l = |backend: &'static str| {
+        json_ok(&[
+            "logits",
+            "--model",
+            &m,
+            "--prompt",
+            "The capital of France is",
+            "--top",
+            "3",
+            "--backend",
+            backend,
+        ])
+    };
+    let (lc, lg) = (l("cpu"), l("gpu"));
+    assert_eq!(lc["top"][0][0][0], lg["top"][0][0][0]);
+    let d = (lc["top"][0][0][1].as_f64().unwrap() - lg["top"][0][0][1].as_f64().unwrap()).abs();
+    println!("top logit |cpu - gpu| = {d:.2e}");
+    assert!(d < 0.05, "top logit differs by {d}");
+    let v = json_ok(&[
+        "bench",
+        "--model",
+        &m,
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--reps",
+        "1",
+        "--json",
+        "--backend",
+        "gpu",
+    ]);
+    let per = &v["per_decoded_token"];
+    println!("gpu bench: {v}");
+    assert!(v["backend"].as_str().unwrap().starts_with("gpu"));
+    assert!(per["dispatches"].as_f64().unwrap() > 0.0);
+    assert_eq!(per["submits"].as_f64().unwrap(), 1.0, "one command buffer per token");
+    assert_eq!(per["buffers_created"].as_f64().unwrap(), 0.0, "no allocation once warm");
+    fails(&["concept", "--model", &m, "--pairs", &c, "--backend", "gpu"], "--backend gpu");
+}

@@ -86,4 +86,22 @@ pub trait Backend {
     fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> Self::Act;
     /// Give `f` the activations as a host slice (row-major) and keep what it writes.
     fn with_host(&self, x: &mut Self::Act, f: &mut dyn FnMut(&mut [f32]));
+
+    /// `into += x @ w.T` (a backend may fuse the residual add into the product).
+    fn matmul_add(&self, x: &Self::Act, w: &Self::Matrix, into: &mut Self::Act) {
+        if let Some(y) = self.matmul(x, &[w]).pop() {
+            self.add_assign(into, &y);
+        }
+    }
+    /// Apply `edits` on the device to rows at positions `pos0..`; `false` if this backend
+    /// has no device-side edits (the forward pass then hands the hook the host rows).
+    fn edit(&self, _x: &mut Self::Act, _edits: &[crate::hooks::Edit], _pos0: usize) -> bool {
+        false
+    }
+    /// The index of the largest value of the last row, computed where the activations live
+    /// so decoding reads back one id instead of the logits; `None`: not offered (the caller
+    /// reads the logits and samples on the host, with the same tie rule: first index).
+    fn argmax(&self, _logits: &Self::Act) -> Option<u32> {
+        None
+    }
 }

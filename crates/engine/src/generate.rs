@@ -30,9 +30,11 @@ pub struct Generator<'m, B: Backend> {
     model: &'m Model<B>,
     session: Session<'m, B>,
     sampler: Sampler,
+    greedy: bool,
     prompt: Vec<u32>,
     max_tokens: usize,
-    logits: Option<Vec<f32>>,
+    /// The next token, chosen by `advance`, handed out by `step`.
+    next: Option<u32>,
     pub ids: Vec<u32>,
     pub stop: Option<StopReason>,
 }
@@ -55,10 +57,11 @@ impl<'m, B: Backend> Generator<'m, B> {
         Ok(Generator {
             model,
             session: model.session(),
+            greedy: sampler.is_greedy(),
             sampler,
             prompt: prompt.to_vec(),
             max_tokens,
-            logits: None,
+            next: None,
             ids: Vec::new(),
             stop,
         })
@@ -69,11 +72,57 @@ impl<'m, B: Backend> Generator<'m, B> {
         if self.stop.is_some() {
             return Ok(None);
         }
-        let logits = match self.logits.take() {
-            Some(l) => l,
-            None => self.session.forward(&self.prompt, hooks, LogitsFor::Last)?,
+        let id = match self.next.take() {
+            Some(id) => id,
+            None => match self.forward(hooks)? {
+                Some(logits) => self.pick(&logits),
+                None => return Ok(None),
+            },
         };
-        let id = self.sampler.sample(&logits);
+        self.accept(id);
+        Ok(Some(id))
+    }
+
+    /// Run the model on the token just produced and choose the next, so that the next `step`
+    /// returns it. Split from `step` so a caller can show the token before paying for the
+    /// next forward.
+    pub fn advance(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<()> {
+        if self.next.is_none() && !self.ids.is_empty() {
+            if let Some(logits) = self.forward(hooks)? {
+                self.next = Some(self.pick(&logits));
+            }
+        }
+        Ok(())
+    }
+
+    /// The step split for callers that cannot block on the backend (the page's WebGPU
+    /// path): run the model on what comes next (the prompt first, then the last token) and
+    /// return the last row's logits where the backend keeps them; `None` once stopped. The
+    /// caller chooses the token ([`Generator::sample`], or an argmax on the device when
+    /// [`Generator::greedy`]) and gives it to [`Generator::accept`].
+    pub fn forward(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<Option<B::Act>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        let input = match self.ids.last() {
+            Some(&id) => vec![id],
+            None => self.prompt.clone(),
+        };
+        self.session.forward_act(&input, hooks, LogitsFor::Last).map(Some)
+    }
+
+    /// Does the sampler pick the largest logit (so an argmax on the device decides)?
+    pub fn greedy(&self) -> bool {
+        self.greedy
+    }
+
+    /// Choose a token from host logits with this generator's sampler.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        self.sampler.sample(logits)
+    }
+
+    /// Record the chosen token and update the stop state.
+    pub fn accept(&mut self, id: u32) {
         self.ids.push(id);
         if self.model.tokenizer.stop.contains(&id) {
             self.stop = Some(StopReason::Eos);
@@ -82,18 +131,18 @@ impl<'m, B: Backend> Generator<'m, B> {
         } else if self.session.position() >= self.model.config.context_length {
             self.stop = Some(StopReason::ContextFull);
         }
-        Ok(Some(id))
     }
 
-    /// Run the model on the token just produced so that the next `step` can sample.
-    /// Split from `step` so a caller can show the token before paying for the next forward.
-    pub fn advance(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<()> {
-        if self.stop.is_none() {
-            if let Some(&id) = self.ids.last() {
-                self.logits = Some(self.session.forward(&[id], hooks, LogitsFor::Last)?);
+    /// The token for device logits: argmax on the device when greedy and offered (one id
+    /// read back), otherwise the logits read back and sampled on the host.
+    fn pick(&mut self, logits: &B::Act) -> u32 {
+        let be = &self.model.backend;
+        if self.greedy {
+            if let Some(id) = be.argmax(logits) {
+                return id;
             }
         }
-        Ok(())
+        self.sampler.sample(&be.to_host(logits))
     }
 
     pub fn cancel(&mut self) {

@@ -16,6 +16,56 @@ pub trait Hooks {
     /// The MLP hidden activation of block `layer` (SwiGLU output, `[rows, d_ff]`), before
     /// the down projection.
     fn mlp_activation(&mut self, _layer: usize, _pos0: usize, _act: &mut [f32], _width: usize) {}
+    /// What this hook does at layer `layer`'s output, as data a backend can apply on its own
+    /// device without reading the activations back (the GPU backend does). `None`: the hook
+    /// needs the host rows ([`Hooks::block_output`] is called). Only asked when `active`.
+    fn edits(&self, _layer: usize) -> Option<Vec<Edit>> {
+        None
+    }
+}
+
+/// A residual-stream edit as data: for every row whose absolute position is in
+/// `start..end`, with `c_j = h . dirs[j]`,
+///
+/// `h' = scale * h + bias + sum_j dirs[j] (sum_k m[j][k] c_k + k[j])`
+///
+/// (`scale` and `bias` per neuron, absent = 1 and 0; at most two directions). Add, ablate,
+/// clamp, rotate and the LinEAS affine map are all of this form (`tiller_steer::intervene`).
+/// Vectors are shared (`Arc`) so a backend can keep its upload of one edit across tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    pub scale: Option<std::sync::Arc<[f32]>>,
+    pub bias: Option<std::sync::Arc<[f32]>>,
+    pub dirs: Vec<std::sync::Arc<[f32]>>,
+    pub m: [[f32; 2]; 2],
+    pub k: [f32; 2],
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Edit {
+    /// Apply to one row on the host (the reference the device kernels are tested against).
+    pub fn apply(&self, h: &mut [f32]) {
+        let c: Vec<f64> = self
+            .dirs
+            .iter()
+            .map(|u| u.iter().zip(h.iter()).map(|(a, b)| *a as f64 * *b as f64).sum())
+            .collect();
+        let coef: Vec<f64> = (0..self.dirs.len())
+            .map(|j| {
+                (0..self.dirs.len()).map(|k| self.m[j][k] as f64 * c[k]).sum::<f64>()
+                    + self.k[j] as f64
+            })
+            .collect();
+        for (i, a) in h.iter_mut().enumerate() {
+            let mut v = *a as f64 * self.scale.as_ref().map_or(1.0, |s| s[i] as f64);
+            v += self.bias.as_ref().map_or(0.0, |b| b[i] as f64);
+            for (u, cj) in self.dirs.iter().zip(&coef) {
+                v += u[i] as f64 * cj;
+            }
+            *a = v as f32;
+        }
+    }
 }
 
 /// Where a [`Capture`] reads.
@@ -100,6 +150,14 @@ impl<A: Hooks, B: Hooks> Hooks for (A, B) {
         }
         if self.1.mlp_active(layer) {
             self.1.mlp_activation(layer, pos0, act, width);
+        }
+    }
+    fn edits(&self, layer: usize) -> Option<Vec<Edit>> {
+        match (self.0.active(layer), self.1.active(layer)) {
+            (true, true) => Some([self.0.edits(layer)?, self.1.edits(layer)?].concat()),
+            (true, false) => self.0.edits(layer),
+            (false, true) => self.1.edits(layer),
+            (false, false) => Some(Vec::new()),
         }
     }
 }

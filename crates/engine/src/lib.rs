@@ -19,7 +19,7 @@ pub mod sampling;
 pub use backend::{Backend, Precision};
 pub use cpu::Cpu;
 pub use generate::{generate, Generation, Generator, StopReason};
-pub use hooks::{Capture, Hooks, Site};
+pub use hooks::{Capture, Edit, Hooks, Site};
 pub use model::{LogitsFor, Model, Session};
 pub use sampling::{Sampler, SamplingParams};
 

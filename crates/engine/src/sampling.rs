@@ -58,11 +58,16 @@ impl Sampler {
         Ok(Sampler { params, rng: StdRng::seed_from_u64(params.seed) })
     }
 
+    /// Always the largest logit (temperature 0 or top-k 1).
+    pub fn is_greedy(&self) -> bool {
+        self.params.temperature == 0.0 || self.params.top_k == 1
+    }
+
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let p = &self.params;
-        if p.temperature == 0.0 || p.top_k == 1 {
+        if self.is_greedy() {
             return argmax(logits);
         }
+        let p = &self.params;
         let mut idx: Vec<u32> =
             (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
         if idx.is_empty() {

@@ -1,29 +1,41 @@
-//! The engine's `Backend` on the GPU: weights, activations and the KV cache in GPU buffers, one
-//! op per dispatch. A first, correct version (every op its own submission; hooks read back
-//! through `with_host`); fusing a token into one command buffer comes next.
+//! The engine's `Backend` on the GPU: weights, activations and the KV cache in GPU buffers.
+//! A forward pass is recorded into one command buffer and submitted when something is read
+//! back (the logits, or with greedy decoding one token id from an argmax on the GPU).
+//! Activations come from a pool of buffers, bind groups and parameters are cached: a warm
+//! decode step creates no buffers. Steering runs on the GPU as [`Edit`]s; only hooks that
+//! need the rows themselves (capture) read them back.
 
-use crate::ops::matvec::{matvec, Format};
-use crate::ops::{add, attention, rms_norm, rope, swiglu};
+use crate::ops::matvec::{matvec, Format, Out};
+use crate::ops::{add, argmax, attention, edit, rms_norm, rope, swiglu};
 use crate::Gpu;
 use tiller_engine::backend::{AttnShape, Backend, Precision};
-use tiller_engine::{Error, Result};
+use tiller_engine::{Edit, Error, Result};
 use tiller_model::gguf::dequantize;
 use tiller_model::{GgmlType, TensorInfo};
 
-/// A weight matrix `[rows, cols]` on the GPU, and its GGUF bytes (the embedding reads rows).
+/// A weight matrix `[rows, cols]` on the GPU. The token embedding also keeps its GGUF bytes
+/// on the host: embedding a prompt reads a few rows there.
 pub struct GpuMatrix {
     pub buf: wgpu::Buffer,
     pub rows: usize,
     pub cols: usize,
     pub format: Format,
-    host: Vec<u8>,
+    host: Option<Vec<u8>>,
     dtype: GgmlType,
 }
 
+/// Activations: `rows` x `cols` f32 in a pooled buffer, handed back when dropped.
 pub struct GpuAct {
     pub buf: wgpu::Buffer,
     pub rows: usize,
     pub cols: usize,
+    gpu: Gpu,
+}
+
+impl Drop for GpuAct {
+    fn drop(&mut self) {
+        self.gpu.release(self.buf.clone());
+    }
 }
 
 pub struct GpuKv {
@@ -46,7 +58,32 @@ fn must<T>(r: crate::Result<T>, what: &str) -> T {
 
 impl Gpu {
     fn act(&self, rows: usize, cols: usize) -> GpuAct {
-        GpuAct { buf: must(self.zeros("act", rows * cols), "allocation"), rows, cols }
+        let buf = must(self.scratch(rows * cols), "allocation");
+        GpuAct { buf, rows, cols, gpu: self.clone() }
+    }
+
+    /// The last row's argmax, recorded (read it with `read_u32`, blocking or not).
+    pub fn argmax_buffer(&self, logits: &GpuAct) -> crate::Result<wgpu::Buffer> {
+        let out = self.scratch(1)?;
+        let n = logits.cols;
+        let last = self.act(1, n);
+        let bytes = (n * 4) as u64;
+        self.copy(&logits.buf, (logits.rows as u64 - 1) * bytes, &last.buf, 0, bytes);
+        argmax::argmax(self, &last.buf, &out, n)?;
+        Ok(out)
+    }
+
+    /// The next token id from logits on the device, read back without blocking (the page).
+    pub async fn argmax_async(&self, logits: &GpuAct) -> crate::Result<u32> {
+        let out = self.argmax_buffer(logits)?;
+        let id = self.read_u32_async(&out, 1).await?[0];
+        self.release(out);
+        Ok(id)
+    }
+
+    /// Logits (or any activations) read back without blocking (the page).
+    pub async fn read_act_async(&self, x: &GpuAct) -> crate::Result<Vec<f32>> {
+        self.read_f32_async(&x.buf, x.rows * x.cols).await
     }
 }
 
@@ -75,7 +112,8 @@ impl Backend for Gpu {
             }
         };
         let buf = self.upload(&t.name, &bytes).map_err(gpu_err)?;
-        Ok(GpuMatrix { buf, rows, cols, format, host: data.to_vec(), dtype: t.dtype })
+        let host = (t.name == "token_embd.weight").then(|| data.to_vec());
+        Ok(GpuMatrix { buf, rows, cols, format, host, dtype: t.dtype })
     }
 
     fn vector(&self, v: Vec<f32>) -> Result<wgpu::Buffer> {
@@ -92,6 +130,11 @@ impl Backend for Gpu {
 
     fn embed(&self, table: &GpuMatrix, ids: &[u32]) -> Result<GpuAct> {
         let cols = table.cols;
+        let Some(host) = &table.host else {
+            return Err(Error::Unsupported(
+                "embedding through a matrix that is not token_embd".into(),
+            ));
+        };
         let (be, bb) = table.dtype.block();
         let row_bytes = cols as u64 / be * bb;
         let mut data = Vec::with_capacity(ids.len() * cols);
@@ -107,10 +150,11 @@ impl Backend for Gpu {
                 start: 0,
                 n_bytes: row_bytes as usize,
             };
-            data.extend(dequantize(&info, &table.host[start..start + row_bytes as usize])?);
+            data.extend(dequantize(&info, &host[start..start + row_bytes as usize])?);
         }
-        let buf = self.upload_f32("embedded", &data).map_err(gpu_err)?;
-        Ok(GpuAct { buf, rows: ids.len(), cols })
+        let x = self.act(ids.len(), cols);
+        self.write(&x.buf, bytemuck::cast_slice(&data));
+        Ok(x)
     }
 
     fn rms_norm(&self, x: &GpuAct, w: &wgpu::Buffer, eps: f32) -> GpuAct {
@@ -123,7 +167,17 @@ impl Backend for Gpu {
         ws.iter()
             .map(|w| {
                 let y = self.act(x.rows, w.rows);
-                let r = matvec(self, w.format, &w.buf, &x.buf, &y.buf, w.rows, w.cols, x.rows);
+                let r = matvec(
+                    self,
+                    w.format,
+                    &w.buf,
+                    &x.buf,
+                    &y.buf,
+                    w.rows,
+                    w.cols,
+                    x.rows,
+                    Out::Set,
+                );
                 must(r, "matmul");
                 y
             })
@@ -197,12 +251,33 @@ impl Backend for Gpu {
     }
 
     fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> GpuAct {
-        GpuAct { buf: must(self.upload_f32("act", &data), "upload"), rows, cols }
+        let x = self.act(rows, cols);
+        self.write(&x.buf, bytemuck::cast_slice(&data));
+        x
     }
 
     fn with_host(&self, x: &mut GpuAct, f: &mut dyn FnMut(&mut [f32])) {
         let mut h = self.to_host(x);
         f(&mut h);
-        self.queue.write_buffer(&x.buf, 0, bytemuck::cast_slice(&h));
+        self.write(&x.buf, bytemuck::cast_slice(&h));
+    }
+
+    fn matmul_add(&self, x: &GpuAct, w: &GpuMatrix, into: &mut GpuAct) {
+        let r = matvec(self, w.format, &w.buf, &x.buf, &into.buf, w.rows, w.cols, x.rows, Out::Add);
+        must(r, "matmul_add");
+    }
+
+    fn edit(&self, x: &mut GpuAct, edits: &[Edit], pos0: usize) -> bool {
+        for e in edits {
+            must(edit::edit(self, &x.buf, x.rows, x.cols, pos0, e), "edit");
+        }
+        true
+    }
+
+    fn argmax(&self, logits: &GpuAct) -> Option<u32> {
+        let out = must(self.argmax_buffer(logits), "argmax");
+        let id = must(self.read_u32(&out, 1), "read-back")[0];
+        self.release(out);
+        Some(id)
     }
 }

@@ -38,6 +38,7 @@ pub struct Gpu {
     /// shader-f16 is used when present, never required.
     pub f16: bool,
     pipelines: Arc<ops::Pipelines>,
+    exec: Arc<std::sync::Mutex<ops::Exec>>,
 }
 
 impl Gpu {
@@ -46,7 +47,7 @@ impl Gpu {
         let limits = device.limits();
         let f16 = device.features().contains(wgpu::Features::SHADER_F16);
         let pipelines = Arc::new(ops::Pipelines::new(&device));
-        Gpu { device, queue, info, limits, f16, pipelines }
+        Gpu { device, queue, info, limits, f16, pipelines, exec: Default::default() }
     }
 
     /// The default adapter (lavapipe where there is no GPU), asking for its own limits.

@@ -15,7 +15,8 @@
 
 use crate::directions::first_pc;
 use crate::{dot, unit, Error, Result};
-use tiller_engine::Hooks;
+use std::sync::Arc;
+use tiller_engine::{Edit, Hooks};
 
 /// Which token positions an intervention touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -102,7 +103,61 @@ pub struct Plan {
     pub prompt_len: usize,
 }
 
+impl Positions {
+    /// The absolute positions touched, as a half-open range.
+    fn range(&self, prompt_len: usize) -> (usize, usize) {
+        match *self {
+            Positions::All => (0, usize::MAX),
+            Positions::Prompt => (0, prompt_len),
+            Positions::Generated => (prompt_len, usize::MAX),
+            Positions::Range { start, end } => (start, end),
+        }
+    }
+}
+
+impl Op {
+    /// The op as an engine [`Edit`] (what a device backend applies); same map, see `apply`.
+    pub fn edit(&self, (start, end): (usize, usize)) -> Edit {
+        let arc = |v: &[f32]| -> Arc<[f32]> { v.into() };
+        let none = Edit {
+            scale: None,
+            bias: None,
+            dirs: Vec::new(),
+            m: [[0.0; 2]; 2],
+            k: [0.0; 2],
+            start,
+            end,
+        };
+        match self {
+            Op::Add { v } => Edit { bias: Some(arc(v)), ..none },
+            Op::Ablate { u } => Edit { dirs: vec![arc(u)], m: [[-1.0, 0.0], [0.0, 0.0]], ..none },
+            Op::Clamp { u, value } => {
+                Edit { dirs: vec![arc(u)], m: [[-1.0, 0.0], [0.0, 0.0]], k: [*value, 0.0], ..none }
+            }
+            Op::Rotate { b1, b2, theta } => {
+                let (s, c) = theta.sin_cos();
+                Edit { dirs: vec![arc(b1), arc(b2)], m: [[c - 1.0, -s], [s, c - 1.0]], ..none }
+            }
+            Op::Affine { gamma, beta, strength } => Edit {
+                scale: Some(gamma.iter().map(|g| 1.0 + strength * (g - 1.0)).collect()),
+                bias: Some(beta.iter().map(|b| strength * b).collect()),
+                ..none
+            },
+        }
+    }
+}
+
 impl Hooks for Plan {
+    fn edits(&self, layer: usize) -> Option<Vec<Edit>> {
+        let mut out = Vec::new();
+        for iv in &self.interventions {
+            let range = iv.positions.range(self.prompt_len);
+            for (_, op) in iv.layers.iter().filter(|(l, _)| *l == layer) {
+                out.push(op.edit(range));
+            }
+        }
+        Some(out)
+    }
     fn active(&self, layer: usize) -> bool {
         self.interventions.iter().any(|i| i.layers.iter().any(|(l, _)| *l == layer))
     }
@@ -241,6 +296,39 @@ mod tests {
 
     fn norm(v: &[f32]) -> f64 {
         v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+    }
+
+    /// Every op as an engine `Edit` (what the GPU applies) maps rows as `Op::apply` does.
+    #[test]
+    fn edits_equal_the_ops() {
+        let d = 40;
+        let md: Vec<Vec<f32>> =
+            vecs(7, 5, d).into_iter().map(|v| v.iter().map(|x| x * 8.0).collect()).collect();
+        let g = vecs(8, 2, d);
+        let ops: Vec<Op> = [
+            add(&md, 1, 1.7).unwrap(),
+            ablate(&md, &[2]).unwrap(),
+            clamp(&md, &[3], -2.5).unwrap(),
+            rotate(&md, 2, 40.0).unwrap(),
+            vec![(0, Op::Affine { gamma: g[0].clone(), beta: g[1].clone(), strength: 0.7 })],
+        ]
+        .into_iter()
+        .flat_map(|v| v.into_iter().map(|(_, op)| op))
+        .collect();
+        let mut worst = 0f32;
+        for (i, op) in ops.iter().enumerate() {
+            for h0 in vecs(20 + i as u64, 8, d) {
+                let h0: Vec<f32> = h0.iter().map(|x| x * 30.0).collect();
+                let (mut a, mut b) = (h0.clone(), h0.clone());
+                op.apply(&mut a);
+                op.edit((0, usize::MAX)).apply(&mut b);
+                let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
+                let e = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                worst = worst.max(e / scale);
+                assert!(e <= 1e-5 * scale, "op {i} ({op:?}): max |diff| {e}");
+            }
+        }
+        println!("edits vs ops: max relative diff {worst:.2e}");
     }
 
     #[test]

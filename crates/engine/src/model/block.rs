@@ -29,9 +29,7 @@ pub fn forward<B: Backend>(
     let shape =
         AttnShape { n_head: cfg.n_head, n_kv_head: cfg.n_kv_head, head_dim: cfg.head_dim, pos0 };
     let a = be.attention(&q, &k, &v, cache, shape);
-    if let Some(o) = be.matmul(&a, &[&w.wo]).pop() {
-        be.add_assign(x, &o);
-    }
+    be.matmul_add(&a, &w.wo, x);
     // SwiGLU MLP: fused gate/up projection.
     let h = be.rms_norm(x, &w.ffn_norm, cfg.rms_eps);
     let mut gu = be.matmul(&h, &[&w.gate, &w.up]).into_iter();
@@ -45,7 +43,5 @@ pub fn forward<B: Backend>(
             be.with_host(&mut a, &mut |r| h.mlp_activation(layer, pos0, r, width));
         }
     }
-    if let Some(d) = be.matmul(&a, &[&w.down]).pop() {
-        be.add_assign(x, &d);
-    }
+    be.matmul_add(&a, &w.down, x);
 }

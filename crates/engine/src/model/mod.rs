@@ -123,6 +123,18 @@ impl<'m, B: Backend> Session<'m, B> {
         hooks: Option<&mut (dyn Hooks + '_)>,
         which: LogitsFor,
     ) -> Result<Vec<f32>> {
+        let logits = self.forward_act(ids, hooks, which)?;
+        Ok(self.model.backend.to_host(&logits))
+    }
+
+    /// As [`Session::forward`], leaving the logits where the backend keeps them (on the GPU,
+    /// nothing is read back; the caller picks the token there or reads them itself).
+    pub fn forward_act(
+        &mut self,
+        ids: &[u32],
+        hooks: Option<&mut (dyn Hooks + '_)>,
+        which: LogitsFor,
+    ) -> Result<B::Act> {
         let m = self.model;
         let cfg = &m.config;
         if ids.is_empty() {
@@ -153,7 +165,10 @@ impl<'m, B: Backend> Session<'m, B> {
             if let Some(h) = hooks.as_deref_mut() {
                 if h.active(l) {
                     let (pos0, width) = (self.pos, cfg.d_model);
-                    be.with_host(&mut x, &mut |r| h.block_output(l, pos0, r, width));
+                    let on_device = h.edits(l).is_some_and(|e| be.edit(&mut x, &e, pos0));
+                    if !on_device {
+                        be.with_host(&mut x, &mut |r| h.block_output(l, pos0, r, width));
+                    }
                 }
             }
         }
@@ -161,7 +176,8 @@ impl<'m, B: Backend> Session<'m, B> {
         let x = if which == LogitsFor::Last { be.last_row(&x) } else { x };
         let x = be.rms_norm(&x, &w.out_norm, cfg.rms_eps);
         let head = w.lm_head.as_ref().unwrap_or(&w.embed);
-        let logits = be.matmul(&x, &[head]).pop().map(|a| be.to_host(&a)).unwrap_or_default();
-        Ok(logits)
+        be.matmul(&x, &[head])
+            .pop()
+            .ok_or_else(|| Error::Backend("the LM head produced no logits".into()))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::{Error, Gpu, Result};
 
-/// Head widths the kernel takes (its per-thread accumulators hold 128).
+/// Head widths the kernel takes (each of its 64 threads accumulates two output dims).
 pub const MAX_HEAD_DIM: usize = 128;
 
 /// The shape of one attention call.

@@ -1,7 +1,7 @@
 //! `y[t] = W x[t]` with W (rows x cols) as stored: GGUF Q4_1 or Q8_0 blocks, or f32. One op,
 //! one kernel per weight format (`matvec_q4_1.wgsl`, `matvec_q8_0.wgsl`, `matvec_f32.wgsl`),
 //! chosen by an explicit match; all take the same parameters and dispatch (a workgroup per
-//! output row and activation row).
+//! sixteen output rows and one activation row, four threads a row).
 
 use crate::{Error, Gpu, Result};
 
@@ -15,6 +15,14 @@ pub enum Format {
     Q8_0,
 }
 
+/// Whether the product replaces `y` or is added to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    Set,
+    /// `y += W x`: the residual add fused into the product.
+    Add,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn matvec(
     gpu: &Gpu,
@@ -25,6 +33,7 @@ pub fn matvec(
     rows: usize,
     cols: usize,
     n_tok: usize,
+    out: Out,
 ) -> Result<()> {
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let blocks = format == Format::F32 || cols.is_multiple_of(32);
@@ -37,8 +46,8 @@ pub fn matvec(
         Format::Q4_1 => &pl.matvec_q4_1,
         Format::Q8_0 => &pl.matvec_q8_0,
     };
-    let p = gpu.uniform(&[rows as u32, cols as u32, n_tok as u32, 0]);
-    gpu.dispatch(pipeline, &[&p, w, x, y], (rows as u32, n_tok as u32, 1));
+    let p = gpu.uniform(&[rows as u32, cols as u32, n_tok as u32, (out == Out::Add) as u32]);
+    gpu.dispatch(pipeline, &[&p, w, x, y], (rows.div_ceil(16) as u32, n_tok as u32, 1));
     Ok(())
 }
 
@@ -116,15 +125,22 @@ mod tests {
                 let wb = gpu.upload("w", &wq).unwrap();
                 let xb = gpu.upload_f32("x", &x).unwrap();
                 let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
-                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok).unwrap();
+                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Set).unwrap();
                 let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
                 let what = format!("{format:?} matvec {rows}x{cols} x{n_tok} on {}", gpu.name());
                 check(&what, &got, &want, 1e-4);
+                // Accumulating into a residual.
+                let base = random(&mut r, n_tok * rows, 3.0);
+                let yb = gpu.upload_f32("y", &base).unwrap();
+                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Add).unwrap();
+                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
+                let want: Vec<f64> = want.iter().zip(&base).map(|(w, b)| w + *b as f64).collect();
+                check(&format!("{what}, accumulated"), &got, &want, 1e-4);
             }
         }
         let wb = gpu.upload("w", &[0u8; 68]).unwrap();
         let xb = gpu.upload_f32("x", &[0.0; 33]).unwrap();
-        let e = matvec(&gpu, Format::Q8_0, &wb, &xb, &xb, 1, 33, 1);
+        let e = matvec(&gpu, Format::Q8_0, &wb, &xb, &xb, 1, 33, 1, Out::Set);
         assert!(e.is_err(), "cols not a multiple of 32");
     }
 }

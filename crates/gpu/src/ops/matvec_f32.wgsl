@@ -1,5 +1,6 @@
 // y[t, r] = sum_c W[r, c] x[t, c] with W in f32 (row-major [rows, cols]).
-struct Params { rows: u32, cols: u32, n_tok: u32, pad: u32 }
+// acc = 1: y += W x (the residual add fused into the product).
+struct Params { rows: u32, cols: u32, n_tok: u32, acc: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -8,23 +9,30 @@ var<workgroup> part: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let r = wg.x;
+    // Sixteen rows a workgroup, four threads a row.
+    let r = wg.x * 16u + lid.x / 4u;
+    let lane = lid.x % 4u;
     let t = wg.y;
     var s = 0.0;
     if (r < p.rows) {
-        for (var c = lid.x; c < p.cols; c += 64u) {
+        for (var c = lane; c < p.cols; c += 4u) {
             s += w[r * p.cols + c] * x[t * p.cols + c];
         }
     }
     part[lid.x] = s;
     workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if (lid.x < k) {
+    for (var k = 2u; k > 0u; k >>= 1u) {
+        if (lane < k) {
             part[lid.x] += part[lid.x + k];
         }
         workgroupBarrier();
     }
-    if (lid.x == 0u && r < p.rows) {
-        y[t * p.rows + r] = part[0];
+    if (lane == 0u && r < p.rows) {
+        let i = t * p.rows + r;
+        if (p.acc == 1u) {
+            y[i] += part[lid.x];
+        } else {
+            y[i] = part[lid.x];
+        }
     }
 }

@@ -1,8 +1,10 @@
 // y[t, r] = sum_c W[r, c] x[t, c] with W in GGUF Q4_1 blocks read as stored: 32 weights a block,
 // 20 bytes = 5 words: f16 scale d and f16 minimum m (word 0, unpacked without shader-f16), then
 // 16 bytes of nibbles, byte j holding weight j (low) and weight j + 16 (high); w = d q + m.
-// One workgroup per output row (x) and activation row (y); threads stride over the blocks.
-struct Params { rows: u32, cols: u32, n_tok: u32, pad: u32 }
+// Sixteen output rows a workgroup (x), one activation row (y); a row's 4 threads stride over
+// its blocks.
+// acc = 1: y += W x (the residual add fused into the product).
+struct Params { rows: u32, cols: u32, n_tok: u32, acc: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -11,12 +13,14 @@ var<workgroup> part: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let r = wg.x;
+    // Sixteen rows a workgroup, four threads a row.
+    let r = wg.x * 16u + lid.x / 4u;
+    let lane = lid.x % 4u;
     let t = wg.y;
     let nb = p.cols / 32u;
     var s = 0.0;
     if (r < p.rows) {
-        for (var b = lid.x; b < nb; b += 64u) {
+        for (var b = lane; b < nb; b += 4u) {
             let o = (r * nb + b) * 5u;
             let dm = unpack2x16float(w[o]);
             let xb = t * p.cols + b * 32u;
@@ -38,13 +42,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     part[lid.x] = s;
     workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if (lid.x < k) {
+    for (var k = 2u; k > 0u; k >>= 1u) {
+        if (lane < k) {
             part[lid.x] += part[lid.x + k];
         }
         workgroupBarrier();
     }
-    if (lid.x == 0u && r < p.rows) {
-        y[t * p.rows + r] = part[0];
+    if (lane == 0u && r < p.rows) {
+        let i = t * p.rows + r;
+        if (p.acc == 1u) {
+            y[i] += part[lid.x];
+        } else {
+            y[i] = part[lid.x];
+        }
     }
 }

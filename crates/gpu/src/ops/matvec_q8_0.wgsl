@@ -1,7 +1,8 @@
 // y[t, r] = sum_c W[r, c] x[t, c] with W in GGUF Q8_0 blocks read as stored: 32 weights a block,
 // 34 bytes: f16 scale d, then 32 signed bytes; w = d q. Blocks are not word aligned: bytes are
 // picked out of the u32 words (the f16 scale never straddles a word: 34 b is even).
-struct Params { rows: u32, cols: u32, n_tok: u32, pad: u32 }
+// acc = 1: y += W x (the residual add fused into the product).
+struct Params { rows: u32, cols: u32, n_tok: u32, acc: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -14,12 +15,14 @@ fn byte_at(o: u32) -> u32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let r = wg.x;
+    // Sixteen rows a workgroup, four threads a row.
+    let r = wg.x * 16u + lid.x / 4u;
+    let lane = lid.x % 4u;
     let t = wg.y;
     let nb = p.cols / 32u;
     var s = 0.0;
     if (r < p.rows) {
-        for (var b = lid.x; b < nb; b += 64u) {
+        for (var b = lane; b < nb; b += 4u) {
             let o = (r * nb + b) * 34u;
             let pair = unpack2x16float(w[o >> 2u]);
             var d = pair.x;
@@ -37,13 +40,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     part[lid.x] = s;
     workgroupBarrier();
-    for (var k = 32u; k > 0u; k >>= 1u) {
-        if (lid.x < k) {
+    for (var k = 2u; k > 0u; k >>= 1u) {
+        if (lane < k) {
             part[lid.x] += part[lid.x + k];
         }
         workgroupBarrier();
     }
-    if (lid.x == 0u && r < p.rows) {
-        y[t * p.rows + r] = part[0];
+    if (lane == 0u && r < p.rows) {
+        let i = t * p.rows + r;
+        if (p.acc == 1u) {
+            y[i] += part[lid.x];
+        } else {
+            y[i] = part[lid.x];
+        }
     }
 }

@@ -3,12 +3,14 @@
 pub mod add;
 pub mod argmax;
 pub mod attention;
+pub mod edit;
 pub mod matvec;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
 
 use crate::{Error, Gpu, Result};
+use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
 /// Every op's compute pipeline, built once per device.
@@ -22,6 +24,7 @@ pub struct Pipelines {
     pub attention: wgpu::ComputePipeline,
     pub add: wgpu::ComputePipeline,
     pub matvec_f32: wgpu::ComputePipeline,
+    pub edit: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -58,6 +61,7 @@ impl Pipelines {
             attention: pipeline(device, "attention", include_str!("attention.wgsl")),
             add: pipeline(device, "add", include_str!("add.wgsl")),
             matvec_f32: pipeline(device, "matvec_f32", include_str!("matvec_f32.wgsl")),
+            edit: pipeline(device, "edit", include_str!("edit.wgsl")),
         }
     }
 }
@@ -66,9 +70,67 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);
 
+/// Past this many cached bind groups (or uniforms, or edit vectors) a cache starts over:
+/// bounded memory when shapes keep changing (prompts of many lengths).
+const CACHE_MAX: usize = 4096;
+
+/// Recording state shared by a device's users: the command encoder being filled (a whole
+/// forward pass goes into one command buffer, submitted when something is read back), the
+/// caches that make a decoded token allocate nothing once warm (bind groups, uniforms,
+/// activation buffers by size class, edit vectors, the staging buffer), and counters.
+#[derive(Default)]
+pub(crate) struct Exec {
+    encoder: Option<wgpu::CommandEncoder>,
+    binds: HashMap<(usize, Vec<wgpu::Buffer>), wgpu::BindGroup>,
+    uniforms: HashMap<Vec<u32>, wgpu::Buffer>,
+    vectors: HashMap<Vec<u32>, wgpu::Buffer>,
+    pool: HashMap<u64, Vec<wgpu::Buffer>>,
+    staging: Option<wgpu::Buffer>,
+    pub(crate) stats: Stats,
+}
+
+/// What the device was asked to do since it was created.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// Command buffers submitted.
+    pub submits: u64,
+    /// Buffers created (weights, caches, activations before the pool is warm).
+    pub buffers: u64,
+    /// Bind groups created (cache misses).
+    pub bind_groups: u64,
+}
+
+fn bounded<K, V>(m: &mut HashMap<K, V>) -> &mut HashMap<K, V> {
+    if m.len() >= CACHE_MAX {
+        m.clear();
+    }
+    m
+}
+
 impl Gpu {
     pub(crate) fn pipelines(&self) -> &Pipelines {
         &self.pipelines
+    }
+
+    fn exec(&self) -> std::sync::MutexGuard<'_, Exec> {
+        self.exec.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counters since the device was created.
+    pub fn stats(&self) -> Stats {
+        self.exec().stats
+    }
+
+    fn create(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.exec().stats.buffers += 1;
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
     }
 
     /// A storage buffer holding `bytes` (checked against the binding limit), padded with
@@ -82,6 +144,7 @@ impl Gpu {
             padded = [bytes, &[0u8; 3][..4 - bytes.len() % 4]].concat();
             &padded[..]
         };
+        self.exec().stats.buffers += 1;
         Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytes,
@@ -101,94 +164,221 @@ impl Gpu {
     /// A zeroed storage buffer of `n` f32.
     pub fn zeros(&self, label: &str, n: usize) -> Result<wgpu::Buffer> {
         self.check_size((n * 4) as u64)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: (n.max(1) * 4) as u64,
-            usage: STORAGE,
-            mapped_at_creation: false,
-        }))
+        Ok(self.create(label, (n.max(1) * 4) as u64, STORAGE))
     }
 
-    /// Copy `n_bytes` from `src` at `from` to `dst` at `to`.
+    /// A scratch storage buffer for at least `n` f32 from the pool (contents undefined);
+    /// hand it back with [`Gpu::release`]. Sizes go by powers of two so a few classes serve
+    /// every shape.
+    pub fn scratch(&self, n: usize) -> Result<wgpu::Buffer> {
+        let want = (n.max(1) * 4) as u64;
+        self.check_size(want)?;
+        let class = want.next_power_of_two().max(256);
+        let size = if class > self.limits.max_storage_buffer_binding_size { want } else { class };
+        if let Some(b) = self.exec().pool.get_mut(&size).and_then(|v| v.pop()) {
+            return Ok(b);
+        }
+        Ok(self.create("scratch", size, STORAGE))
+    }
+
+    /// Return a scratch buffer to the pool. Commands already recorded that use it run
+    /// before any later use (one queue, in order).
+    pub fn release(&self, buf: wgpu::Buffer) {
+        let mut e = self.exec();
+        let list = e.pool.entry(buf.size()).or_default();
+        if list.len() < 64 {
+            list.push(buf);
+        }
+    }
+
+    /// Write host data into a buffer, after everything recorded so far (which is submitted
+    /// first: a queue write would otherwise overtake it).
+    pub fn write(&self, buf: &wgpu::Buffer, bytes: &[u8]) {
+        self.flush();
+        self.queue.write_buffer(buf, 0, bytes);
+    }
+
+    /// A buffer for a vector that stays the same across calls (an edit's direction), uploaded
+    /// once and found again by content.
+    pub(crate) fn constant(&self, v: &[f32]) -> Result<wgpu::Buffer> {
+        let key: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+        if let Some(b) = self.exec().vectors.get(&key) {
+            return Ok(b.clone());
+        }
+        let b = self.upload_f32("constant", v)?;
+        bounded(&mut self.exec().vectors).insert(key, b.clone());
+        Ok(b)
+    }
+
+    fn with_encoder(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut e = self.exec();
+        let enc = e
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
+        f(enc);
+    }
+
+    /// Submit what has been recorded.
+    pub fn flush(&self) {
+        let enc = {
+            let mut e = self.exec();
+            let enc = e.encoder.take();
+            if enc.is_some() {
+                e.stats.submits += 1;
+            }
+            enc
+        };
+        if let Some(enc) = enc {
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Copy `n_bytes` from `src` at `from` to `dst` at `to` (recorded in order).
     pub fn copy(&self, src: &wgpu::Buffer, from: u64, dst: &wgpu::Buffer, to: u64, n_bytes: u64) {
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(src, from, dst, to, n_bytes);
-        self.queue.submit([enc.finish()]);
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src, from, dst, to, n_bytes));
     }
 
+    /// Uniform parameters, one buffer per distinct value (kept and reused).
     pub(crate) fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        if let Some(b) = self.exec().uniforms.get(words) {
+            return b.clone();
+        }
+        let b = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: bytemuck::cast_slice(words),
             usage: wgpu::BufferUsages::UNIFORM,
-        })
+        });
+        let mut e = self.exec();
+        e.stats.buffers += 1;
+        bounded(&mut e.uniforms).insert(words.to_vec(), b.clone());
+        b
     }
 
-    /// Run one compute pass of `pipeline` over `groups` with `buffers` bound in order.
+    /// Record one compute pass of `pipeline` over `groups` with `buffers` bound in order
+    /// (the bind group is made once per pipeline and buffers, then reused).
     pub(crate) fn dispatch(
         &self,
         pipeline: &wgpu::ComputePipeline,
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32, u32),
     ) {
-        let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
+        let key = (pipeline as *const _ as usize, buffers.iter().map(|b| (*b).clone()).collect());
+        let cached = self.exec().binds.get(&key).cloned();
+        let bind = cached.unwrap_or_else(|| {
+            let layout = pipeline.get_bind_group_layout(0);
+            let entries: Vec<wgpu::BindGroupEntry> = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &layout,
+                entries: &entries,
+            });
+            let mut e = self.exec();
+            e.stats.bind_groups += 1;
+            bounded(&mut e.binds).insert(key, bind.clone());
+            bind
         });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        {
+        self.with_encoder(|enc| {
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        }
-        self.queue.submit([enc.finish()]);
+        });
+        self.exec().stats.dispatches += 1;
     }
 
-    /// Copy `n` f32 back to the host (blocking; natively).
+    /// Copy `n` f32 back to the host (blocking; native only).
     pub fn read_f32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
         Ok(bytemuck::cast_slice::<u8, f32>(&self.read_bytes(buf, n * 4)?).to_vec())
     }
 
-    /// Copy `n` u32 back to the host (blocking; natively).
+    /// Copy `n` u32 back to the host (blocking; native only).
     pub fn read_u32(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
         Ok(bytemuck::cast_slice::<u8, u32>(&self.read_bytes(buf, n * 4)?).to_vec())
     }
 
+    /// Copy `n` f32 back to the host without blocking (the browser's way; works natively too).
+    pub async fn read_f32_async(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes_async(buf, n * 4).await?;
+        Ok(bytemuck::cast_slice::<u8, f32>(&bytes).to_vec())
+    }
+
+    /// Copy `n` u32 back to the host without blocking.
+    pub async fn read_u32_async(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u32>> {
+        let bytes = self.read_bytes_async(buf, n * 4).await?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
+    }
+
+    /// Record the copy into the staging buffer, submit everything, ask for the mapping.
+    fn start_read(
+        &self,
+        buf: &wgpu::Buffer,
+        n_bytes: usize,
+    ) -> (wgpu::Buffer, futures_channel::oneshot::Receiver<Result<()>>) {
+        let size = (n_bytes.max(4) as u64).next_multiple_of(4);
+        let have = self.exec().staging.take().filter(|s| s.size() >= size);
+        let staging = have.unwrap_or_else(|| {
+            self.create(
+                "read-back",
+                size.next_power_of_two(),
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+        });
+        self.copy(buf, 0, &staging, 0, size);
+        self.flush();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
+            let _ = tx.send(r.map_err(|e| Error::Gpu(e.to_string())));
+        });
+        (staging, rx)
+    }
+
+    fn finish_read(&self, staging: wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
+        let out = {
+            let view = staging
+                .get_mapped_range(..(n_bytes.max(4) as u64).next_multiple_of(4))
+                .map_err(|e| Error::Gpu(format!("{e:?}")))?;
+            view[..n_bytes].to_vec()
+        };
+        staging.unmap();
+        self.exec().staging = Some(staging);
+        Ok(out)
+    }
+
     fn read_bytes(&self, buf: &wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
-        let size = n_bytes as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read-back"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
+        if cfg!(target_arch = "wasm32") {
+            return Err(Error::Gpu(
+                "a blocking read-back was asked for in the browser (a bug: use the async path)"
+                    .into(),
+            ));
+        }
+        let (staging, mut rx) = self.start_read(buf, n_bytes);
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(e.to_string()))?;
-        rx.recv().map_err(|e| Error::Gpu(e.to_string()))?.map_err(|e| Error::Gpu(e.to_string()))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("{e:?}")))?;
-        let out = view.to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(out)
+        match rx.try_recv() {
+            Ok(Some(r)) => r?,
+            _ => return Err(Error::Gpu("the read-back did not complete".into())),
+        }
+        self.finish_read(staging, n_bytes)
+    }
+
+    async fn read_bytes_async(&self, buf: &wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
+        let (staging, rx) = self.start_read(buf, n_bytes);
+        if !cfg!(target_arch = "wasm32") {
+            // Natively the callback only runs when the device is polled.
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+        }
+        rx.await.map_err(|_| Error::Gpu("the device was lost during a read-back".into()))??;
+        self.finish_read(staging, n_bytes)
     }
 }
 
