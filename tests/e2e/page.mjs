@@ -1,7 +1,8 @@
 // End-to-end test of the built page in headless Chromium (playwright-core, Debian's chromium).
 // Serves DIST on a free loopback port, then: the model loads; a greedy generation of N tokens
 // streams and finishes; Stop stops a long one; an empty prompt is refused with a message;
-// a corrupt model file shows an error. Prints one JSON line with what it saw.
+// a corrupt model file shows an error; in a browser without WebGPU the page falls back to the
+// CPU and generates the same tokens. Prints one JSON line with what it saw.
 // Usage: node page.mjs DIST PROMPT N SCREENSHOT_DIR
 import fs from 'node:fs';
 import path from 'node:path';
@@ -75,6 +76,23 @@ try {
   await crashed.goto(base + 'broken/index.html');
   await crashed.waitForSelector('[data-testid=model-status][data-state=error]', { timeout: 60000 });
   out.worker_crash = await crashed.getByTestId('model-status').innerText();
+
+  // Without WebGPU (no --enable-unsafe-webgpu): the page says it runs on the CPU, and why,
+  // and generates the same greedy tokens.
+  const plain = await launch({ webgpu: false });
+  try {
+    const cpu = await plain.newPage();
+    await cpu.goto(base);
+    await cpu.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
+    out.fallback_backend = await cpu.getByTestId('backend-name').innerText();
+    await cpu.getByTestId('prompt-input').fill(prompt);
+    await cpu.getByTestId('max-tokens').fill(String(n));
+    await cpu.getByTestId('generate').click();
+    await cpu.waitForSelector('[data-testid=baseline-output][data-state=done]', { timeout: 300000 });
+    out.fallback_ids = (await cpu.getByTestId('baseline-output').getAttribute('data-ids')).split(',').filter(Boolean).map(Number);
+  } finally {
+    await plain.close();
+  }
   out.ok = true;
 } catch (e) {
   out.ok = false;

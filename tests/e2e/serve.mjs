@@ -26,12 +26,14 @@ export async function serve(dir, extra = () => null) {
   return { server, base: `http://127.0.0.1:${server.address().port}/` };
 }
 
-export function launch() {
+/// `webgpu: false` leaves out --enable-unsafe-webgpu: requestAdapter() then finds no adapter
+/// (Chromium blocklists CPU adapters), as on a machine without WebGPU.
+export function launch({ webgpu = true } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    // --enable-unsafe-webgpu exposes Chromium's software WebGPU adapter (used from issue 4 on);
+    // --enable-unsafe-webgpu exposes Chromium's software WebGPU adapter (SwiftShader);
     // the rest keep Chromium from reaching for the network this machine does not have.
-    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync'],
+    args: ['--no-sandbox', ...(webgpu ? ['--enable-unsafe-webgpu'] : []), '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 }

@@ -1,6 +1,8 @@
 //! End-to-end: the page built by Trunk (dist/), driven in Debian's headless Chromium by
-//! tests/e2e/page.mjs (playwright-core). The page's greedy 16 tokens must equal what
-//! `tiller generate` produces (the same engine call, in-process here) for the same prompt.
+//! tests/e2e/page.mjs (playwright-core). The page's greedy 16 tokens, generated on WebGPU
+//! (Chromium's SwiftShader adapter), must equal what `tiller generate` produces on the CPU
+//! (the same engine call, in-process here) for the same prompt; without WebGPU the page falls
+//! back to the CPU and produces them too.
 //! Missing prerequisites fail loudly with what to run; `./dev test` provides them all.
 
 use std::process::Command;
@@ -58,6 +60,16 @@ fn page_loads_generates_stops_and_reports_errors() {
     println!("page {:?}\ncli  {:?}", page_ids, cli);
     assert_eq!(page_ids.len(), N, "the page produced {} tokens", page_ids.len());
     assert_eq!(page_ids, cli, "page and CLI greedy tokens differ");
+    // Chromium with --enable-unsafe-webgpu: generation ran on WebGPU (SwiftShader).
+    let backend = v["backend"].as_str().unwrap_or_default();
+    assert!(backend.starts_with("webgpu"), "the page did not pick WebGPU: {backend:?}");
+    // Without the flag there is no adapter: the CPU, with the reason, the same tokens.
+    let fb = v["fallback_backend"].as_str().unwrap_or_default();
+    println!("without WebGPU: {fb}");
+    assert!(fb.starts_with("cpu") && fb.contains("WebGPU is not available"), "{fb:?}");
+    let fb_ids: Vec<u32> =
+        v["fallback_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    assert_eq!(fb_ids, cli, "the CPU fallback's greedy tokens differ");
     assert_eq!(v["text"].as_str().unwrap(), m.tokenizer.decode(&cli).unwrap());
 
     let stopped = v["stopped_after"].as_u64().unwrap();

@@ -94,7 +94,10 @@ impl Backend for Gpu {
     type KvCache = GpuKv;
 
     fn name(&self) -> String {
-        format!("gpu: {}", Gpu::name(self))
+        match self.info.backend {
+            wgpu::Backend::BrowserWebGpu => format!("webgpu: {}", Gpu::name(self)),
+            _ => format!("gpu: {}", Gpu::name(self)),
+        }
     }
 
     fn matrix(&self, t: &TensorInfo, data: &[u8], precision: Precision) -> Result<GpuMatrix> {

@@ -75,8 +75,22 @@ impl Gpu {
         Ok(Self::new(device, queue, info))
     }
 
+    /// The adapter and API ("llvmpipe (Vulkan)"; in the browser "WebGPU (...)", whose adapter
+    /// details the browser may hide).
     pub fn name(&self) -> String {
-        format!("{} ({:?})", self.info.name, self.info.backend)
+        let i = &self.info;
+        if i.backend == wgpu::Backend::BrowserWebGpu {
+            let what: Vec<&str> = [i.name.as_str(), i.driver.as_str(), i.driver_info.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect();
+            match what.is_empty() {
+                true => "WebGPU".into(),
+                false => format!("WebGPU ({})", what.join(", ")),
+            }
+        } else {
+            format!("{} ({:?})", i.name, i.backend)
+        }
     }
 
     /// Refuse a buffer larger than one storage binding can see.

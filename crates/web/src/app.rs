@@ -23,13 +23,17 @@ fn mb(x: f64) -> String {
 }
 
 /// The model to open: `?model=URL` on the page's address, else the default model.
-fn model_url() -> String {
+/// A parameter of the page's query string (`?model=URL`, `?backend=cpu`).
+fn query(key: &str) -> Option<String> {
     web_sys::window()
         .and_then(|w| w.location().search().ok())
         .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
-        .and_then(|p| p.get("model"))
+        .and_then(|p| p.get(key))
         .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_MODEL_URL.to_string())
+}
+
+fn model_url() -> String {
+    query("model").unwrap_or_else(|| DEFAULT_MODEL_URL.to_string())
 }
 
 fn storage() -> Option<web_sys::Storage> {
@@ -54,7 +58,18 @@ fn on_message(st: AppState, msg: FromWorker) {
         FromWorker::Started => {
             let url = model_url();
             st.model_id.set(url.clone());
+            st.send(&ToWorker::Backend { webgpu: query("backend").as_deref() != Some("cpu") });
             st.send(&ToWorker::Load { url });
+        }
+        FromWorker::Fallback { backend, reason } => {
+            st.status.update(|s| s.backend = format!("{backend}; WebGPU off: {reason}"));
+            st.notice.set(Some(format!("Generation moved to the CPU: {reason}")));
+            for out in [st.baseline, st.steered] {
+                out.update(|o| {
+                    o.ids.clear();
+                    o.text.clear();
+                });
+            }
         }
         FromWorker::Progress { stage, done, total, cached } => st.status.update(|s| {
             s.state = Some(LoadState::Loading);
@@ -74,7 +89,16 @@ fn on_message(st: AppState, msg: FromWorker) {
             s.message = msg;
             s.fraction = frac;
         }),
-        FromWorker::Ready { model, backend, n_layer, d_model, load_ms, sha256, memory_bytes } => {
+        FromWorker::Ready {
+            model,
+            backend,
+            fallback,
+            n_layer,
+            d_model,
+            load_ms,
+            sha256,
+            memory_bytes,
+        } => {
             st.status.set(ModelStatus {
                 state: Some(LoadState::Ready),
                 message: format!(
@@ -82,7 +106,10 @@ fn on_message(st: AppState, msg: FromWorker) {
                     load_ms / 1000.0
                 ),
                 fraction: Some(1.0),
-                backend: format!("{backend}; no WebGPU backend yet"),
+                backend: match fallback {
+                    Some(why) => format!("{backend}; {why}"),
+                    None => format!("{backend}; concepts on the CPU"),
+                },
                 memory: format!("{} of weights", mb(memory_bytes)),
                 sha256,
             });

@@ -15,6 +15,9 @@ pub const WORKER_URL: &str = "./tiller-worker_loader.js";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
+    /// Which backend generation may use: WebGPU when `webgpu` and the browser offers an
+    /// adapter (else the CPU, and `Ready` says why). Sent before the first `Load`.
+    Backend { webgpu: bool },
     /// Download (with progress, through the Cache API) and load a GGUF.
     Load { url: String },
     /// Load a GGUF the visitor dropped or picked.
@@ -103,7 +106,11 @@ pub enum FromWorker {
     },
     Ready {
         model: String,
+        /// Where generation runs (the CPU backend's name, or the WebGPU adapter's).
         backend: String,
+        /// Why generation is on the CPU when WebGPU was wanted (no adapter, device lost...).
+        #[serde(default)]
+        fallback: Option<String>,
         n_layer: usize,
         d_model: usize,
         load_ms: f64,
@@ -112,6 +119,8 @@ pub enum FromWorker {
         /// Bytes the weights take in memory.
         memory_bytes: f64,
     },
+    /// Generation moved from WebGPU to the CPU (the device failed or was lost).
+    Fallback { backend: String, reason: String },
     /// A long task moved on: `stage` says what it is doing.
     Working {
         task: Task,

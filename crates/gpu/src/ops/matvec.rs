@@ -1,4 +1,5 @@
-//! `y[t] = W x[t]` with W (rows x cols) as stored: GGUF Q4_1 or Q8_0 blocks, or f32. One op,
+//! `y[t] = W x[t]` with W (rows x cols) as stored: GGUF Q4_1 or Q8_0 blocks, or f32. One op
+//! (with a tiled prefill kernel for Q4_1, `matmul_q4_1.wgsl`, picked by the same match),
 //! one kernel per weight format (`matvec_q4_1.wgsl`, `matvec_q8_0.wgsl`, `matvec_f32.wgsl`),
 //! chosen by an explicit match; all take the same parameters and dispatch (a workgroup per
 //! sixteen output rows and one activation row, four threads a row).
@@ -41,13 +42,18 @@ pub fn matvec(
         return Err(Error::Shape(format!("{format:?} matvec of {rows}x{cols} by {n_tok} rows")));
     }
     let pl = gpu.pipelines();
-    let pipeline = match format {
-        Format::F32 => &pl.matvec_f32,
-        Format::Q4_1 => &pl.matvec_q4_1,
-        Format::Q8_0 => &pl.matvec_q8_0,
+    // Decode (one row) reads each weight once anyway; a prefill of Q4_1 weights takes the
+    // tiled kernel, which reads each weight block once per 8 rows. (Q8_0 and f32 matrices
+    // are the head and the embedding in the default model: matrix-vector for every shape.)
+    let (pipeline, tile) = match (format, n_tok) {
+        (Format::Q4_1, 1) => (&pl.matvec_q4_1, 1),
+        (Format::Q4_1, _) => (&pl.matmul_q4_1, 8),
+        (Format::Q8_0, _) => (&pl.matvec_q8_0, 1),
+        (Format::F32, _) => (&pl.matvec_f32, 1),
     };
     let p = gpu.uniform(&[rows as u32, cols as u32, n_tok as u32, (out == Out::Add) as u32]);
-    gpu.dispatch(pipeline, &[&p, w, x, y], (rows.div_ceil(16) as u32, n_tok as u32, 1));
+    let groups = (rows.div_ceil(16) as u32, n_tok.div_ceil(tile) as u32, 1);
+    gpu.dispatch(pipeline, &[&p, w, x, y], groups);
     Ok(())
 }
 
@@ -96,6 +102,8 @@ mod tests {
             (576usize, 576usize, 1usize),
             (1536, 576, 1),
             (576, 1536, 3),
+            (576, 576, 17),
+            (1536, 576, 8),
             (101, 64, 2),
             (3, 96, 1),
         ];

@@ -25,6 +25,7 @@ pub struct Pipelines {
     pub add: wgpu::ComputePipeline,
     pub matvec_f32: wgpu::ComputePipeline,
     pub edit: wgpu::ComputePipeline,
+    pub matmul_q4_1: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -62,6 +63,7 @@ impl Pipelines {
             add: pipeline(device, "add", include_str!("add.wgsl")),
             matvec_f32: pipeline(device, "matvec_f32", include_str!("matvec_f32.wgsl")),
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
+            matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
         }
     }
 }

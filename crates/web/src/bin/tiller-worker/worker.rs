@@ -6,6 +6,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use tiller_engine::{Capture, Cpu, Generator, LogitsFor, Model, Precision, Sampler};
+use tiller_gpu::backend::GpuAct;
+use tiller_gpu::Gpu;
 use tiller_model::tokenizer::StreamDecoder;
 use tiller_steer::concept::Concept;
 use tiller_steer::lineas::LineasParams;
@@ -16,9 +18,23 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+/// The WebGPU device: asked for once, on the first load that wants it.
+#[derive(Default)]
+enum Device {
+    #[default]
+    Untried,
+    Ready(Gpu),
+    /// Why there is none (no adapter, the page asked for the CPU, the device was lost).
+    Off(String),
+}
+
 #[derive(Default)]
 struct State {
+    /// The model on the CPU: concept work, reading, sweeps, and generation without WebGPU.
     model: Option<Rc<Model<Cpu>>>,
+    /// The same model on the WebGPU device: generation (forward, steering, argmax) runs there.
+    gpu_model: Option<Rc<Model<Gpu>>>,
+    device: Device,
     /// Prepared concepts by their JSON (a changed example is a different concept).
     prepared: HashMap<String, Rc<Prepared>>,
     queue: std::collections::VecDeque<ToWorker>,
@@ -122,12 +138,24 @@ fn task_of(m: &ToWorker) -> Task {
         ToWorker::Read { .. } => Task::Read,
         ToWorker::Sweep { .. } => Task::Sweep,
         ToWorker::Export { .. } => Task::Export,
-        ToWorker::Load { .. } | ToWorker::LoadBytes { .. } | ToWorker::Stop => Task::Load,
+        ToWorker::Load { .. }
+        | ToWorker::LoadBytes { .. }
+        | ToWorker::Backend { .. }
+        | ToWorker::Stop => Task::Load,
     }
 }
 
 async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
     match msg {
+        ToWorker::Backend { webgpu } => {
+            let mut s = state.borrow_mut();
+            if !webgpu {
+                s.device = Device::Off("the page asked for the CPU (?backend=cpu)".into());
+            } else if matches!(s.device, Device::Off(_)) {
+                s.device = Device::Untried;
+            }
+            Ok(())
+        }
         ToWorker::Load { url } => load_url(state, &url).await,
         ToWorker::LoadBytes { name, bytes } => load(state, &name, bytes, now()).await.map(|_| ()),
         ToWorker::Analyze { concept } => analyze(state, concept).await,
@@ -226,10 +254,31 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
         })
     })
     .map_err(|e| format!("cannot load {name}: {e}"))?;
+    let gpu_model = match device(state).await {
+        Ok(gpu) => {
+            post(&FromWorker::Progress {
+                stage: Stage::Parsing,
+                done: 0.0,
+                total: None,
+                cached: false,
+            });
+            yield_now().await;
+            match Model::load(&bytes, gpu, Precision::Fast) {
+                Ok(m) => Ok(Rc::new(m)),
+                Err(e) => Err(format!("the model does not fit this WebGPU device: {e}")),
+            }
+        }
+        Err(why) => Err(why),
+    };
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
+    let (backend, fallback) = match &gpu_model {
+        Ok(g) => (tiller_engine::Backend::name(&g.backend), None),
+        Err(why) => (tiller_engine::Backend::name(&model.backend), Some(why.clone())),
+    };
     post(&FromWorker::Ready {
         model: short,
-        backend: tiller_engine::Backend::name(&model.backend),
+        backend,
+        fallback,
         n_layer: model.config.n_layer,
         d_model: model.config.d_model,
         load_ms: now() - t0,
@@ -238,8 +287,65 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
     });
     let mut s = state.borrow_mut();
     s.model = Some(Rc::new(model));
+    s.gpu_model = gpu_model.ok();
     s.prepared.clear();
     Ok(bytes)
+}
+
+/// The WebGPU device, asked for once (its absence is remembered with the reason).
+async fn device(state: &Shared) -> Result<Gpu, String> {
+    let tried = match &state.borrow().device {
+        Device::Ready(g) => Some(Ok(g.clone())),
+        Device::Off(why) => Some(Err(why.clone())),
+        Device::Untried => None,
+    };
+    if let Some(r) = tried {
+        return r;
+    }
+    let r = Gpu::request().await.map_err(|e| format!("WebGPU is not available here ({e})"));
+    let mut s = state.borrow_mut();
+    s.device = match &r {
+        Ok(g) => {
+            watch(g);
+            Device::Ready(g.clone())
+        }
+        Err(why) => Device::Off(why.clone()),
+    };
+    r
+}
+
+/// What went wrong with the WebGPU device, set by its callbacks (which must be Send).
+static GPU_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// A validation error or a lost device is recorded; the next GPU step sees it and generation
+/// moves to the CPU model (kept loaded).
+fn watch(g: &Gpu) {
+    let fail = |why: String| {
+        web_sys::console::warn_1(&format!("tiller: {why}").into());
+        if let Ok(mut f) = GPU_FAILURE.lock() {
+            f.get_or_insert(why);
+        }
+    };
+    g.device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+        fail(format!("the WebGPU device reported an error: {e}"))
+    }));
+    g.device.set_device_lost_callback(move |_, msg| {
+        fail(format!("the WebGPU device was lost: {msg}"))
+    });
+}
+
+/// The device's failure, if any: the GPU is then turned off for this page and the page told.
+fn gpu_failed(state: &Shared) -> Option<String> {
+    let why = GPU_FAILURE.lock().ok()?.clone()?;
+    let mut s = state.borrow_mut();
+    if s.gpu_model.take().is_some() || !matches!(s.device, Device::Off(_)) {
+        s.device = Device::Off(why.clone());
+        if let Some(m) = &s.model {
+            let backend = tiller_engine::Backend::name(&m.backend);
+            post(&FromWorker::Fallback { backend, reason: why.clone() });
+        }
+    }
+    Some(why)
 }
 
 fn key(c: &Concept) -> String {
@@ -341,13 +447,62 @@ async fn generate(
     let mut steer = plan::build(&model, &owned, specs, ids.len(), &LineasParams::default())
         .map_err(|e| e.to_string())?;
     post(&FromWorker::Prompt { ids: ids.clone() });
-    let new_gen =
-        |seed_sampler: &tiller_engine::SamplingParams| -> Result<Generator<'_, Cpu>, String> {
-            let s = Sampler::new(*seed_sampler).map_err(|e| e.to_string())?;
-            Generator::new(&model, &ids, max_tokens, s).map_err(|e| e.to_string())
+    let gpu_model = state.borrow().gpu_model.clone();
+    if let Some(gm) = gpu_model.filter(|_| gpu_failed(state).is_none()) {
+        match stream(state, &gm, &ids, max_tokens, sampling, &mut steer).await {
+            // The device failed mid-way: the page was told (Fallback) and clears the text;
+            // the same generation runs again on the CPU.
+            Err(_) if gpu_failed(state).is_some() => {}
+            r => return r,
+        }
+    }
+    stream(state, &model, &ids, max_tokens, sampling, &mut steer).await
+}
+
+/// How a backend turns a generator's logits into the next token in the worker without
+/// blocking: the CPU samples its host logits; WebGPU runs the argmax on the device and reads
+/// back one id (greedy), or reads the logits back asynchronously and samples them.
+trait Pick: tiller_engine::Backend + Sized {
+    async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String>;
+}
+
+impl Pick for Cpu {
+    async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String> {
+        Ok(g.sample(&tiller_engine::Backend::to_host(self, &logits)))
+    }
+}
+
+impl Pick for Gpu {
+    async fn pick(&self, g: &mut Generator<'_, Self>, logits: GpuAct) -> Result<u32, String> {
+        let id = if g.greedy() {
+            self.argmax_async(&logits).await.map_err(|e| e.to_string())?
+        } else {
+            let l = self.read_act_async(&logits).await.map_err(|e| e.to_string())?;
+            g.sample(&l)
         };
-    struct Run<'m> {
-        g: Generator<'m, Cpu>,
+        match GPU_FAILURE.lock().ok().and_then(|f| f.clone()) {
+            Some(why) => Err(why),
+            None => Ok(id),
+        }
+    }
+}
+
+/// Baseline and (with steering) steered generation in lockstep on `model`, a token of each
+/// per turn of the event loop, streamed to the page.
+async fn stream<B: Pick>(
+    state: &Shared,
+    model: &Model<B>,
+    ids: &[u32],
+    max_tokens: usize,
+    sampling: tiller_engine::SamplingParams,
+    steer: &mut Option<tiller_steer::intervene::Plan>,
+) -> Result<(), String> {
+    let new_gen = |p: &tiller_engine::SamplingParams| -> Result<Generator<'_, B>, String> {
+        let s = Sampler::new(*p).map_err(|e| e.to_string())?;
+        Generator::new(model, ids, max_tokens, s).map_err(|e| e.to_string())
+    };
+    struct Run<'m, B: tiller_engine::Backend> {
+        g: Generator<'m, B>,
         stream: Stream,
         dec: StreamDecoder,
         live: bool,
@@ -355,43 +510,33 @@ async fn generate(
         first: Option<f64>,
         end: f64,
     }
-    let mut runs = vec![Run {
-        g: new_gen(&sampling)?,
-        stream: Stream::Baseline,
+    let run = |g, stream| Run {
+        g,
+        stream,
         dec: StreamDecoder::default(),
         live: true,
         t0: now(),
         first: None,
         end: 0.0,
-    }];
+    };
+    let mut runs = vec![run(new_gen(&sampling)?, Stream::Baseline)];
     if steer.is_some() {
-        runs.push(Run {
-            g: new_gen(&sampling)?,
-            stream: Stream::Steered,
-            dec: StreamDecoder::default(),
-            live: true,
-            t0: now(),
-            first: None,
-            end: 0.0,
-        });
+        runs.push(run(new_gen(&sampling)?, Stream::Steered));
     }
     loop {
         let mut any = false;
         for r in runs.iter_mut().filter(|r| r.live) {
-            let hooks = match (&mut steer, r.stream) {
+            let hooks = match (&mut *steer, r.stream) {
                 (Some(p), Stream::Steered) => Some(p as &mut dyn tiller_engine::Hooks),
                 _ => None,
             };
-            match r.g.step(hooks).map_err(|e| e.to_string())? {
-                Some(id) => {
+            match r.g.forward(hooks).map_err(|e| e.to_string())? {
+                Some(logits) => {
+                    let id = model.backend.pick(&mut r.g, logits).await?;
+                    r.g.accept(id);
                     r.first.get_or_insert_with(now);
                     let text = r.dec.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
                     post(&FromWorker::Token { stream: r.stream, id, text });
-                    let hooks = match (&mut steer, r.stream) {
-                        (Some(p), Stream::Steered) => Some(p as &mut dyn tiller_engine::Hooks),
-                        _ => None,
-                    };
-                    r.g.advance(hooks).map_err(|e| e.to_string())?;
                     any = true;
                 }
                 None => {
