@@ -87,6 +87,30 @@ pub trait Backend {
     /// Give `f` the activations as a host slice (row-major) and keep what it writes.
     fn with_host(&self, x: &mut Self::Act, f: &mut dyn FnMut(&mut [f32]));
 
+    /// The MLP's input side, `silu(x @ gate.T) * (x @ up.T)` (a backend may fuse it).
+    fn gate_up(&self, x: &Self::Act, gate: &Self::Matrix, up: &Self::Matrix) -> Self::Act {
+        let mut gu = self.matmul(x, &[gate, up]).into_iter();
+        match (gu.next(), gu.next()) {
+            (Some(g), Some(u)) => self.swiglu(&g, &u),
+            _ => unreachable!("matmul returns one output per matrix"),
+        }
+    }
+    /// RoPE on q (`n_head` heads) and k (`n_kv_head` heads) at the same positions (a backend
+    /// may do both at once).
+    #[allow(clippy::too_many_arguments)]
+    fn rope_qk(
+        &self,
+        q: &mut Self::Act,
+        k: &mut Self::Act,
+        n_head: usize,
+        n_kv_head: usize,
+        head_dim: usize,
+        pos0: usize,
+        theta: f32,
+    ) {
+        self.rope(q, n_head, head_dim, pos0, theta);
+        self.rope(k, n_kv_head, head_dim, pos0, theta);
+    }
     /// `into += x @ w.T` (a backend may fuse the residual add into the product).
     fn matmul_add(&self, x: &Self::Act, w: &Self::Matrix, into: &mut Self::Act) {
         if let Some(y) = self.matmul(x, &[w]).pop() {

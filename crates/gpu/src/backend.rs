@@ -6,7 +6,7 @@
 //! need the rows themselves (capture) read them back.
 
 use crate::ops::matvec::{matvec, Format, Out};
-use crate::ops::{add, argmax, attention, edit, rms_norm, rope, swiglu};
+use crate::ops::{add, argmax, attention, edit, mlp, rms_norm, rope, swiglu};
 use crate::Gpu;
 use tiller_engine::backend::{AttnShape, Backend, Precision};
 use tiller_engine::{Edit, Error, Result};
@@ -263,6 +263,46 @@ impl Backend for Gpu {
         let mut h = self.to_host(x);
         f(&mut h);
         self.write(&x.buf, bytemuck::cast_slice(&h));
+    }
+
+    fn gate_up(&self, x: &GpuAct, gate: &GpuMatrix, up: &GpuMatrix) -> GpuAct {
+        let fused = x.rows == 1
+            && (gate.format, up.format) == (Format::Q4_1, Format::Q4_1)
+            && (gate.rows, gate.cols) == (up.rows, up.cols);
+        if fused {
+            let y = self.act(1, gate.rows);
+            let r =
+                mlp::gate_up_q4_1(self, &gate.buf, &up.buf, &x.buf, &y.buf, gate.rows, gate.cols);
+            must(r, "fused MLP");
+            return y;
+        }
+        let mut gu = self.matmul(x, &[gate, up]).into_iter();
+        match (gu.next(), gu.next()) {
+            (Some(g), Some(u)) => self.swiglu(&g, &u),
+            _ => unreachable!("matmul returns one output per matrix"),
+        }
+    }
+
+    fn rope_qk(
+        &self,
+        q: &mut GpuAct,
+        k: &mut GpuAct,
+        n_head: usize,
+        n_kv_head: usize,
+        head_dim: usize,
+        pos0: usize,
+        theta: f32,
+    ) {
+        let r = rope::rope_qk(
+            self,
+            (&q.buf, n_head),
+            Some((&k.buf, n_kv_head)),
+            q.rows,
+            head_dim,
+            pos0,
+            theta,
+        );
+        must(r, "rope");
     }
 
     fn matmul_add(&self, x: &GpuAct, w: &GpuMatrix, into: &mut GpuAct) {

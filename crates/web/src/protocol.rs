@@ -120,7 +120,10 @@ pub enum FromWorker {
         memory_bytes: f64,
     },
     /// Generation moved from WebGPU to the CPU (the device failed or was lost).
-    Fallback { backend: String, reason: String },
+    Fallback {
+        backend: String,
+        reason: String,
+    },
     /// A long task moved on: `stage` says what it is doing.
     Working {
         task: Task,

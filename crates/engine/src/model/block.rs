@@ -24,19 +24,14 @@ pub fn forward<B: Backend>(
     let (Some(mut q), Some(mut k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
         return;
     };
-    be.rope(&mut q, cfg.n_head, cfg.head_dim, pos0, cfg.rope_theta);
-    be.rope(&mut k, cfg.n_kv_head, cfg.head_dim, pos0, cfg.rope_theta);
+    be.rope_qk(&mut q, &mut k, cfg.n_head, cfg.n_kv_head, cfg.head_dim, pos0, cfg.rope_theta);
     let shape =
         AttnShape { n_head: cfg.n_head, n_kv_head: cfg.n_kv_head, head_dim: cfg.head_dim, pos0 };
     let a = be.attention(&q, &k, &v, cache, shape);
     be.matmul_add(&a, &w.wo, x);
     // SwiGLU MLP: fused gate/up projection.
     let h = be.rms_norm(x, &w.ffn_norm, cfg.rms_eps);
-    let mut gu = be.matmul(&h, &[&w.gate, &w.up]).into_iter();
-    let (Some(g), Some(u)) = (gu.next(), gu.next()) else {
-        return;
-    };
-    let mut a = be.swiglu(&g, &u);
+    let mut a = be.gate_up(&h, &w.gate, &w.up);
     if let Some(h) = hooks {
         if h.mlp_active(layer) {
             let width = cfg.d_ff;

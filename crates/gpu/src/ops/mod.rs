@@ -5,6 +5,7 @@ pub mod argmax;
 pub mod attention;
 pub mod edit;
 pub mod matvec;
+pub mod mlp;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
@@ -26,6 +27,7 @@ pub struct Pipelines {
     pub matvec_f32: wgpu::ComputePipeline,
     pub edit: wgpu::ComputePipeline,
     pub matmul_q4_1: wgpu::ComputePipeline,
+    pub mlp_q4_1: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -64,6 +66,7 @@ impl Pipelines {
             matvec_f32: pipeline(device, "matvec_f32", include_str!("matvec_f32.wgsl")),
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
             matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
+            mlp_q4_1: pipeline(device, "mlp_q4_1", include_str!("mlp_q4_1.wgsl")),
         }
     }
 }

@@ -11,9 +11,25 @@ pub fn rope(
     pos0: usize,
     theta: f32,
 ) -> Result<()> {
-    let pairs = rows * n_head * (head_dim / 2);
+    rope_qk(gpu, (x, n_head), None, rows, head_dim, pos0, theta)
+}
+
+/// RoPE on q (`n_head` heads) and, if given, k (`n_head_k` heads) in one dispatch.
+pub fn rope_qk(
+    gpu: &Gpu,
+    (q, n_head): (&wgpu::Buffer, usize),
+    k: Option<(&wgpu::Buffer, usize)>,
+    rows: usize,
+    head_dim: usize,
+    pos0: usize,
+    theta: f32,
+) -> Result<()> {
+    let n_head_k = k.map_or(0, |k| k.1);
+    let pairs = rows * (n_head + n_head_k) * (head_dim / 2);
     if pairs == 0 || !head_dim.is_multiple_of(2) || pairs > u32::MAX as usize {
-        return Err(Error::Shape(format!("rope of {rows} rows of {n_head} x {head_dim}")));
+        return Err(Error::Shape(format!(
+            "rope of {rows} rows of {n_head} + {n_head_k} heads x {head_dim}"
+        )));
     }
     let p = gpu.uniform(&[
         rows as u32,
@@ -21,11 +37,19 @@ pub fn rope(
         head_dim as u32,
         pos0 as u32,
         theta.to_bits(),
-        0,
+        n_head_k as u32,
         0,
         0,
     ]);
-    gpu.dispatch(&gpu.pipelines().rope, &[&p, x], super::groups(pairs, 64));
+    let none;
+    let kb = match k {
+        Some((b, _)) => b,
+        None => {
+            none = gpu.constant(&[0.0])?;
+            &none
+        }
+    };
+    gpu.dispatch(&gpu.pipelines().rope, &[&p, q, kb], super::groups(pairs, 64));
     Ok(())
 }
 
@@ -45,6 +69,16 @@ mod tests {
             let xb = gpu.upload_f32("x", &x).unwrap();
             rope(&gpu, &xb, rows, n_head, hd, pos0, 10000.0).unwrap();
             let got = gpu.read_f32(&xb, x.len()).unwrap();
+            // q and k in one dispatch: k (one head fewer when it can) turns the same way.
+            let nk = n_head.max(2) - 1;
+            let k = random(&mut r, rows * nk * hd, 2.0);
+            let (qb, kb) = (gpu.upload_f32("q", &x).unwrap(), gpu.upload_f32("k", &k).unwrap());
+            rope_qk(&gpu, (&qb, n_head), Some((&kb, nk)), rows, hd, pos0, 10000.0).unwrap();
+            assert_eq!(gpu.read_f32(&qb, x.len()).unwrap(), got, "q through rope_qk");
+            let kgot = gpu.read_f32(&kb, k.len()).unwrap();
+            let kb1 = gpu.upload_f32("k alone", &k).unwrap();
+            rope(&gpu, &kb1, rows, nk, hd, pos0, 10000.0).unwrap();
+            assert_eq!(gpu.read_f32(&kb1, k.len()).unwrap(), kgot, "k through rope_qk");
             let mut want: Vec<f64> = x.iter().map(|v| *v as f64).collect();
             for (row, v) in want.chunks_mut(n_head * hd).enumerate() {
                 let pos = (pos0 + row) as f64;

@@ -23,7 +23,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 enum Device {
     #[default]
     Untried,
-    Ready(Gpu),
+    Ready(Box<Gpu>),
     /// Why there is none (no adapter, the page asked for the CPU, the device was lost).
     Off(String),
 }
@@ -295,7 +295,7 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
 /// The WebGPU device, asked for once (its absence is remembered with the reason).
 async fn device(state: &Shared) -> Result<Gpu, String> {
     let tried = match &state.borrow().device {
-        Device::Ready(g) => Some(Ok(g.clone())),
+        Device::Ready(g) => Some(Ok(Gpu::clone(g))),
         Device::Off(why) => Some(Err(why.clone())),
         Device::Untried => None,
     };
@@ -307,7 +307,7 @@ async fn device(state: &Shared) -> Result<Gpu, String> {
     s.device = match &r {
         Ok(g) => {
             watch(g);
-            Device::Ready(g.clone())
+            Device::Ready(Box::new(g.clone()))
         }
         Err(why) => Device::Off(why.clone()),
     };
@@ -329,9 +329,8 @@ fn watch(g: &Gpu) {
     g.device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
         fail(format!("the WebGPU device reported an error: {e}"))
     }));
-    g.device.set_device_lost_callback(move |_, msg| {
-        fail(format!("the WebGPU device was lost: {msg}"))
-    });
+    g.device
+        .set_device_lost_callback(move |_, msg| fail(format!("the WebGPU device was lost: {msg}")));
 }
 
 /// The device's failure, if any: the GPU is then turned off for this page and the page told.

@@ -1,0 +1,64 @@
+// The MLP's input side in one dispatch (decode): y[r] = silu(G x)[r] * (U x)[r], G (gate) and
+// U (up) in GGUF Q4_1 blocks as stored (see matvec_q4_1.wgsl). Sixteen output rows a
+// workgroup, four threads a row striding over its blocks; the sums are reduced in the same
+// order as matvec_q4_1, so the result equals the two products followed by swiglu.wgsl.
+struct Params { rows: u32, cols: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> wg_: array<u32>;
+@group(0) @binding(2) var<storage, read> wu: array<u32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+var<workgroup> pg: array<f32, 64>;
+var<workgroup> pu: array<f32, 64>;
+
+// The 32 weights of a block against x: (sum q x, sum x), to be scaled by d and m.
+fn nibbles(q: array<u32, 4>, xb: u32) -> vec2<f32> {
+    var acc = 0.0;
+    var xs = 0.0;
+    for (var k = 0u; k < 4u; k++) {
+        for (var j = 0u; j < 4u; j++) {
+            let byte = (q[k] >> (8u * j)) & 0xffu;
+            let i = k * 4u + j;
+            let x0 = x[xb + i];
+            let x1 = x[xb + i + 16u];
+            acc += f32(byte & 0xfu) * x0 + f32(byte >> 4u) * x1;
+            xs += x0 + x1;
+        }
+    }
+    return vec2<f32>(acc, xs);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = wg.x * 16u + lid.x / 4u;
+    let lane = lid.x % 4u;
+    let nb = p.cols / 32u;
+    var sg = 0.0;
+    var su = 0.0;
+    if (r < p.rows) {
+        for (var b = lane; b < nb; b += 4u) {
+            let o = (r * nb + b) * 5u;
+            let xb = b * 32u;
+            let dg = unpack2x16float(wg_[o]);
+            let g = nibbles(array<u32, 4>(wg_[o + 1u], wg_[o + 2u], wg_[o + 3u], wg_[o + 4u]), xb);
+            sg += dg.x * g.x + dg.y * g.y;
+            let du = unpack2x16float(wu[o]);
+            let u = nibbles(array<u32, 4>(wu[o + 1u], wu[o + 2u], wu[o + 3u], wu[o + 4u]), xb);
+            su += du.x * u.x + du.y * u.y;
+        }
+    }
+    pg[lid.x] = sg;
+    pu[lid.x] = su;
+    workgroupBarrier();
+    for (var k = 2u; k > 0u; k >>= 1u) {
+        if (lane < k) {
+            pg[lid.x] += pg[lid.x + k];
+            pu[lid.x] += pu[lid.x + k];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && r < p.rows) {
+        let a = pg[lid.x];
+        y[r] = a / (1.0 + exp(-a)) * pu[lid.x];
+    }
+}
