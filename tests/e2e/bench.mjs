@@ -1,13 +1,14 @@
 // The wasm build in headless Chromium: page-open-to-ready time, then a ~216-token prompt
 // and 128 greedy tokens, as the page itself reports them (prompt ms, decode tok/s).
-// Usage: node bench.mjs DIST   prints one JSON line
+// Usage: node bench.mjs DIST [cpu|webgpu]   prints one JSON line (default: cpu)
 import { serve, launch } from './serve.mjs';
 
 const { server, base } = await serve(process.argv[2]);
+const backend_asked = process.argv[3] || 'cpu';
 const browser = await launch();
 const page = await browser.newPage();
 const t0 = Date.now();
-await page.goto(base);
+await page.goto(backend_asked === 'cpu' ? base + '?backend=cpu' : base);
 await page.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
 const ready_ms = Date.now() - t0;
 const unit = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made and read across Europe. ';

@@ -77,6 +77,19 @@ try {
   await crashed.waitForSelector('[data-testid=model-status][data-state=error]', { timeout: 60000 });
   out.worker_crash = await crashed.getByTestId('model-status').innerText();
 
+  // The WebGPU device is lost after 3 tokens (test hook): the page says so, the generation is
+  // rerun on the CPU and finishes with the same tokens.
+  const lost = await browser.newPage();
+  await lost.goto(base + '?lose-gpu-after=3');
+  await lost.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
+  await lost.getByTestId('prompt-input').fill(prompt);
+  await lost.getByTestId('max-tokens').fill(String(n));
+  await lost.getByTestId('generate').click();
+  await lost.waitForSelector('[data-testid=baseline-output][data-state=done]', { timeout: 300000 });
+  out.lost_backend = await lost.getByTestId('backend-name').innerText();
+  out.lost_ids = (await lost.getByTestId('baseline-output').getAttribute('data-ids')).split(',').filter(Boolean).map(Number);
+  await lost.close();
+
   // Without WebGPU (no --enable-unsafe-webgpu): the page says it runs on the CPU, and why,
   // and generates the same greedy tokens.
   const plain = await launch({ webgpu: false });

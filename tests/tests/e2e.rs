@@ -63,6 +63,13 @@ fn page_loads_generates_stops_and_reports_errors() {
     // Chromium with --enable-unsafe-webgpu: generation ran on WebGPU (SwiftShader).
     let backend = v["backend"].as_str().unwrap_or_default();
     assert!(backend.starts_with("webgpu"), "the page did not pick WebGPU: {backend:?}");
+    // The device lost mid-generation: the page moves to the CPU, says why, same tokens.
+    let lost = v["lost_backend"].as_str().unwrap_or_default();
+    println!("device lost after 3 tokens: {lost}");
+    assert!(lost.starts_with("cpu") && lost.contains("lost"), "{lost:?}");
+    let lost_ids: Vec<u32> =
+        v["lost_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    assert_eq!(lost_ids, cli, "after the device loss, the CPU's greedy tokens differ");
     // Without the flag there is no adapter: the CPU, with the reason, the same tokens.
     let fb = v["fallback_backend"].as_str().unwrap_or_default();
     println!("without WebGPU: {fb}");

@@ -84,9 +84,11 @@ impl Gpu {
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect();
+            let soft =
+                if i.device_type == wgpu::DeviceType::Cpu { ", software adapter" } else { "" };
             match what.is_empty() {
-                true => "WebGPU".into(),
-                false => format!("WebGPU ({})", what.join(", ")),
+                true => format!("WebGPU{soft}"),
+                false => format!("WebGPU ({}){soft}", what.join(", ")),
             }
         } else {
             format!("{} ({:?})", i.name, i.backend)

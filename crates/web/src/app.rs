@@ -58,7 +58,10 @@ fn on_message(st: AppState, msg: FromWorker) {
         FromWorker::Started => {
             let url = model_url();
             st.model_id.set(url.clone());
-            st.send(&ToWorker::Backend { webgpu: query("backend").as_deref() != Some("cpu") });
+            st.send(&ToWorker::Backend {
+                webgpu: query("backend").as_deref() != Some("cpu"),
+                lose_after: query("lose-gpu-after").and_then(|n| n.parse().ok()),
+            });
             st.send(&ToWorker::Load { url });
         }
         FromWorker::Fallback { backend, reason } => {

@@ -17,7 +17,13 @@ pub const WORKER_URL: &str = "./tiller-worker_loader.js";
 pub enum ToWorker {
     /// Which backend generation may use: WebGPU when `webgpu` and the browser offers an
     /// adapter (else the CPU, and `Ready` says why). Sent before the first `Load`.
-    Backend { webgpu: bool },
+    Backend {
+        webgpu: bool,
+        /// Test hook (`?lose-gpu-after=N`): destroy the WebGPU device after N generated tokens,
+        /// as a driver reset would, to exercise the fallback.
+        #[serde(default)]
+        lose_after: Option<usize>,
+    },
     /// Download (with progress, through the Cache API) and load a GGUF.
     Load { url: String },
     /// Load a GGUF the visitor dropped or picked.

@@ -35,6 +35,8 @@ struct State {
     /// The same model on the WebGPU device: generation (forward, steering, argmax) runs there.
     gpu_model: Option<Rc<Model<Gpu>>>,
     device: Device,
+    /// Test hook: destroy the WebGPU device after this many generated tokens.
+    lose_after: Option<usize>,
     /// Prepared concepts by their JSON (a changed example is a different concept).
     prepared: HashMap<String, Rc<Prepared>>,
     queue: std::collections::VecDeque<ToWorker>,
@@ -147,8 +149,9 @@ fn task_of(m: &ToWorker) -> Task {
 
 async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
     match msg {
-        ToWorker::Backend { webgpu } => {
+        ToWorker::Backend { webgpu, lose_after } => {
             let mut s = state.borrow_mut();
+            s.lose_after = lose_after;
             if !webgpu {
                 s.device = Device::Off("the page asked for the CPU (?backend=cpu)".into());
             } else if matches!(s.device, Device::Off(_)) {
@@ -272,6 +275,10 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
     };
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
     let (backend, fallback) = match &gpu_model {
+        Ok(g) if g.backend.info.device_type == wgpu::DeviceType::Cpu => {
+            let name = tiller_engine::Backend::name(&g.backend);
+            (format!("{name} (the CPU backend is faster here: open with ?backend=cpu)"), None)
+        }
         Ok(g) => (tiller_engine::Backend::name(&g.backend), None),
         Err(why) => (tiller_engine::Backend::name(&model.backend), Some(why.clone())),
     };
@@ -463,6 +470,8 @@ async fn generate(
 /// back one id (greedy), or reads the logits back asynchronously and samples them.
 trait Pick: tiller_engine::Backend + Sized {
     async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String>;
+    /// The test hook's device loss (nothing on the CPU).
+    fn lose(&self) {}
 }
 
 impl Pick for Cpu {
@@ -483,6 +492,9 @@ impl Pick for Gpu {
             Some(why) => Err(why),
             None => Ok(id),
         }
+    }
+    fn lose(&self) {
+        self.device.destroy();
     }
 }
 
@@ -537,6 +549,17 @@ async fn stream<B: Pick>(
                     let text = r.dec.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
                     post(&FromWorker::Token { stream: r.stream, id, text });
                     any = true;
+                    let lose = {
+                        let mut s = state.borrow_mut();
+                        let now = s.lose_after.is_some_and(|n| r.g.ids.len() >= n);
+                        if now {
+                            s.lose_after = None;
+                        }
+                        now
+                    };
+                    if lose {
+                        model.backend.lose();
+                    }
                 }
                 None => {
                     r.live = false;
