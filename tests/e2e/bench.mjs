@@ -16,7 +16,7 @@ await page.getByTestId('prompt-input').fill(unit.repeat(8));
 await page.getByTestId('max-tokens').fill('128');
 await page.getByTestId('generate').click();
 await page.waitForSelector('[data-testid=baseline-output][data-state=done]', { timeout: 600000 });
-const stats = await page.locator('.stats').innerText();
+const stats = await page.locator('.stats').first().innerText();
 const backend = await page.getByTestId('backend-name').innerText();
 await browser.close(); server.close();
 console.log(JSON.stringify({ ready_ms, backend, stats }));

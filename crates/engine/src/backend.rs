@@ -87,9 +87,30 @@ pub trait Backend {
     /// Give `f` the activations as a host slice (row-major) and keep what it writes.
     fn with_host(&self, x: &mut Self::Act, f: &mut dyn FnMut(&mut [f32]));
 
-    /// The MLP's input side, `silu(x @ gate.T) * (x @ up.T)` (a backend may fuse it).
-    fn gate_up(&self, x: &Self::Act, gate: &Self::Matrix, up: &Self::Matrix) -> Self::Act {
-        let mut gu = self.matmul(x, &[gate, up]).into_iter();
+    /// The attention's input side: `h = RMSNorm(x) * norm`, then `h @ w.T` for each of `ws`
+    /// (q, k, v; a backend may fuse it all).
+    fn attn_in(
+        &self,
+        x: &Self::Act,
+        norm: &Self::Vector,
+        eps: f32,
+        ws: &[&Self::Matrix],
+    ) -> Vec<Self::Act> {
+        let h = self.rms_norm(x, norm, eps);
+        self.matmul(&h, ws)
+    }
+    /// The MLP's input side: `h = RMSNorm(x) * norm`, then `silu(h @ gate.T) * (h @ up.T)` (a
+    /// backend may fuse it all).
+    fn mlp_in(
+        &self,
+        x: &Self::Act,
+        norm: &Self::Vector,
+        eps: f32,
+        gate: &Self::Matrix,
+        up: &Self::Matrix,
+    ) -> Self::Act {
+        let h = self.rms_norm(x, norm, eps);
+        let mut gu = self.matmul(&h, &[gate, up]).into_iter();
         match (gu.next(), gu.next()) {
             (Some(g), Some(u)) => self.swiglu(&g, &u),
             _ => unreachable!("matmul returns one output per matrix"),

@@ -87,6 +87,14 @@ impl Gpu {
     }
 }
 
+/// Decode (one row) with Q4_1 matrices over an input the fused kernels can normalise in
+/// workgroup memory: the norm and the products go in one dispatch.
+fn fusable(x: &GpuAct, ws: &[&GpuMatrix]) -> bool {
+    x.rows == 1
+        && x.cols <= mlp::MAX_COLS
+        && ws.iter().all(|w| w.format == Format::Q4_1 && w.cols == x.cols)
+}
+
 impl Backend for Gpu {
     type Matrix = GpuMatrix;
     type Vector = wgpu::Buffer;
@@ -265,18 +273,50 @@ impl Backend for Gpu {
         self.write(&x.buf, bytemuck::cast_slice(&h));
     }
 
-    fn gate_up(&self, x: &GpuAct, gate: &GpuMatrix, up: &GpuMatrix) -> GpuAct {
-        let fused = x.rows == 1
-            && (gate.format, up.format) == (Format::Q4_1, Format::Q4_1)
-            && (gate.rows, gate.cols) == (up.rows, up.cols);
-        if fused {
+    fn attn_in(&self, x: &GpuAct, norm: &wgpu::Buffer, eps: f32, ws: &[&GpuMatrix]) -> Vec<GpuAct> {
+        if let ([q, k, v], true) = (ws, fusable(x, ws)) {
+            let out = [self.act(1, q.rows), self.act(1, k.rows), self.act(1, v.rows)];
+            let r = mlp::qkv_q4_1(
+                self,
+                &x.buf,
+                (norm, eps),
+                [&q.buf, &k.buf, &v.buf],
+                [&out[0].buf, &out[1].buf, &out[2].buf],
+                [q.rows, k.rows, v.rows],
+                x.cols,
+            );
+            must(r, "fused attention input");
+            return out.into();
+        }
+        let h = self.rms_norm(x, norm, eps);
+        self.matmul(&h, ws)
+    }
+
+    fn mlp_in(
+        &self,
+        x: &GpuAct,
+        norm: &wgpu::Buffer,
+        eps: f32,
+        gate: &GpuMatrix,
+        up: &GpuMatrix,
+    ) -> GpuAct {
+        if fusable(x, &[gate, up]) && gate.rows == up.rows {
             let y = self.act(1, gate.rows);
-            let r =
-                mlp::gate_up_q4_1(self, &gate.buf, &up.buf, &x.buf, &y.buf, gate.rows, gate.cols);
-            must(r, "fused MLP");
+            let r = mlp::gate_up_q4_1(
+                self,
+                &x.buf,
+                (norm, eps),
+                &gate.buf,
+                &up.buf,
+                &y.buf,
+                gate.rows,
+                gate.cols,
+            );
+            must(r, "fused MLP input");
             return y;
         }
-        let mut gu = self.matmul(x, &[gate, up]).into_iter();
+        let h = self.rms_norm(x, norm, eps);
+        let mut gu = self.matmul(&h, &[gate, up]).into_iter();
         match (gu.next(), gu.next()) {
             (Some(g), Some(u)) => self.swiglu(&g, &u),
             _ => unreachable!("matmul returns one output per matrix"),

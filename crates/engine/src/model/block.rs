@@ -19,8 +19,7 @@ pub fn forward<B: Backend>(
     hooks: Option<&mut (dyn Hooks + '_)>,
 ) {
     // Attention: fused QKV projection, RoPE on q and k, causal GQA over the cache.
-    let h = be.rms_norm(x, &w.attn_norm, cfg.rms_eps);
-    let mut qkv = be.matmul(&h, &[&w.wq, &w.wk, &w.wv]).into_iter();
+    let mut qkv = be.attn_in(x, &w.attn_norm, cfg.rms_eps, &[&w.wq, &w.wk, &w.wv]).into_iter();
     let (Some(mut q), Some(mut k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
         return;
     };
@@ -30,8 +29,7 @@ pub fn forward<B: Backend>(
     let a = be.attention(&q, &k, &v, cache, shape);
     be.matmul_add(&a, &w.wo, x);
     // SwiGLU MLP: fused gate/up projection.
-    let h = be.rms_norm(x, &w.ffn_norm, cfg.rms_eps);
-    let mut a = be.gate_up(&h, &w.gate, &w.up);
+    let mut a = be.mlp_in(x, &w.ffn_norm, cfg.rms_eps, &w.gate, &w.up);
     if let Some(h) = hooks {
         if h.mlp_active(layer) {
             let width = cfg.d_ff;

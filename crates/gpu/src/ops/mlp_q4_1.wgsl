@@ -1,13 +1,15 @@
-// The MLP's input side in one dispatch (decode): y[r] = silu(G x)[r] * (U x)[r], G (gate) and
-// U (up) in GGUF Q4_1 blocks as stored (see matvec_q4_1.wgsl). Sixteen output rows a
-// workgroup, four threads a row striding over its blocks; the sums are reduced in the same
-// order as matvec_q4_1, so the result equals the two products followed by swiglu.wgsl.
-struct Params { rows: u32, cols: u32, pad0: u32, pad1: u32 }
+// The MLP's input side in one dispatch (decode): h = RMSNorm(x) * n, then
+// y[r] = silu(G h)[r] * (U h)[r], G (gate) and U (up) in GGUF Q4_1 blocks as stored (see
+// matvec_q4_1.wgsl). Every workgroup normalises x into workgroup memory (cols <= 2048), then
+// takes sixteen output rows, four threads a row striding over its blocks.
+struct Params { rows: u32, cols: u32, eps: f32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> wg_: array<u32>;
-@group(0) @binding(2) var<storage, read> wu: array<u32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> n: array<f32>;
+@group(0) @binding(3) var<storage, read> wg_: array<u32>;
+@group(0) @binding(4) var<storage, read> wu: array<u32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+var<workgroup> xn: array<f32, 2048>;
 var<workgroup> pg: array<f32, 64>;
 var<workgroup> pu: array<f32, 64>;
 
@@ -19,8 +21,8 @@ fn nibbles(q: array<u32, 4>, xb: u32) -> vec2<f32> {
         for (var j = 0u; j < 4u; j++) {
             let byte = (q[k] >> (8u * j)) & 0xffu;
             let i = k * 4u + j;
-            let x0 = x[xb + i];
-            let x1 = x[xb + i + 16u];
+            let x0 = xn[xb + i];
+            let x1 = xn[xb + i + 16u];
             acc += f32(byte & 0xfu) * x0 + f32(byte >> 4u) * x1;
             xs += x0 + x1;
         }
@@ -30,6 +32,24 @@ fn nibbles(q: array<u32, 4>, xb: u32) -> vec2<f32> {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    var ss = 0.0;
+    for (var i = lid.x; i < p.cols; i += 64u) {
+        let a = x[i];
+        ss += a * a;
+    }
+    pg[lid.x] = ss;
+    workgroupBarrier();
+    for (var k = 32u; k > 0u; k >>= 1u) {
+        if (lid.x < k) {
+            pg[lid.x] += pg[lid.x + k];
+        }
+        workgroupBarrier();
+    }
+    let inv = inverseSqrt(pg[0] / f32(p.cols) + p.eps);
+    for (var i = lid.x; i < p.cols; i += 64u) {
+        xn[i] = x[i] * inv * n[i];
+    }
+    workgroupBarrier();
     let r = wg.x * 16u + lid.x / 4u;
     let lane = lid.x % 4u;
     let nb = p.cols / 32u;

@@ -28,6 +28,7 @@ pub struct Pipelines {
     pub edit: wgpu::ComputePipeline,
     pub matmul_q4_1: wgpu::ComputePipeline,
     pub mlp_q4_1: wgpu::ComputePipeline,
+    pub qkv_q4_1: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -67,6 +68,7 @@ impl Pipelines {
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
             matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
             mlp_q4_1: pipeline(device, "mlp_q4_1", include_str!("mlp_q4_1.wgsl")),
+            qkv_q4_1: pipeline(device, "qkv_q4_1", include_str!("qkv_q4_1.wgsl")),
         }
     }
 }
