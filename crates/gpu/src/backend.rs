@@ -6,7 +6,7 @@
 //! need the rows themselves (capture) read them back.
 
 use crate::ops::matvec::{matvec, Format, Out};
-use crate::ops::{add, argmax, attention, edit, mlp, rms_norm, rope, swiglu};
+use crate::ops::{add, argmax, attention, edit, mlp, qkv, rms_norm, rope, swiglu};
 use crate::Gpu;
 use tiller_engine::backend::{AttnShape, Backend, Precision};
 use tiller_engine::{Edit, Error, Result};
@@ -276,7 +276,7 @@ impl Backend for Gpu {
     fn attn_in(&self, x: &GpuAct, norm: &wgpu::Buffer, eps: f32, ws: &[&GpuMatrix]) -> Vec<GpuAct> {
         if let ([q, k, v], true) = (ws, fusable(x, ws)) {
             let out = [self.act(1, q.rows), self.act(1, k.rows), self.act(1, v.rows)];
-            let r = mlp::qkv_q4_1(
+            let r = qkv::qkv_q4_1(
                 self,
                 &x.buf,
                 (norm, eps),

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod edit;
 pub mod matvec;
 pub mod mlp;
+pub mod qkv;
 pub mod rms_norm;
 pub mod rope;
 pub mod swiglu;
@@ -391,7 +392,10 @@ impl Gpu {
 
 #[cfg(test)]
 pub(crate) mod test_util {
+    use crate::ops::matvec::{matvec, Format, Out};
+    use crate::ops::rms_norm::rms_norm;
     use crate::Gpu;
+    use half::f16;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     /// The default adapter: lavapipe here. No adapter fails loudly: tests never pass silently.
@@ -399,6 +403,36 @@ pub(crate) mod test_util {
         pollster::block_on(Gpu::request()).unwrap_or_else(|e| {
             panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
         })
+    }
+
+    /// Random Q4_1 blocks: small f16 scales and minimums, random nibbles.
+    pub fn q4(r: &mut StdRng, rows: usize, cols: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            out.extend(f16::from_f32(r.random_range(0.001f32..0.05)).to_le_bytes());
+            out.extend(f16::from_f32(r.random_range(-0.2f32..0.0)).to_le_bytes());
+            out.extend((0..16).map(|_| r.random::<u8>()));
+        }
+        out
+    }
+
+    /// The unfused path the fused kernels replace: RMSNorm, then a product per matrix.
+    pub fn unfused(
+        gpu: &Gpu,
+        x: &wgpu::Buffer,
+        n: &wgpu::Buffer,
+        ws: &[(&wgpu::Buffer, usize)],
+        cols: usize,
+    ) -> Vec<wgpu::Buffer> {
+        let h = gpu.filled("h", cols, f32::NAN).unwrap();
+        rms_norm(gpu, x, n, &h, 1, cols, 1e-5).unwrap();
+        ws.iter()
+            .map(|(w, rows)| {
+                let y = gpu.filled("y", *rows, f32::NAN).unwrap();
+                matvec(gpu, Format::Q4_1, w, &h, &y, *rows, cols, 1, Out::Set).unwrap();
+                y
+            })
+            .collect()
     }
 
     pub fn rng(seed: u64) -> StdRng {
