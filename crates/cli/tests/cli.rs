@@ -214,4 +214,10 @@ fn gpu_backend_matches_cpu() {
     assert_eq!(per["submits"].as_f64().unwrap(), 1.0, "one command buffer per token");
     assert_eq!(per["buffers_created"].as_f64().unwrap(), 0.0, "no allocation once warm");
     fails(&["concept", "--model", &m, "--pairs", &c, "--backend", "gpu"], "--backend gpu");
+    // 700 rows of logits (131 MiB) exceed lavapipe's 128 MiB binding: said before any work.
+    let long = vec!["504"; 700].join(",");
+    fails(
+        &["logits", "--model", &m, "--ids", &long, "--all", "--backend", "gpu"],
+        "largest storage binding",
+    );
 }

@@ -109,12 +109,7 @@ pub trait Backend {
         gate: &Self::Matrix,
         up: &Self::Matrix,
     ) -> Self::Act {
-        let h = self.rms_norm(x, norm, eps);
-        let mut gu = self.matmul(&h, &[gate, up]).into_iter();
-        match (gu.next(), gu.next()) {
-            (Some(g), Some(u)) => self.swiglu(&g, &u),
-            _ => unreachable!("matmul returns one output per matrix"),
-        }
+        mlp_in_unfused(self, x, norm, eps, gate, up)
     }
     /// RoPE on q (`n_head` heads) and k (`n_kv_head` heads) at the same positions (a backend
     /// may do both at once).
@@ -132,6 +127,17 @@ pub trait Backend {
         self.rope(q, n_head, head_dim, pos0, theta);
         self.rope(k, n_kv_head, head_dim, pos0, theta);
     }
+    /// Can one forward pass of `rows` tokens returning `logit_rows` rows of logits run here?
+    /// A backend with size limits (a GPU's largest storage binding) says why not, before any
+    /// work; the default is yes.
+    fn fits(
+        &self,
+        _cfg: &tiller_model::LlamaConfig,
+        _rows: usize,
+        _logit_rows: usize,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// `into += x @ w.T` (a backend may fuse the residual add into the product).
     fn matmul_add(&self, x: &Self::Act, w: &Self::Matrix, into: &mut Self::Act) {
         if let Some(y) = self.matmul(x, &[w]).pop() {
@@ -148,5 +154,23 @@ pub trait Backend {
     /// reads the logits and samples on the host, with the same tie rule: first index).
     fn argmax(&self, _logits: &Self::Act) -> Option<u32> {
         None
+    }
+}
+
+/// [`Backend::mlp_in`] op by op: RMSNorm, the gate and up products (sharing the work on the
+/// input), SwiGLU. What a backend that fuses only some shapes runs for the others.
+pub fn mlp_in_unfused<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Act,
+    norm: &B::Vector,
+    eps: f32,
+    gate: &B::Matrix,
+    up: &B::Matrix,
+) -> B::Act {
+    let h = be.rms_norm(x, norm, eps);
+    let mut gu = be.matmul(&h, &[gate, up]).into_iter();
+    match (gu.next(), gu.next()) {
+        (Some(g), Some(u)) => be.swiglu(&g, &u),
+        _ => unreachable!("Backend::matmul returns one output per matrix"),
     }
 }

@@ -8,7 +8,7 @@
 use crate::ops::matvec::{matvec, Format, Out};
 use crate::ops::{add, argmax, attention, edit, mlp, qkv, rms_norm, rope, swiglu};
 use crate::Gpu;
-use tiller_engine::backend::{AttnShape, Backend, Precision};
+use tiller_engine::backend::{mlp_in_unfused, AttnShape, Backend, Precision};
 use tiller_engine::{Edit, Error, Result};
 use tiller_model::gguf::dequantize;
 use tiller_model::{GgmlType, TensorInfo};
@@ -29,12 +29,12 @@ pub struct GpuAct {
     pub buf: wgpu::Buffer,
     pub rows: usize,
     pub cols: usize,
-    gpu: Gpu,
+    pool: crate::ops::Pool,
 }
 
 impl Drop for GpuAct {
     fn drop(&mut self) {
-        self.gpu.release(self.buf.clone());
+        self.pool.put(self.buf.clone());
     }
 }
 
@@ -59,7 +59,7 @@ fn must<T>(r: crate::Result<T>, what: &str) -> T {
 impl Gpu {
     fn act(&self, rows: usize, cols: usize) -> GpuAct {
         let buf = must(self.scratch(rows * cols), "allocation");
-        GpuAct { buf, rows, cols, gpu: self.clone() }
+        GpuAct { buf, rows, cols, pool: self.pool() }
     }
 
     /// The last row's argmax, recorded (read it with `read_u32`, blocking or not).
@@ -273,6 +273,26 @@ impl Backend for Gpu {
         self.write(&x.buf, bytemuck::cast_slice(&h));
     }
 
+    fn fits(&self, cfg: &tiller_model::LlamaConfig, rows: usize, logit_rows: usize) -> Result<()> {
+        let widths = [cfg.d_ff, cfg.n_head * cfg.head_dim, cfg.d_model];
+        let act = rows * widths.into_iter().max().unwrap_or(0);
+        let (n, what) = match logit_rows * cfg.vocab {
+            l if l > act => (l, format!("{logit_rows} rows of logits")),
+            _ => (act, format!("the activations of {rows} tokens")),
+        };
+        let (bytes, max) = (n as u64 * 4, self.limits.max_storage_buffer_binding_size);
+        if bytes > max {
+            return Err(Error::Backend(format!(
+                "on this GPU ({}) {what} take {} MiB, beyond its largest storage binding ({} MiB): \
+                 ask for fewer positions or use the CPU backend",
+                Gpu::name(self),
+                bytes >> 20,
+                max >> 20
+            )));
+        }
+        Ok(())
+    }
+
     fn attn_in(&self, x: &GpuAct, norm: &wgpu::Buffer, eps: f32, ws: &[&GpuMatrix]) -> Vec<GpuAct> {
         if let ([q, k, v], true) = (ws, fusable(x, ws)) {
             let out = [self.act(1, q.rows), self.act(1, k.rows), self.act(1, v.rows)];
@@ -315,12 +335,7 @@ impl Backend for Gpu {
             must(r, "fused MLP input");
             return y;
         }
-        let h = self.rms_norm(x, norm, eps);
-        let mut gu = self.matmul(&h, &[gate, up]).into_iter();
-        match (gu.next(), gu.next()) {
-            (Some(g), Some(u)) => self.swiglu(&g, &u),
-            _ => unreachable!("matmul returns one output per matrix"),
-        }
+        mlp_in_unfused(self, x, norm, eps, gate, up)
     }
 
     fn rope_qk(

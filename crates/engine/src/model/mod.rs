@@ -148,6 +148,7 @@ impl<'m, B: Backend> Session<'m, B> {
             });
         }
         let be = &m.backend;
+        be.fits(cfg, ids.len(), if which == LogitsFor::All { ids.len() } else { 1 })?;
         let w = &m.weights;
         let mut hooks = hooks;
         let mut x = be.embed(&w.embed, ids)?;

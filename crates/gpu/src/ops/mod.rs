@@ -110,6 +110,20 @@ pub struct Stats {
     pub bind_groups: u64,
 }
 
+/// The device's scratch pool, shared with [`Gpu`].
+#[derive(Clone)]
+pub(crate) struct Pool(std::sync::Arc<std::sync::Mutex<Exec>>);
+
+impl Pool {
+    pub(crate) fn put(&self, buf: wgpu::Buffer) {
+        let mut e = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let list = e.pool.entry(buf.size()).or_default();
+        if list.len() < 64 {
+            list.push(buf);
+        }
+    }
+}
+
 fn bounded<K, V>(m: &mut HashMap<K, V>) -> &mut HashMap<K, V> {
     if m.len() >= CACHE_MAX {
         m.clear();
@@ -192,11 +206,13 @@ impl Gpu {
     /// Return a scratch buffer to the pool. Commands already recorded that use it run
     /// before any later use (one queue, in order).
     pub fn release(&self, buf: wgpu::Buffer) {
-        let mut e = self.exec();
-        let list = e.pool.entry(buf.size()).or_default();
-        if list.len() < 64 {
-            list.push(buf);
-        }
+        self.pool().put(buf)
+    }
+
+    /// A handle on the scratch pool (what activations keep to hand their buffer back, instead
+    /// of a whole `Gpu`).
+    pub(crate) fn pool(&self) -> Pool {
+        Pool(self.exec.clone())
     }
 
     /// Write host data into a buffer, after everything recorded so far (which is submitted

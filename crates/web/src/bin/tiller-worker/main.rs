@@ -2,7 +2,11 @@
 //! Generation yields to the worker's event loop after every token so `Stop` is seen.
 
 #[cfg(target_arch = "wasm32")]
+mod device;
+#[cfg(target_arch = "wasm32")]
 mod fetch;
+#[cfg(target_arch = "wasm32")]
+mod stream;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

@@ -1,56 +1,46 @@
 //! Worker state and message handling. One task runs at a time; every long task yields to the
 //! event loop between steps so `Stop` is seen and progress reaches the page.
 
+use crate::device::{device, gpu_failed, Device};
 use crate::fetch::{fetch_cached, remember};
+use crate::stream::stream;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use tiller_engine::{Capture, Cpu, Generator, LogitsFor, Model, Precision, Sampler};
-use tiller_gpu::backend::GpuAct;
+use tiller_engine::{Capture, Cpu, LogitsFor, Model, Precision};
 use tiller_gpu::Gpu;
-use tiller_model::tokenizer::StreamDecoder;
 use tiller_steer::concept::Concept;
 use tiller_steer::lineas::LineasParams;
 use tiller_steer::plan::{self, InterventionSpec, Prepared};
 use tiller_steer::report::{analyze_and_prepare, Options};
-use tiller_web::protocol::{FromWorker, Stage, Stream, Task, ToWorker};
+use tiller_web::protocol::{FromWorker, Stage, Task, ToWorker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-/// The WebGPU device: asked for once, on the first load that wants it.
 #[derive(Default)]
-enum Device {
-    #[default]
-    Untried,
-    Ready(Box<Gpu>),
-    /// Why there is none (no adapter, the page asked for the CPU, the device was lost).
-    Off(String),
-}
-
-#[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// The model on the CPU: concept work, reading, sweeps, and generation without WebGPU.
-    model: Option<Rc<Model<Cpu>>>,
+    pub(crate) model: Option<Rc<Model<Cpu>>>,
     /// The same model on the WebGPU device: generation (forward, steering, argmax) runs there.
-    gpu_model: Option<Rc<Model<Gpu>>>,
-    device: Device,
+    pub(crate) gpu_model: Option<Rc<Model<Gpu>>>,
+    pub(crate) device: Device,
     /// Test hook: destroy the WebGPU device after this many generated tokens.
-    lose_after: Option<usize>,
+    pub(crate) lose_after: Option<usize>,
     /// Prepared concepts by their JSON (a changed example is a different concept).
-    prepared: HashMap<String, Rc<Prepared>>,
-    queue: std::collections::VecDeque<ToWorker>,
-    busy: bool,
-    stop: bool,
+    pub(crate) prepared: HashMap<String, Rc<Prepared>>,
+    pub(crate) queue: std::collections::VecDeque<ToWorker>,
+    pub(crate) busy: bool,
+    pub(crate) stop: bool,
 }
 
-type Shared = Rc<RefCell<State>>;
+pub(crate) type Shared = Rc<RefCell<State>>;
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-fn post(msg: &FromWorker) {
+pub(crate) fn post(msg: &FromWorker) {
     match serde_wasm_bindgen::to_value(msg) {
         Ok(v) => {
             let _ = scope().post_message(&v);
@@ -61,12 +51,12 @@ fn post(msg: &FromWorker) {
     }
 }
 
-fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     js_sys::Date::now()
 }
 
 /// Let the event loop run (so a Stop message can arrive) before the next step.
-async fn yield_now() {
+pub(crate) async fn yield_now() {
     let p = js_sys::Promise::new(&mut |resolve, _| {
         let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
     });
@@ -299,61 +289,6 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
     Ok(bytes)
 }
 
-/// The WebGPU device, asked for once (its absence is remembered with the reason).
-async fn device(state: &Shared) -> Result<Gpu, String> {
-    let tried = match &state.borrow().device {
-        Device::Ready(g) => Some(Ok(Gpu::clone(g))),
-        Device::Off(why) => Some(Err(why.clone())),
-        Device::Untried => None,
-    };
-    if let Some(r) = tried {
-        return r;
-    }
-    let r = Gpu::request().await.map_err(|e| format!("WebGPU is not available here ({e})"));
-    let mut s = state.borrow_mut();
-    s.device = match &r {
-        Ok(g) => {
-            watch(g);
-            Device::Ready(Box::new(g.clone()))
-        }
-        Err(why) => Device::Off(why.clone()),
-    };
-    r
-}
-
-/// What went wrong with the WebGPU device, set by its callbacks (which must be Send).
-static GPU_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// A validation error or a lost device is recorded; the next GPU step sees it and generation
-/// moves to the CPU model (kept loaded).
-fn watch(g: &Gpu) {
-    let fail = |why: String| {
-        web_sys::console::warn_1(&format!("tiller: {why}").into());
-        if let Ok(mut f) = GPU_FAILURE.lock() {
-            f.get_or_insert(why);
-        }
-    };
-    g.device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
-        fail(format!("the WebGPU device reported an error: {e}"))
-    }));
-    g.device
-        .set_device_lost_callback(move |_, msg| fail(format!("the WebGPU device was lost: {msg}")));
-}
-
-/// The device's failure, if any: the GPU is then turned off for this page and the page told.
-fn gpu_failed(state: &Shared) -> Option<String> {
-    let why = GPU_FAILURE.lock().ok()?.clone()?;
-    let mut s = state.borrow_mut();
-    if s.gpu_model.take().is_some() || !matches!(s.device, Device::Off(_)) {
-        s.device = Device::Off(why.clone());
-        if let Some(m) = &s.model {
-            let backend = tiller_engine::Backend::name(&m.backend);
-            post(&FromWorker::Fallback { backend, reason: why.clone() });
-        }
-    }
-    Some(why)
-}
-
 fn key(c: &Concept) -> String {
     serde_json::to_string(c).unwrap_or_default()
 }
@@ -463,138 +398,6 @@ async fn generate(
         }
     }
     stream(state, &model, &ids, max_tokens, sampling, &mut steer).await
-}
-
-/// How a backend turns a generator's logits into the next token in the worker without
-/// blocking: the CPU samples its host logits; WebGPU runs the argmax on the device and reads
-/// back one id (greedy), or reads the logits back asynchronously and samples them.
-trait Pick: tiller_engine::Backend + Sized {
-    async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String>;
-    /// The test hook's device loss (nothing on the CPU).
-    fn lose(&self) {}
-}
-
-impl Pick for Cpu {
-    async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String> {
-        Ok(g.sample(&tiller_engine::Backend::to_host(self, &logits)))
-    }
-}
-
-impl Pick for Gpu {
-    async fn pick(&self, g: &mut Generator<'_, Self>, logits: GpuAct) -> Result<u32, String> {
-        let id = if g.greedy() {
-            self.argmax_async(&logits).await.map_err(|e| e.to_string())?
-        } else {
-            let l = self.read_act_async(&logits).await.map_err(|e| e.to_string())?;
-            g.sample(&l)
-        };
-        match GPU_FAILURE.lock().ok().and_then(|f| f.clone()) {
-            Some(why) => Err(why),
-            None => Ok(id),
-        }
-    }
-    fn lose(&self) {
-        self.device.destroy();
-    }
-}
-
-/// Baseline and (with steering) steered generation in lockstep on `model`, a token of each
-/// per turn of the event loop, streamed to the page.
-async fn stream<B: Pick>(
-    state: &Shared,
-    model: &Model<B>,
-    ids: &[u32],
-    max_tokens: usize,
-    sampling: tiller_engine::SamplingParams,
-    steer: &mut Option<tiller_steer::intervene::Plan>,
-) -> Result<(), String> {
-    let new_gen = |p: &tiller_engine::SamplingParams| -> Result<Generator<'_, B>, String> {
-        let s = Sampler::new(*p).map_err(|e| e.to_string())?;
-        Generator::new(model, ids, max_tokens, s).map_err(|e| e.to_string())
-    };
-    struct Run<'m, B: tiller_engine::Backend> {
-        g: Generator<'m, B>,
-        stream: Stream,
-        dec: StreamDecoder,
-        live: bool,
-        t0: f64,
-        first: Option<f64>,
-        end: f64,
-    }
-    let run = |g, stream| Run {
-        g,
-        stream,
-        dec: StreamDecoder::default(),
-        live: true,
-        t0: now(),
-        first: None,
-        end: 0.0,
-    };
-    let mut runs = vec![run(new_gen(&sampling)?, Stream::Baseline)];
-    if steer.is_some() {
-        runs.push(run(new_gen(&sampling)?, Stream::Steered));
-    }
-    loop {
-        let mut any = false;
-        for r in runs.iter_mut().filter(|r| r.live) {
-            let hooks = match (&mut *steer, r.stream) {
-                (Some(p), Stream::Steered) => Some(p as &mut dyn tiller_engine::Hooks),
-                _ => None,
-            };
-            match r.g.forward(hooks).map_err(|e| e.to_string())? {
-                Some(logits) => {
-                    let id = model.backend.pick(&mut r.g, logits).await?;
-                    r.g.accept(id);
-                    r.first.get_or_insert_with(now);
-                    let text = r.dec.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
-                    post(&FromWorker::Token { stream: r.stream, id, text });
-                    any = true;
-                    let lose = {
-                        let mut s = state.borrow_mut();
-                        let now = s.lose_after.is_some_and(|n| r.g.ids.len() >= n);
-                        if now {
-                            s.lose_after = None;
-                        }
-                        now
-                    };
-                    if lose {
-                        model.backend.lose();
-                    }
-                }
-                None => {
-                    r.live = false;
-                    r.end = now();
-                }
-            }
-        }
-        yield_now().await;
-        if state.borrow().stop {
-            for r in runs.iter_mut().filter(|r| r.live) {
-                r.g.cancel();
-                r.live = false;
-                r.end = now();
-            }
-        }
-        if !any {
-            break;
-        }
-    }
-    for r in runs {
-        let (t0, end, first, stream) = (r.t0, r.end.max(r.t0), r.first, r.stream);
-        let gen = r.g.finish();
-        let first = first.unwrap_or(end);
-        let n_dec = gen.ids.len().saturating_sub(1) as f64;
-        let text = model.tokenizer.decode(&gen.ids).map_err(|e| e.to_string())?;
-        post(&FromWorker::Done {
-            stream,
-            ids: gen.ids,
-            text,
-            stop: gen.stop,
-            prefill_ms: first - t0,
-            decode_tok_s: if n_dec > 0.0 { n_dec * 1000.0 / (end - first).max(1e-3) } else { 0.0 },
-        });
-    }
-    Ok(())
 }
 
 async fn read(
