@@ -3,12 +3,12 @@
 // and steered side by side, read a text through the concept, share the setup and open the
 // link in a fresh browser context (no storage) to see it restored and recomputed, Stop.
 // Prints one JSON line with what it saw; screenshots of the main views go to SHOTS.
-// Usage: node playground.mjs DIST CONCEPT_JSON PROMPT N SHOTS
+// Usage: node playground.mjs DIST CONCEPT_JSON PROMPT N SHOTS [RANDOM_LABELS_JSON]
 import fs from 'node:fs';
 import path from 'node:path';
 import { serve, launch } from './serve.mjs';
 
-const [dist, conceptFile, prompt, n, shots] = process.argv.slice(2);
+const [dist, conceptFile, prompt, n, shots, randomFile] = process.argv.slice(2);
 const concept = JSON.parse(fs.readFileSync(conceptFile, 'utf8'));
 const { server, base } = await serve(dist);
 const browser = await launch();
@@ -43,10 +43,25 @@ try {
   }, concept.name, { timeout: T });
   out.concept_ms = Date.now() - t1;
   out.chart_layers = await page.locator('[data-testid=layer-chart] .col').count();
+  const chart = async (p) => p.locator('[data-testid=layer-chart] .col').evaluateAll(els => els.map(e => ({
+    auroc: Number(e.dataset.auroc), lo: Number(e.dataset.nullLo), hi: Number(e.dataset.nullHi), probe: Number(e.dataset.probe),
+  })));
+  out.chart = await chart(page);
+  out.null_band = await page.getByTestId('null-band').count();
+  out.best_layer = Number(await page.locator('[data-testid=layer-chart] rect.best').evaluate(r => r.parentElement.dataset.layer));
+  await page.locator(`[data-testid=layer-chart] .col[data-layer="${out.best_layer}"]`).click();
+  out.best_title = await page.locator('.facts h3').innerText();
+  await page.waitForSelector('[data-testid=promotes] li', { timeout: T });
+  out.promotes_best = await page.locator('[data-testid=promotes] .tokens > div:first-child li code').allInnerTexts();
   await shot(page, 'concept.png');
   // Click a layer in the chart: it becomes the selected one.
   await page.locator('[data-testid=layer-chart] .col[data-layer="12"]').click();
   out.selected_layer_title = await page.locator('.facts h3').innerText();
+  // What the direction promotes at the selected layer, on request.
+  await page.getByTestId('promotes-compute').click();
+  await page.waitForSelector('[data-testid=promotes] li', { timeout: T });
+  out.promotes_12 = await page.locator('[data-testid=promotes] .tokens > div:first-child li code').allInnerTexts();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
 
   // An intervention at the best layer with a default strength.
   await page.getByTestId('intervention-add').click();
@@ -169,10 +184,32 @@ try {
   await page.waitForSelector('[data-testid=sweep-chart]', { timeout: T });
   await page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
   out.sweep_rows = await page.locator('.sweep-table tr').count() - 1;
+  out.sweep_charts = await page.locator('.small-chart svg').count();
+  out.sweep_control_lines = await page.locator('.small-chart polyline.dashed').count();
   await shot(page, 'sweep.png');
   await page.getByTestId('prompt-input').scrollIntoViewIfNeeded();
   await page.locator('input[type=checkbox]').first().check();
   await shot(page, 'large-text.png');
+  await page.locator('input[type=checkbox]').first().uncheck();
+
+  // A concept of unrelated sentences with random labels: held out, it separates at chance,
+  // inside the null band the chart draws.
+  if (randomFile) {
+    const rnd = JSON.parse(fs.readFileSync(randomFile, 'utf8'));
+    await page.getByTestId('concept-add').click();
+    await page.getByTestId('concept-name').fill(rnd.name);
+    await page.getByTestId('positive-examples').fill(rnd.pairs.map(p => p[0]).join('\n'));
+    await page.getByTestId('negative-examples').fill(rnd.pairs.map(p => p[1]).join('\n'));
+    await page.getByTestId('compute-concept').click();
+    await page.waitForFunction(name => {
+      const h = document.querySelector('.results h2');
+      return h && h.textContent.includes(name) && document.querySelector('[data-testid=layer-chart]');
+    }, rnd.name, { timeout: T });
+    out.random_chart = await chart(page);
+    out.random_null_band = await page.getByTestId('null-band').count();
+    await page.getByTestId('layer-chart').scrollIntoViewIfNeeded();
+    await shot(page, 'random-labels.png');
+  }
   out.ok = true;
 } catch (e) {
   out.ok = false;

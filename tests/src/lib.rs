@@ -6,7 +6,7 @@ pub mod gguf_writer;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use tiller_engine::{Cpu, Hooks, LogitsFor, Model, Precision, Sampler};
+use tiller_engine::{Cpu, Hooks, LogitsFor, Model, Precision, Sampler, Site};
 use tiller_steer::concept::{Acts, Concept, Read};
 
 pub fn workspace() -> PathBuf {
@@ -90,7 +90,7 @@ impl MaxDiff {
     }
     pub fn report(&self, what: &str, tol: impl std::fmt::Display) -> String {
         format!(
-            "{what}: max |diff| {:.5} over {} values (tolerance {tol}) at {}",
+            "{what}: max |diff| {:.2e} over {} values (tolerance {tol}) at {}",
             self.max, self.count, self.at
         )
     }
@@ -235,7 +235,11 @@ pub fn steering_cases<B: tiller_engine::Backend>(m: &Model<B>, md: &[Vec<f32>], 
         let prompt = ids(&c["ids"]);
         let want = ids(&c["steered"]);
         let mut plan = Plan {
-            interventions: vec![Intervention { layers, positions: Positions::All }],
+            interventions: vec![Intervention {
+                layers,
+                positions: Positions::All,
+                site: Site::Residual,
+            }],
             prompt_len: prompt.len(),
         };
         let got = greedy(m, &prompt, want.len(), Some(&mut plan));
@@ -260,6 +264,18 @@ pub fn steering_cases<B: tiller_engine::Backend>(m: &Model<B>, md: &[Vec<f32>], 
         assert!(a >= STEER_AGREE, "{label}: {op}: agreement {a}");
         assert_eq!(got, want, "{label}: {op}: steered greedy continuation differs");
     }
+}
+
+/// A concept file from tests/data (`NAME.json`).
+pub fn data_concept(name: &str) -> Concept {
+    let p = workspace().join("tests/data").join(format!("{name}.json"));
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The 16-pair formality concept (tests/data/formality16.json).
+pub fn formality16() -> Concept {
+    data_concept("formality16")
 }
 
 /// The reference's sentiment concept (concept-sentiment.json), read at the last token.

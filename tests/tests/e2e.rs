@@ -118,6 +118,7 @@ fn playground_concept_steer_read_share() {
         .arg(prompt)
         .arg(N.to_string())
         .arg(&shots)
+        .arg(ws.join("tests/data/random-labels.json"))
         .output()
         .expect("running node");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -139,6 +140,42 @@ fn playground_concept_steer_read_share() {
         "clicking the chart selects a layer"
     );
     assert_eq!(v["intervention_op"], "add");
+
+    // The chart shows held-out separation over the null band: formality above it at its best
+    // layer, random labels at chance.
+    let chart = |k: &str| -> Vec<(f64, f64, f64)> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (c["auroc"].as_f64().unwrap(), c["lo"].as_f64().unwrap(), c["hi"].as_f64().unwrap())
+            })
+            .collect()
+    };
+    let (real, noise) = (chart("chart"), chart("random_chart"));
+    assert_eq!((v["null_band"].as_u64(), v["random_null_band"].as_u64()), (Some(1), Some(1)));
+    let best = v["best_layer"].as_u64().unwrap() as usize;
+    assert_eq!(v["best_title"].as_str().unwrap(), format!("Layer {best} (best)"));
+    let noise_mean = noise.iter().map(|c| c.0).sum::<f64>() / noise.len() as f64;
+    let noise_max = noise.iter().map(|c| c.0).fold(0.0, f64::max);
+    println!(
+        "page chart: formality at its best layer {best}: held-out AUROC {:.3} (null band {:.3}-{:.3}); \
+         random labels: mean {noise_mean:.3}, highest {noise_max:.3}",
+        real[best].0, real[best].1, real[best].2
+    );
+    assert!(
+        real[best].0 >= 0.85 && real[best].0 > real[best].2,
+        "formality at layer {best}: {:?}",
+        real[best]
+    );
+    assert!((0.35..=0.65).contains(&noise_mean) && noise_max < 0.85, "random labels: {noise:?}");
+    // What the direction promotes, at the best layer (with the report) and at layer 12 (asked).
+    let promoted = |k: &str| v[k].as_array().map_or(0, |a| a.len());
+    println!(
+        "promotes at the best layer: {}; at layer 12: {}",
+        v["promotes_best"], v["promotes_12"]
+    );
+    assert_eq!((promoted("promotes_best"), promoted("promotes_12")), (10, 10));
     let layer: usize = v["intervention_layers"].as_str().unwrap().parse().unwrap();
     let strength = v["intervention_strength"].as_f64().unwrap() as f32;
 
@@ -242,6 +279,8 @@ fn playground_concept_steer_read_share() {
     let stopped = v["stopped_after"].as_u64().unwrap();
     assert!((3..400).contains(&stopped), "Stop did not stop: {stopped}");
     assert_eq!(v["sweep_rows"], 6);
+    assert_eq!(v["sweep_charts"], 3, "scores, KL and perplexity each on their own axes");
+    assert!(v["sweep_control_lines"].as_u64().unwrap() >= 3, "the random control is drawn");
     let console: Vec<&str> =
         v["console_errors"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     assert!(console.iter().all(|e| e.contains("404")), "console errors: {console:?}");

@@ -1,7 +1,7 @@
 //! Golden tests against ../shared/reference (HF transformers, float32, same GGUF).
 //! Each prints the largest difference it saw and where.
 
-use tiller_engine::{Capture, LogitsFor, Precision};
+use tiller_engine::{Capture, LogitsFor, Precision, Site};
 use tiller_tests::*;
 
 /// HF float32 vs our f32 path, next-token logits (issue #2: 0.05).
@@ -144,6 +144,7 @@ fn no_hook_and_zero_hook_give_identical_logits() {
         interventions: vec![Intervention {
             layers: add(&zero, 5, 1.0).unwrap(),
             positions: Positions::All,
+            site: Site::Residual,
         }],
         prompt_len: ids.len(),
     };

@@ -8,7 +8,7 @@
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use tiller_engine::{LogitsFor, Precision};
+use tiller_engine::{LogitsFor, Precision, Site};
 use tiller_share::cvec::{self, ControlVector};
 use tiller_steer::concept::Concept;
 use tiller_steer::intervene::{Intervention, Plan, Positions};
@@ -50,6 +50,7 @@ fn llama_cpp_applies_our_control_vector_like_we_do() {
         interventions: vec![Intervention {
             layers: imported.ops(m.config.n_layer, m.config.d_model, 1.0, false).unwrap(),
             positions: Positions::All,
+            site: Site::Residual,
         }],
         prompt_len: n,
     };

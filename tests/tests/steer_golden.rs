@@ -54,8 +54,8 @@ fn steering_cases_reproduce_reference() {
     steering_cases(m, &md, "CPU");
 }
 
-/// The diagnostics say what a person would: sentiment separates its examples in the later
-/// layers, and the direction's logit lens suppresses negative words.
+/// The in-sample diagnostics say what a person would: sentiment separates its examples in the
+/// later layers, and the direction's direct unembedding suppresses negative words.
 #[test]
 fn diagnostics_of_the_sentiment_direction() {
     let m = model(Precision::Fast);
@@ -64,8 +64,8 @@ fn diagnostics_of_the_sentiment_direction() {
     let mut opposite = Vec::new();
     for (l, v) in md.iter().enumerate().skip(12) {
         let d = tiller_steer::diagnostics::layer(&pos, &neg, l, v);
-        assert_eq!(d.auroc, 1.0, "layer {l}");
-        assert!(d.cohens_d > 2.0, "layer {l}: {d:?}");
+        assert_eq!(d.auroc_in_sample, 1.0, "layer {l}");
+        assert!(d.cohens_d_in_sample > 2.0, "layer {l}: {d:?}");
         if d.opposite_signs {
             opposite.push(l);
         }
@@ -79,12 +79,13 @@ fn diagnostics_of_the_sentiment_direction() {
     assert!(words.iter().any(|w| w.trim().eq_ignore_ascii_case("worse")), "{words:?}");
 }
 
-/// Stability tells a steerable direction from a fragile one: the mean difference holds up
-/// under bootstrap resampling of the pairs, while PCA of centred differences (which removes
-/// the mean difference itself) does not, with 8 pairs.
+/// The bootstrap cosine tells a steerable direction from a fragile one: the mean difference
+/// holds up under bootstrap resampling of the pairs, while PCA of centred differences (which
+/// removes the mean difference itself) does not, with 8 pairs; RepE's PCA (pair order
+/// randomised) keeps the concept.
 #[test]
 fn stability_and_probe_accuracy() {
-    use tiller_steer::directions::{directions, stability, Method};
+    use tiller_steer::directions::{bootstrap_cosine as stability, directions, Method};
     let m = model(Precision::Fast);
     let (pos, neg) = capture_concept(m, &sentiment()).unwrap();
     let md = directions(Method::MeanDiff, &pos, &neg).unwrap();
@@ -93,8 +94,19 @@ fn stability_and_probe_accuracy() {
     let s_pca = stability(Method::Pca, &pos, &neg, &pca, 16, 1).unwrap();
     let late = 20..m.config.n_layer;
     let avg = |v: &[f64]| late.clone().map(|l| v[l]).sum::<f64>() / late.len() as f64;
-    println!("mean stability, layers 20-29: mean-diff {:.3}, pca {:.3}", avg(&s_md), avg(&s_pca));
+    let repe = directions(Method::PcaRepe, &pos, &neg).unwrap();
+    let s_repe = stability(Method::PcaRepe, &pos, &neg, &repe, 16, 1).unwrap();
+    let cos_repe = late.clone().map(|l| tiller_tests::cosine(&repe[l], &md[l])).sum::<f64>()
+        / late.len() as f64;
+    println!(
+        "mean bootstrap cosine, layers 20-29: mean-diff {:.3}, pca {:.3}, pca-repe {:.3}; \
+         pca-repe vs mean-diff cosine {cos_repe:.3}",
+        avg(&s_md),
+        avg(&s_pca),
+        avg(&s_repe)
+    );
     assert!(avg(&s_md) > 0.8 && avg(&s_md) > avg(&s_pca));
+    assert!(avg(&s_repe) > avg(&s_pca) && cos_repe > 0.5);
     let acc = tiller_steer::probe::heldout_accuracy(&pos, &neg, 25).unwrap();
     println!("held-out probe accuracy at layer 25: {acc:.3}");
     assert!(acc >= 0.8);

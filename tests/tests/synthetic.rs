@@ -1,7 +1,7 @@
 //! Synthetic tiny GGUF models written by a test helper: shapes, GQA, tied and untied
 //! embeddings against a plain f64 reference forward pass, and the error paths.
 
-use tiller_engine::{Capture, Cpu, Hooks, LogitsFor, Model, Precision};
+use tiller_engine::{Capture, Cpu, Hooks, LogitsFor, Model, Precision, Site};
 use tiller_tests::gguf_writer::{write, Meta, Tensor, Tiny, TinyModel};
 use tiller_tests::MaxDiff;
 
@@ -73,14 +73,10 @@ fn check_mlp_hook(m: &Model<Cpu>, tm: &TinyModel, t: Tiny, ids: &[u32]) {
     // Zeroing the last layer's MLP activation removes exactly its down projection's output.
     struct Zero(usize);
     impl Hooks for Zero {
-        fn active(&self, _: usize) -> bool {
-            false
+        fn wants(&self, site: Site, l: usize) -> bool {
+            site == Site::Mlp && l == self.0
         }
-        fn block_output(&mut self, _: usize, _: usize, _: &mut [f32], _: usize) {}
-        fn mlp_active(&self, l: usize) -> bool {
-            l == self.0
-        }
-        fn mlp_activation(&mut self, _: usize, _: usize, act: &mut [f32], _: usize) {
+        fn at(&mut self, _: Site, _: usize, _: usize, act: &mut [f32], _: usize) {
             act.fill(0.0);
         }
     }

@@ -177,6 +177,7 @@ fn concept_bench(
         ("probe", Method::Probe),
         ("svd", Method::Svd),
         ("snmf", Method::Snmf),
+        ("pca-repe", Method::PcaRepe),
     ] {
         // The direction at every layer from captured activations (SNMF: from the MLP
         // activations, whose capture is not counted here).
@@ -190,12 +191,22 @@ fn concept_bench(
             directions(m, &p, &n)?;
             t.elapsed().as_secs_f64() * 1e3
         };
-        // What a click on "compute" costs: capture, directions and every diagnostic.
+        // What a click on "compute" costs: capture, directions and every diagnostic, by stage.
         let t = Instant::now();
-        analyze(model, &big, m, &Options::default(), &mut |_, _, _| {})?;
+        let mut stages = serde_json::Map::new();
+        let (mut last, mut stage) = (Instant::now(), String::new());
+        analyze(model, &big, m, &Options::default(), &mut |s, _, _| {
+            if !stage.is_empty() {
+                stages.insert(stage.clone(), json!(last.elapsed().as_secs_f64() * 1e3));
+            }
+            (last, stage) = (Instant::now(), s.to_string());
+        })?;
         let all_ms = t.elapsed().as_secs_f64() * 1e3;
-        eprintln!("concept bench: {name}: directions {dir_ms:.0} ms; capture + directions + diagnostics {all_ms:.0} ms");
-        methods.insert(name.into(), json!({ "directions_ms": dir_ms, "analyze_ms": all_ms }));
+        eprintln!("concept bench: {name}: directions {dir_ms:.0} ms; capture + directions + diagnostics {all_ms:.0} ms; stages {stages:?}");
+        methods.insert(
+            name.into(),
+            json!({ "directions_ms": dir_ms, "analyze_ms": all_ms, "stages_ms": stages }),
+        );
     }
     let tokens: usize = ids.iter().map(Vec::len).sum();
     eprintln!("concept bench: 32 pairs ({tokens} tokens): plain prefill {:.0} ms, capture of all layers {:.0} ms ({:.3}x)", plain * 1e3, cap * 1e3, cap / plain);

@@ -4,7 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use tiller_engine::{Backend, Model};
+use tiller_engine::{Backend, Model, Site};
 use tiller_share::SteeringConfig;
 use tiller_steer::concept::Concept;
 use tiller_steer::directions::Method;
@@ -32,14 +32,21 @@ pub struct SteerArgs {
     /// NAME@LAYERS=V: set the projection on each layer's unit direction to V.
     #[arg(long)]
     pub clamp: Vec<String>,
-    /// NAME@L=DEGREES (or NAME@LAYERS=DEGREES): Selective Steering rotation.
+    /// NAME@L=DEGREES (or NAME@LAYERS=DEGREES): angular steering of the residual stream, a
+    /// norm-preserving rotation in each layer's plane (b1 that layer's mean difference).
     #[arg(long)]
     pub rotate: Vec<String>,
+    /// NAME@LAYERS=DEGREES: Selective Steering as its authors do it: rotate both norm outputs
+    /// of each listed block that passes its test, in one plane shared by all (LAYERS: 0-29 to
+    /// let the test choose among all blocks).
+    #[arg(long)]
+    pub selective_steering: Vec<String>,
     /// NAME@LAYERS[=S]: LinEAS affine maps trained from NAME's negatives to its positives at
     /// LAYERS, applied at strength S (default 1).
     #[arg(long)]
     pub affine: Vec<String>,
-    /// With --rotate: only on the listed layers that pass the opposite-sign criterion.
+    /// With --rotate: only on the listed layers that pass the opposite-sign criterion on the
+    /// residual stream.
     #[arg(long)]
     pub selective: bool,
     /// Where interventions act: prompt, generated or all (default).
@@ -106,7 +113,7 @@ fn value(flag: &str, spec: &str, s: &str) -> Result<f32> {
 
 impl SteerArgs {
     /// The flags as intervention specs, in the order add, add-unit, ablate, clamp, rotate,
-    /// affine.
+    /// selective-steering, affine.
     pub fn specs(&self) -> Result<Vec<InterventionSpec>> {
         let positions = self.positions()?;
         let spec = |concept: &str, op, layers, strength| InterventionSpec {
@@ -150,6 +157,14 @@ impl SteerArgs {
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--rotate {sp}: expected NAME@L=DEGREES"))?;
             out.push(spec(name, OpKind::Rotate, parse_layers(ls)?, value("rotate", sp, deg)?));
+        }
+        for sp in &self.selective_steering {
+            let (name, rest) = split_spec("selective-steering", sp)?;
+            let (ls, deg) = rest.split_once('=').ok_or_else(|| {
+                anyhow!("--selective-steering {sp}: expected NAME@LAYERS=DEGREES")
+            })?;
+            let deg = value("selective-steering", sp, deg)?;
+            out.push(spec(name, OpKind::SelectiveSteering, parse_layers(ls)?, deg));
         }
         for sp in &self.affine {
             let (name, rest) = split_spec("affine", sp)?;
@@ -208,18 +223,13 @@ impl SteerArgs {
                 .with_context(|| path.to_string())?;
             plan.get_or_insert_with(|| Plan { interventions: Vec::new(), prompt_len })
                 .interventions
-                .push(Intervention { layers, positions });
+                .push(Intervention { layers, positions, site: Site::Residual });
         }
         Ok(plan)
     }
 
     fn positions(&self) -> Result<Positions> {
-        Ok(match self.positions.as_str() {
-            "all" => Positions::All,
-            "prompt" => Positions::Prompt,
-            "generated" => Positions::Generated,
-            other => bail!("--positions {other}: expected prompt, generated or all"),
-        })
+        positions(&self.positions)
     }
 }
 
@@ -230,12 +240,26 @@ pub struct ConceptArgs {
     /// Concept file: {"name": ..., "pairs": [[positive, negative], ...]}.
     #[arg(long)]
     pub pairs: PathBuf,
-    /// mean-diff, pca, probe, svd or snmf.
+    /// mean-diff, pca (centred differences, repeng's pca_diff), pca-repe (pair order
+    /// randomised, as RepE), probe, svd or snmf.
     #[arg(long, default_value = "mean-diff")]
     pub method: String,
-    /// Number of SNMF features per layer.
-    #[arg(long, default_value_t = 8)]
+    /// SNMF: features per layer (at most half the tokens; the report says how many were used).
+    #[arg(long, default_value_t = tiller_steer::snmf::DEFAULT_K)]
     pub features: usize,
+    /// SNMF: fraction of neurons each feature keeps (winner-take-all).
+    #[arg(long, default_value_t = tiller_steer::snmf::DEFAULT_SPARSITY)]
+    pub sparsity: f64,
+    /// SNMF: most iterations.
+    #[arg(long)]
+    pub snmf_iters: Option<usize>,
+    /// Shuffled-label runs of the null baseline (0: none).
+    #[arg(long, default_value_t = 8)]
+    pub null_runs: usize,
+    /// What the direction promotes (the mean change of next-token log-probabilities when it
+    /// is added) at these layers too (4-16 or 3,5,7); the best layer always has it.
+    #[arg(long)]
+    pub promotes_layers: Option<String>,
     /// Print JSON (the only output format today).
     #[arg(long)]
     pub json: bool,
@@ -244,13 +268,33 @@ pub struct ConceptArgs {
 pub fn concept(a: ConceptArgs) -> Result<()> {
     let method: Method = a.method.parse().map_err(|e: String| anyhow!(e))?;
     let c = read_concept(&a.pairs)?;
+    let extra = a.promotes_layers.as_deref().map(parse_layers).transpose()?.unwrap_or_default();
     let model = crate::load(&a.m)?;
+    if let Some(&l) = extra.iter().find(|&&l| l >= model.config.n_layer) {
+        bail!("--promotes-layers: layer {l} is out of range (0..={})", model.config.n_layer - 1);
+    }
+    let defaults = SnmfParams::default();
     let opts = report::Options {
-        snmf: SnmfParams { k: a.features, ..Default::default() },
+        snmf: SnmfParams {
+            k: a.features,
+            sparsity: a.sparsity,
+            max_iter: a.snmf_iters.unwrap_or(defaults.max_iter),
+            ..defaults
+        },
+        null_runs: a.null_runs,
         ..Default::default()
     };
-    let r = report::analyze(&model, &c, method, &opts, &mut |_, _, _| {})?;
-    println!("{}", serde_json::to_string(&r)?);
+    let (r, prepared) = report::analyze_and_prepare(&model, &c, method, &opts, &mut |_, _, _| {})?;
+    let mut v = serde_json::to_value(&r)?;
+    if !extra.is_empty() {
+        let contexts = report::shift_contexts(&model, &c)?;
+        let more = extra
+            .iter()
+            .map(|&l| report::promotes_at(&model, &prepared, &contexts, None, l, opts.top_k))
+            .collect::<Result<Vec<_>, _>>()?;
+        v["promotes_more"] = serde_json::to_value(more)?;
+    }
+    println!("{}", serde_json::to_string(&v)?);
     Ok(())
 }
 
@@ -264,12 +308,16 @@ pub struct SweepArgs {
     /// Which loaded concept to steer (default: the first).
     #[arg(long)]
     pub steer: Option<String>,
-    /// add (strength = coefficient on the mean difference), clamp (the projection value) or
-    /// rotate (degrees).
+    /// add (strength = coefficient on the mean difference), add-unit, clamp (the projection
+    /// value), rotate (degrees), selective-steering (degrees) or affine (LinEAS).
     #[arg(long, default_value = "add")]
     pub op: String,
+    /// The layer (or layers: 4-16, 3,5,7) the intervention acts on.
     #[arg(long)]
-    pub layer: usize,
+    pub layer: String,
+    /// Where it acts: all (default), prompt or generated.
+    #[arg(long, default_value = "all")]
+    pub positions: String,
     /// Strengths, comma separated.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true, default_value = "-2,-1,0,1,2")]
     pub strengths: Vec<f32>,
@@ -280,15 +328,16 @@ pub struct SweepArgs {
     pub chat: bool,
     #[arg(long, default_value_t = 24)]
     pub max_tokens: usize,
-    /// A neutral text for perplexity and KL.
-    #[arg(
-        long,
-        default_value = "The city council met on Tuesday to discuss the budget for roads, schools and the library."
-    )]
-    pub neutral: String,
-    /// Layer at which concept scores are read (default: the steered layer).
+    /// Neutral prompts for the side effects (continued by the unsteered model, then KL and
+    /// perplexity under steering); repeatable. Default: four built-in prompts.
+    #[arg(long)]
+    pub neutral: Vec<String>,
+    /// Layer at which concept scores are read (default: the first steered layer).
     #[arg(long)]
     pub read_layer: Option<usize>,
+    /// Leave out the random-direction control.
+    #[arg(long)]
+    pub no_control: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -301,18 +350,24 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let op = match a.op.as_str() {
         "add" => OpKind::Add,
         "add-unit" | "add_unit" => OpKind::AddUnit,
+        "ablate" => OpKind::Ablate,
         "clamp" => OpKind::Clamp,
         "rotate" => OpKind::Rotate,
+        "selective-steering" | "selective_steering" => OpKind::SelectiveSteering,
         "affine" => OpKind::Affine,
-        other => bail!("--op {other}: expected add, add-unit, clamp, rotate or affine"),
+        other => bail!(
+            "--op {other}: expected add, add-unit, ablate, clamp, rotate, selective-steering or affine"
+        ),
     };
+    let positions = positions(&a.positions)?;
+    let layers = parse_layers(&a.layer)?;
     let concepts: Vec<Concept> = a.concepts.iter().map(read_concept).collect::<Result<_>>()?;
     let target = a.steer.clone().unwrap_or_else(|| concepts[0].name.clone());
     if !concepts.iter().any(|c| c.name == target) {
         bail!("--steer {target}: no such concept loaded");
     }
     let model = crate::load(&a.m)?;
-    let read = a.read_layer.unwrap_or(a.layer);
+    let read = a.read_layer.unwrap_or(layers[0]);
     if read >= model.config.n_layer {
         bail!(
             "--read-layer {read} is out of range: the model has layers 0..={}",
@@ -322,13 +377,14 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     let prepared =
         concepts.iter().map(|c| plan::prepare(&model, c)).collect::<Result<Vec<_>, _>>()?;
     let prompt = model.encode_prompt(&a.prompt, a.chat)?;
-    let neutral = model.encode_prompt(&a.neutral, false)?;
+    let neutral =
+        a.neutral.iter().map(|t| model.encode_prompt(t, false)).collect::<Result<Vec<_>, _>>()?;
     let spec = InterventionSpec {
         concept: target.clone(),
         op,
-        layers: vec![a.layer],
+        layers: layers.clone(),
         strength: 0.0,
-        positions: Positions::All,
+        positions,
         selective: false,
         enabled: true,
     };
@@ -339,13 +395,28 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         neutral: &neutral,
         max_tokens: a.max_tokens,
         read_layer: read,
+        control: !a.no_control,
     };
-    let points = sweep(&model, &prepared, &sw, &mut |_| {})?;
+    let r = sweep(&model, &prepared, &sw, &mut |_| {})?;
     println!(
         "{}",
-        json!({ "concept": target, "op": a.op, "layer": a.layer, "read_layer": read, "prompt": a.prompt, "neutral": a.neutral, "points": points })
+        json!({
+            "concept": target, "op": a.op, "layers": layers, "positions": a.positions,
+            "read_layer": read, "prompt": a.prompt, "baseline": r.baseline,
+            "baseline_text": r.baseline_text, "neutral_prompts": r.neutral_prompts,
+            "points": r.points, "control": r.control,
+        })
     );
     Ok(())
+}
+
+fn positions(s: &str) -> Result<Positions> {
+    Ok(match s {
+        "all" => Positions::All,
+        "prompt" => Positions::Prompt,
+        "generated" => Positions::Generated,
+        other => bail!("--positions {other}: expected prompt, generated or all"),
+    })
 }
 
 #[derive(Args)]
@@ -417,7 +488,7 @@ pub struct ObservableArgs {
 }
 
 pub fn observable(a: ObservableArgs) -> Result<()> {
-    use tiller_steer::observable::{coupling, observable};
+    use tiller_steer::observable::{cosine, coupling, head_features, observable};
     let model = crate::load(&a.m)?;
     let (ta, tb) =
         a.pair.split_once(',').ok_or_else(|| anyhow!("--pair {}: expected A,B", a.pair))?;
@@ -430,16 +501,38 @@ pub fn observable(a: ObservableArgs) -> Result<()> {
     };
     let (ia, ib) = (id(ta)?, id(tb)?);
     let y = observable(&model, ia, ib)?;
-    let mut couplings = Vec::new();
+    let heads = head_features(&model, &y)?;
+    let mut concepts = Vec::new();
     for p in &a.concepts {
         let c = read_concept(p)?;
-        let prepared = plan::prepare(&model, &c)?;
-        let per_layer: Vec<f64> = prepared.dirs.iter().map(|d| coupling(d, &y)).collect();
-        couplings.push(json!({ "concept": c.name, "coupling": per_layer }));
+        concepts.push((c.name.clone(), plan::prepare(&model, &c)?));
     }
+    let couplings: Vec<_> = concepts
+        .iter()
+        .map(|(name, pr)| {
+            let per_layer: Vec<f64> = pr.dirs.iter().map(|d| coupling(d, &y)).collect();
+            json!({ "concept": name, "coupling": per_layer })
+        })
+        .collect();
+    // A head of block l reads the residual stream after block l - 1 (the embeddings for l = 0,
+    // where no concept direction is measured).
+    let heads_json: Vec<_> = heads
+        .iter()
+        .map(|h| {
+            let per: serde_json::Map<String, serde_json::Value> = concepts
+                .iter()
+                .filter(|_| h.layer > 0)
+                .map(|(name, pr)| {
+                    let d = &pr.dirs[h.layer - 1];
+                    (name.clone(), json!({ "cosine": cosine(d, &h.vector), "coupling": coupling(d, &h.vector) }))
+                })
+                .collect();
+            json!({ "layer": h.layer, "head": h.head, "norm": h.norm, "concepts": per })
+        })
+        .collect();
     println!(
         "{}",
-        json!({ "a": { "id": ia, "token": ta }, "b": { "id": ib, "token": tb }, "direction": y, "couplings": couplings })
+        json!({ "a": { "id": ia, "token": ta }, "b": { "id": ib, "token": tb }, "direction": y, "couplings": couplings, "heads": heads_json })
     );
     Ok(())
 }

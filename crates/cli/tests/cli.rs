@@ -154,7 +154,7 @@ fn gpu_backend_matches_cpu() {
     println!("cpu {}\ngpu {}", cpu["text"], gpu["text"]);
     assert_eq!(cpu["ids"], gpu["ids"], "16 greedy tokens on the GPU equal the CPU's");
     let c = reference_concept();
-    let steered = |backend: &'static str| {
+    let steered = |backend: &'static str, flag: &'static str, spec: &'static str| {
         json_ok(&[
             "generate",
             "--model",
@@ -166,15 +166,23 @@ fn gpu_backend_matches_cpu() {
             "--json",
             "--concept",
             &c,
-            "--add",
-            "sentiment@6=4",
+            flag,
+            spec,
             "--backend",
             backend,
         ])
     };
-    let (cs, gs) = (steered("cpu"), steered("gpu"));
-    println!("steered cpu {}\nsteered gpu {}", cs["text"], gs["text"]);
-    assert_eq!(cs["ids"], gs["ids"], "steered tokens on the GPU equal the CPU's");
+    // A residual edit, and Selective Steering's edits on the norm outputs (the GPU runs the
+    // norm and the products apart around them).
+    for (flag, spec) in [("--add", "sentiment@6=4"), ("--selective-steering", "sentiment@0-29=180")]
+    {
+        let (cs, gs) = (steered("cpu", flag, spec), steered("gpu", flag, spec));
+        println!("{flag} {spec}: cpu {}\n{flag} {spec}: gpu {}", cs["text"], gs["text"]);
+        assert_eq!(
+            cs["ids"], gs["ids"],
+            "{flag} {spec}: steered tokens on the GPU equal the CPU's"
+        );
+    }
     let l = |backend: &'static str| {
         json_ok(&[
             "logits",

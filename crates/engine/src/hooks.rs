@@ -1,25 +1,48 @@
 //! Hook points: the residual stream at the output of every block ("layer l" = output of
 //! block l, 0-based, as HF `hidden_states[l + 1]` and llama.cpp's control vector `direction.l`).
 //!
-//! A hook sees the rows of one forward call: `resid` is `[rows, width]` row-major and row `i`
-//! is absolute position `pos0 + i`. It may read (capture) and write (intervene). The forward
-//! pass asks [`Hooks::active`] first, so layers nobody hooks cost nothing.
+//! Besides the block output, a hook may ask for the outputs of the block's two input norms
+//! (what attention and the MLP read; Selective Steering rotates these) and the MLP hidden
+//! activation ([`Site`]). A hook sees the rows of one forward call, row `i` at absolute
+//! position `pos0 + i`; it may read (capture) and write (intervene). The forward pass asks
+//! [`Hooks::wants`] first, so sites nobody hooks cost nothing.
 
+/// Where in a block a hook reads or writes. "Layer l" means block l for every site.
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Site {
+    /// The residual stream at the block's output (`d_model` wide).
+    #[default]
+    Residual,
+    /// The output of the block's attention-input norm: what attention reads (`d_model` wide;
+    /// Llama's `input_layernorm`).
+    AttnIn,
+    /// The output of the block's MLP-input norm: what the MLP reads (`d_model` wide; Llama's
+    /// `post_attention_layernorm`).
+    MlpIn,
+    /// The MLP hidden activation (SwiGLU output, `d_ff` wide), before the down projection.
+    Mlp,
+}
+
+impl Site {
+    pub const ALL: [Site; 4] = [Site::Residual, Site::AttnIn, Site::MlpIn, Site::Mlp];
+}
+
+/// Hooks see the rows of one forward call at the sites they ask for.
 pub trait Hooks {
-    /// Does this hook want layer `layer`'s output?
-    fn active(&self, layer: usize) -> bool;
-    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize);
-    /// Does this hook want block `layer`'s MLP hidden activation? (Default: no.)
-    fn mlp_active(&self, _layer: usize) -> bool {
-        false
-    }
-    /// The MLP hidden activation of block `layer` (SwiGLU output, `[rows, d_ff]`), before
-    /// the down projection.
-    fn mlp_activation(&mut self, _layer: usize, _pos0: usize, _act: &mut [f32], _width: usize) {}
-    /// What this hook does at layer `layer`'s output, as data a backend can apply on its own
-    /// device without reading the activations back (the GPU backend does). `None`: the hook
-    /// needs the host rows ([`Hooks::block_output`] is called). Only asked when `active`.
-    fn edits(&self, _layer: usize) -> Option<Vec<Edit>> {
+    /// Does this hook want `site` of block `layer`? Asked first: sites nobody wants cost
+    /// nothing (and the fused kernels stay in use).
+    fn wants(&self, site: Site, layer: usize) -> bool;
+    /// The rows at `site` of block `layer` (`[rows, width]` row-major, row `i` is absolute
+    /// position `pos0 + i`); the hook may read (capture) and write (intervene). Only called
+    /// when `wants` said yes and [`Hooks::edits`] gave `None` or the backend cannot apply edits.
+    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize);
+    /// What this hook does there, as data a backend can apply on its own device without
+    /// reading the activations back (the GPU backend does). `None`: the hook needs the host
+    /// rows ([`Hooks::at`] is called).
+    fn edits(&self, _site: Site, _layer: usize) -> Option<Vec<Edit>> {
         None
     }
 }
@@ -68,17 +91,7 @@ impl Edit {
     }
 }
 
-/// Where a [`Capture`] reads.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Site {
-    /// The residual stream at the block's output (`d_model` wide).
-    #[default]
-    Residual,
-    /// The MLP hidden activation (`d_ff` wide).
-    Mlp,
-}
-
-/// Records the residual stream (or the MLP activation) at chosen layers, every position of
+/// Records one site (by default the residual stream) at chosen layers, every position of
 /// every call.
 #[derive(Debug, Default, Clone)]
 pub struct Capture {
@@ -91,19 +104,17 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(layers: impl IntoIterator<Item = usize>) -> Self {
-        let layers: Vec<usize> = layers.into_iter().collect();
-        let rows = vec![Vec::new(); layers.len()];
-        Capture { layers, site: Site::Residual, rows, width: 0 }
+        Self::at(Site::Residual, layers)
     }
     /// Capture the MLP hidden activation instead of the residual stream.
     pub fn mlp(layers: impl IntoIterator<Item = usize>) -> Self {
-        Capture { site: Site::Mlp, ..Self::new(layers) }
+        Self::at(Site::Mlp, layers)
     }
-    fn record(&mut self, layer: usize, rows: &[f32], width: usize) {
-        if let Some(i) = self.layers.iter().position(|&l| l == layer) {
-            self.width = width;
-            self.rows[i].extend_from_slice(rows);
-        }
+    /// Capture `site` at `layers`.
+    pub fn at(site: Site, layers: impl IntoIterator<Item = usize>) -> Self {
+        let layers: Vec<usize> = layers.into_iter().collect();
+        let rows = vec![Vec::new(); layers.len()];
+        Capture { layers, site, rows, width: 0 }
     }
     /// The last captured row at `layer`, if any.
     pub fn last(&self, layer: usize) -> Option<&[f32]> {
@@ -114,50 +125,79 @@ impl Capture {
 }
 
 impl Hooks for Capture {
-    fn active(&self, layer: usize) -> bool {
-        self.site == Site::Residual && self.layers.contains(&layer)
+    fn wants(&self, site: Site, layer: usize) -> bool {
+        self.site == site && self.layers.contains(&layer)
     }
-    fn block_output(&mut self, layer: usize, _pos0: usize, resid: &mut [f32], width: usize) {
-        self.record(layer, resid, width);
-    }
-    fn mlp_active(&self, layer: usize) -> bool {
-        self.site == Site::Mlp && self.layers.contains(&layer)
-    }
-    fn mlp_activation(&mut self, layer: usize, _pos0: usize, act: &mut [f32], width: usize) {
-        self.record(layer, act, width);
+    fn at(&mut self, site: Site, layer: usize, _pos0: usize, rows: &mut [f32], width: usize) {
+        if site != self.site {
+            return;
+        }
+        if let Some(i) = self.layers.iter().position(|&l| l == layer) {
+            self.width = width;
+            self.rows[i].extend_from_slice(rows);
+        }
     }
 }
 
-/// Two hooks as one: both see every hook point, the first before the second.
+/// Two hooks as one: both see every site, the first before the second.
 impl<A: Hooks, B: Hooks> Hooks for (A, B) {
-    fn active(&self, layer: usize) -> bool {
-        self.0.active(layer) || self.1.active(layer)
+    fn wants(&self, site: Site, layer: usize) -> bool {
+        self.0.wants(site, layer) || self.1.wants(site, layer)
     }
-    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
-        if self.0.active(layer) {
-            self.0.block_output(layer, pos0, resid, width);
+    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize) {
+        if self.0.wants(site, layer) {
+            self.0.at(site, layer, pos0, rows, width);
         }
-        if self.1.active(layer) {
-            self.1.block_output(layer, pos0, resid, width);
-        }
-    }
-    fn mlp_active(&self, layer: usize) -> bool {
-        self.0.mlp_active(layer) || self.1.mlp_active(layer)
-    }
-    fn mlp_activation(&mut self, layer: usize, pos0: usize, act: &mut [f32], width: usize) {
-        if self.0.mlp_active(layer) {
-            self.0.mlp_activation(layer, pos0, act, width);
-        }
-        if self.1.mlp_active(layer) {
-            self.1.mlp_activation(layer, pos0, act, width);
+        if self.1.wants(site, layer) {
+            self.1.at(site, layer, pos0, rows, width);
         }
     }
-    fn edits(&self, layer: usize) -> Option<Vec<Edit>> {
-        match (self.0.active(layer), self.1.active(layer)) {
-            (true, true) => Some([self.0.edits(layer)?, self.1.edits(layer)?].concat()),
-            (true, false) => self.0.edits(layer),
-            (false, true) => self.1.edits(layer),
+    fn edits(&self, site: Site, layer: usize) -> Option<Vec<Edit>> {
+        match (self.0.wants(site, layer), self.1.wants(site, layer)) {
+            (true, true) => Some([self.0.edits(site, layer)?, self.1.edits(site, layer)?].concat()),
+            (true, false) => self.0.edits(site, layer),
+            (false, true) => self.1.edits(site, layer),
             (false, false) => Some(Vec::new()),
         }
+    }
+}
+
+/// Several hooks as one, in order (e.g. captures of several sites in one pass).
+impl<H: Hooks> Hooks for Vec<H> {
+    fn wants(&self, site: Site, layer: usize) -> bool {
+        self.iter().any(|h| h.wants(site, layer))
+    }
+    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize) {
+        for h in self.iter_mut().filter(|h| h.wants(site, layer)) {
+            h.at(site, layer, pos0, rows, width);
+        }
+    }
+    fn edits(&self, site: Site, layer: usize) -> Option<Vec<Edit>> {
+        let mut out = Vec::new();
+        for h in self.iter().filter(|h| h.wants(site, layer)) {
+            out.extend(h.edits(site, layer)?);
+        }
+        Some(out)
+    }
+}
+
+/// Run the hook at `site` of block `layer` on `x` when it wants it: on the device when it
+/// describes itself as edits and the backend applies them, else on the host rows.
+pub fn run<B: crate::Backend + ?Sized>(
+    be: &B,
+    hooks: Option<&mut (dyn Hooks + '_)>,
+    site: Site,
+    layer: usize,
+    pos0: usize,
+    x: &mut B::Act,
+    width: usize,
+) {
+    let Some(h) = hooks else { return };
+    if !h.wants(site, layer) {
+        return;
+    }
+    let on_device = h.edits(site, layer).is_some_and(|e| be.edit(x, &e, pos0));
+    if !on_device {
+        be.with_host(x, &mut |r| h.at(site, layer, pos0, r, width));
     }
 }

@@ -8,7 +8,7 @@ use tiller_steer::concept::Concept;
 use tiller_steer::plan::InterventionSpec;
 
 /// The config format this build writes. Every earlier version still opens.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The default model's id and the sha256 of its file.
 pub const DEFAULT_MODEL_ID: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";

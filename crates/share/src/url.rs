@@ -16,12 +16,15 @@ pub const KEY: &str = "c=";
 pub const MAX_PAYLOAD_CHARS: usize = 64 * 1024;
 pub const MAX_DECODED_BYTES: usize = 1 << 20;
 
-/// The fragment for `c`, with its leading `#`.
+/// The fragment for `c`, with its leading `#`: in the oldest wire version that carries it.
 pub fn encode(c: &SteeringConfig) -> Result<String> {
     c.validate()?;
-    let body = postcard::to_allocvec(&wire::V1::from_config(c)?)
+    let codes = wire::VERSIONS.iter().find(|v| v.carries(c)).ok_or_else(|| {
+        Error::Invalid("the setup uses a method or op no link version carries".into())
+    })?;
+    let body = postcard::to_allocvec(&wire::V1::from_config(c, codes)?)
         .map_err(|e| Error::Invalid(format!("encoding the setup: {e}")))?;
-    let mut bytes = vec![wire::V1::VERSION];
+    let mut bytes = vec![codes.version];
     bytes.extend(miniz_oxide::deflate::compress_to_vec(&body, 10));
     Ok(format!("#{KEY}{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
@@ -52,17 +55,19 @@ pub fn decode(link: &str) -> Result<SteeringConfig> {
         .map_err(|e| Error::Link(format!("the link is not valid base64url: {e}")))?;
     let (&version, body) =
         bytes.split_first().ok_or_else(|| Error::Link("the link is empty".into()))?;
-    match version {
-        1 => {}
+    let codes = match version {
         0 => return Err(Error::Link("the link's version byte is 0: not a Tiller link".into())),
-        v => return Err(Error::Newer { version: v as u32, supported: crate::config::VERSION }),
-    }
+        v => *wire::VERSIONS
+            .iter()
+            .find(|c| c.version == v)
+            .ok_or(Error::Newer { version: v as u32, supported: crate::config::VERSION })?,
+    };
     let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(body, MAX_DECODED_BYTES)
         .map_err(|e| Error::Link(format!("the link is damaged (decompression: {:?})", e.status)))?;
-    // Version 1 (the only one so far): postcard of wire::V1.
+    // Versions 1 and 2: postcard of wire::V1, read with that version's code tables.
     let c = postcard::from_bytes::<wire::V1>(&raw)
         .map_err(|e| Error::Link(format!("the link is damaged (decoding: {e})")))?
-        .into_config()?;
+        .into_config(codes)?;
     c.validate()?;
     Ok(c)
 }

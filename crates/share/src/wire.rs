@@ -7,6 +7,11 @@
 //! V1 (Tiller 0.1): postcard of [`V1`]. Compact choices: the default model is an empty id;
 //! concepts and ops are small codes; an intervention names its concept by index; layers are
 //! runs (start, count).
+//!
+//! V2 (Tiller 0.2): the same structs; the code tables grow by the RepE PCA method (5) and the
+//! Selective Steering op (6). A setup that uses neither is still written as V1, so links stay
+//! readable by the previous release; one that does is written as V2, which that release
+//! reports as "from a newer Tiller" instead of misreading a code.
 
 use crate::config::{ModelRef, Sampling, SteeringConfig, View};
 use crate::{Error, Result};
@@ -79,13 +84,66 @@ struct ViewV1 {
     large_text: bool,
 }
 
-const METHODS: [Method; 5] =
-    [Method::MeanDiff, Method::Pca, Method::Probe, Method::Svd, Method::Snmf];
-const OPS: [OpKind; 6] =
-    [OpKind::Add, OpKind::AddUnit, OpKind::Ablate, OpKind::Clamp, OpKind::Rotate, OpKind::Affine];
+/// The method and op codes of one wire version (append only: a code never changes meaning).
+pub struct Codes {
+    pub version: u8,
+    methods: &'static [Method],
+    ops: &'static [OpKind],
+}
 
-fn code<T: PartialEq>(table: &[T], x: &T) -> u8 {
-    table.iter().position(|t| t == x).unwrap_or(0) as u8
+/// V1's tables, frozen.
+pub const CODES_V1: Codes = Codes {
+    version: 1,
+    methods: &[Method::MeanDiff, Method::Pca, Method::Probe, Method::Svd, Method::Snmf],
+    ops: &[
+        OpKind::Add,
+        OpKind::AddUnit,
+        OpKind::Ablate,
+        OpKind::Clamp,
+        OpKind::Rotate,
+        OpKind::Affine,
+    ],
+};
+
+/// V2's tables: V1's and then the new variants.
+pub const CODES_V2: Codes = Codes {
+    version: 2,
+    methods: &[
+        Method::MeanDiff,
+        Method::Pca,
+        Method::Probe,
+        Method::Svd,
+        Method::Snmf,
+        Method::PcaRepe,
+    ],
+    ops: &[
+        OpKind::Add,
+        OpKind::AddUnit,
+        OpKind::Ablate,
+        OpKind::Clamp,
+        OpKind::Rotate,
+        OpKind::Affine,
+        OpKind::SelectiveSteering,
+    ],
+};
+
+/// Every wire version this build reads, oldest first.
+pub const VERSIONS: [&Codes; 2] = [&CODES_V1, &CODES_V2];
+
+impl Codes {
+    /// Can this version carry every method and op of `c`?
+    pub fn carries(&self, c: &SteeringConfig) -> bool {
+        c.concepts.iter().all(|k| self.methods.contains(&k.method))
+            && c.interventions.iter().all(|s| self.ops.contains(&s.op))
+    }
+}
+
+fn code<T: PartialEq + std::fmt::Debug>(table: &[T], x: &T, version: u8) -> Result<u8> {
+    table
+        .iter()
+        .position(|t| t == x)
+        .map(|i| i as u8)
+        .ok_or_else(|| Error::Invalid(format!("{x:?} has no code in share-link version {version}")))
 }
 
 fn from_code<T: Copy>(table: &[T], c: u8, what: &str) -> Result<T> {
@@ -130,7 +188,8 @@ fn sha_hex(b: &[u8; 32]) -> String {
 impl V1 {
     pub const VERSION: u8 = 1;
 
-    pub fn from_config(c: &SteeringConfig) -> Result<V1> {
+    /// The setup in the wire structs with `codes`' tables (V1's or V2's).
+    pub fn from_config(c: &SteeringConfig, codes: &Codes) -> Result<V1> {
         let default = ModelRef::default();
         let (model_id, model_sha256) = if c.model == default {
             (String::new(), None)
@@ -150,20 +209,22 @@ impl V1 {
             concepts: c
                 .concepts
                 .iter()
-                .map(|k| ConceptV1 {
-                    name: k.name.clone(),
-                    pairs: k.pairs.clone(),
-                    read: (k.read == Read::Mean) as u8,
-                    method: code(&METHODS, &k.method),
+                .map(|k| {
+                    Ok(ConceptV1 {
+                        name: k.name.clone(),
+                        pairs: k.pairs.clone(),
+                        read: (k.read == Read::Mean) as u8,
+                        method: code(codes.methods, &k.method, codes.version)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             interventions: c
                 .interventions
                 .iter()
                 .map(|s| {
                     Ok(InterventionV1 {
                         concept: index(&s.concept)?,
-                        op: code(&OPS, &s.op),
+                        op: code(codes.ops, &s.op, codes.version)?,
                         layers: runs(&s.layers)?,
                         strength: s.strength,
                         positions: match s.positions {
@@ -202,7 +263,8 @@ impl V1 {
         })
     }
 
-    pub fn into_config(self) -> Result<SteeringConfig> {
+    /// Back to a setup, reading codes with `codes`' tables.
+    pub fn into_config(self, codes: &Codes) -> Result<SteeringConfig> {
         let concepts: Vec<Concept> = self
             .concepts
             .into_iter()
@@ -215,7 +277,7 @@ impl V1 {
                         1 => Read::Mean,
                         r => return Err(Error::Link(format!("unknown read code {r}"))),
                     },
-                    method: from_code(&METHODS, k.method, "method")?,
+                    method: from_code(codes.methods, k.method, "method")?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -230,7 +292,7 @@ impl V1 {
             .map(|s| {
                 Ok(InterventionSpec {
                     concept: name(s.concept)?,
-                    op: from_code(&OPS, s.op, "op")?,
+                    op: from_code(codes.ops, s.op, "op")?,
                     layers: unruns(&s.layers)?,
                     strength: s.strength,
                     positions: match s.positions {

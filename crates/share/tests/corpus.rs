@@ -30,3 +30,20 @@ fn every_released_link_decodes_as_it_did() {
     println!("{n} frozen links decode as they did");
     assert!(n >= 3, "the corpus is missing ({n} links under {})", root.display());
 }
+
+/// Every preset and lesson the page offers opens (www/presets/*.json, bar the index).
+#[test]
+fn every_preset_opens() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../www/presets");
+    let mut n = 0;
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.extension().is_some_and(|e| e == "json") && !p.ends_with("index.json") {
+            let c = SteeringConfig::from_json(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            url::decode(&url::encode(&c).unwrap()).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 9, "{n} presets under {}", dir.display());
+}

@@ -24,7 +24,8 @@ fn concept(i: usize) -> impl Strategy<Value = Concept> {
             Just(Method::Pca),
             Just(Method::Probe),
             Just(Method::Svd),
-            Just(Method::Snmf)
+            Just(Method::Snmf),
+            Just(Method::PcaRepe)
         ],
     )
         .prop_map(move |(n, pairs, read, method)| Concept {
@@ -58,6 +59,7 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                     Just(OpKind::Ablate),
                     Just(OpKind::Clamp),
                     Just(OpKind::Rotate),
+                    Just(OpKind::SelectiveSteering),
                     Just(OpKind::Affine)
                 ],
                 prop::collection::vec(0usize..64, 1..10),
@@ -250,6 +252,27 @@ fn payload_forms() {
     assert_eq!(payload("c=abc"), "abc");
     assert_eq!(payload("#v=2&c=abc"), "abc");
     assert_eq!(payload("abc"), "abc");
+}
+
+/// A setup the previous release can carry is written as V1 (it opens there); one that uses
+/// the RepE method or the Selective Steering op is written as V2, and both open here.
+#[test]
+fn links_use_the_oldest_version_that_carries_the_setup() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let version = |link: &str| b64.decode(payload(link)).unwrap()[0];
+    let c = typical();
+    let l1 = encode(&c).unwrap();
+    assert_eq!(version(&l1), 1);
+    let mut c2 = typical();
+    c2.concepts[0].method = Method::PcaRepe;
+    let l2 = encode(&c2).unwrap();
+    assert_eq!(version(&l2), 2);
+    assert_eq!(decode(&l2).unwrap(), c2);
+    let mut c3 = typical();
+    c3.interventions[0].op = OpKind::SelectiveSteering;
+    let l3 = encode(&c3).unwrap();
+    assert_eq!((version(&l3), decode(&l3).unwrap()), (2, c3));
 }
 
 #[test]

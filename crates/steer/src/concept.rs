@@ -2,7 +2,7 @@
 
 use crate::directions::Method;
 use crate::{Error, Result};
-use tiller_engine::{Backend, Capture, LogitsFor, Model};
+use tiller_engine::{Backend, Capture, LogitsFor, Model, Site};
 
 /// Where a prompt's activation is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -137,7 +137,19 @@ pub fn capture_with<B: Backend>(
     model: &Model<B>,
     texts: &[String],
     read: Read,
+    mlp: Option<&mut MlpActs>,
+) -> Result<Acts> {
+    capture_full(model, texts, read, mlp, None)
+}
+
+/// As [`capture_with`], also keeping the last position's logits of the first `logits.1` texts
+/// in `logits.0` (the baseline of [`crate::effects::next_token_shift`]).
+pub fn capture_full<B: Backend>(
+    model: &Model<B>,
+    texts: &[String],
+    read: Read,
     mut mlp: Option<&mut MlpActs>,
+    mut logits: Option<(&mut Vec<Vec<f32>>, usize)>,
 ) -> Result<Acts> {
     let (n_layer, d) = (model.config.n_layer, model.config.d_model);
     if let Some(m) = mlp.as_deref_mut() {
@@ -146,10 +158,10 @@ pub fn capture_with<B: Backend>(
         }
     }
     let mut acts = Vec::with_capacity(texts.len());
-    for t in texts {
+    for (i, t) in texts.iter().enumerate() {
         let ids = model.encode_prompt(t, false)?;
         let resid = Capture::new(0..n_layer);
-        let per_layer = if let Some(m) = mlp.as_deref_mut() {
+        let (per_layer, last) = if let Some(m) = mlp.as_deref_mut() {
             if m.tokens.len() + ids.len() > MAX_MLP_TOKENS {
                 return Err(Error::Concept {
                     name: String::new(),
@@ -160,30 +172,94 @@ pub fn capture_with<B: Backend>(
                 });
             }
             let mut both = (resid, Capture::mlp(0..n_layer));
-            model.session().forward(&ids, Some(&mut both), LogitsFor::Last)?;
+            let last = model.session().forward(&ids, Some(&mut both), LogitsFor::Last)?;
             let text = m.tokens.last().map_or(0, |t| t.0 + 1);
             m.tokens.extend(ids.iter().enumerate().map(|(p, &id)| (text, p, id)));
             m.width = both.1.width;
             for (dst, src) in m.layers.iter_mut().zip(&both.1.rows) {
                 dst.extend_from_slice(src);
             }
-            both.0.rows.iter().map(|rows| read_rows(rows, d, read)).collect()
+            (both.0.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
         } else {
             let mut resid = resid;
-            model.session().forward(&ids, Some(&mut resid), LogitsFor::Last)?;
-            resid.rows.iter().map(|rows| read_rows(rows, d, read)).collect()
+            let last = model.session().forward(&ids, Some(&mut resid), LogitsFor::Last)?;
+            (resid.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
         };
+        if let Some((out, n)) = logits.as_mut() {
+            if i < *n {
+                out.push(last);
+            }
+        }
         acts.push(per_layer);
     }
     Ok(Acts { acts, n_layer, d })
 }
 
-/// Positive and negative activations of a concept.
-pub fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Acts, Acts)> {
+/// Run each raw prompt once and read every site of `sites` at every layer (one [`Acts`] per
+/// site, in order; the norm outputs are `d_model` wide like the residual stream).
+pub fn capture_sites<B: Backend>(
+    model: &Model<B>,
+    texts: &[String],
+    read: Read,
+    sites: &[Site],
+) -> Result<Vec<Acts>> {
+    let n_layer = model.config.n_layer;
+    let mut out: Vec<Acts> =
+        sites.iter().map(|_| Acts { acts: Vec::new(), n_layer, d: 0 }).collect();
+    for t in texts {
+        let ids = model.encode_prompt(t, false)?;
+        let mut caps: Vec<Capture> = sites.iter().map(|&s| Capture::at(s, 0..n_layer)).collect();
+        model.session().forward(&ids, Some(&mut caps), LogitsFor::Last)?;
+        for (o, c) in out.iter_mut().zip(&caps) {
+            o.d = c.width;
+            o.acts.push(c.rows.iter().map(|rows| read_rows(rows, c.width, read)).collect());
+        }
+    }
+    Ok(out)
+}
+
+/// Contexts per class whose next-token distributions [`crate::effects::next_token_shift`]
+/// averages over (the first of the concept's pairs).
+pub const SHIFT_CONTEXTS: usize = 8;
+
+/// A concept's examples read out of the model.
+pub struct ConceptActs {
+    pub pos: Acts,
+    pub neg: Acts,
+    /// The MLP activations of every token (positives' texts first), when asked for.
+    pub mlp: Option<MlpActs>,
+    /// The token ids of the first [`SHIFT_CONTEXTS`] positives and negatives, and their
+    /// last-position logits.
+    pub contexts: Vec<Vec<u32>>,
+    pub context_logits: Vec<Vec<f32>>,
+}
+
+/// Capture a concept's examples (and, with `mlp`, the MLP activations of every token).
+pub fn capture_concept_full<B: Backend>(
+    model: &Model<B>,
+    c: &Concept,
+    mlp: bool,
+) -> Result<ConceptActs> {
     c.validate()?;
     let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
     let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
-    Ok((capture(model, &pos, c.read)?, capture(model, &neg, c.read)?))
+    let mut m = mlp.then(MlpActs::default);
+    let (mut lp, mut ln) = (Vec::new(), Vec::new());
+    let p = capture_full(model, &pos, c.read, m.as_mut(), Some((&mut lp, SHIFT_CONTEXTS)))?;
+    let n = capture_full(model, &neg, c.read, m.as_mut(), Some((&mut ln, SHIFT_CONTEXTS)))?;
+    let take = SHIFT_CONTEXTS.min(c.pairs.len());
+    let mut contexts = Vec::with_capacity(2 * take);
+    for t in pos.iter().take(take).chain(neg.iter().take(take)) {
+        contexts.push(model.encode_prompt(t, false)?);
+    }
+    lp.extend(ln);
+    Ok(ConceptActs { pos: p, neg: n, mlp: m, contexts, context_logits: lp })
+}
+
+/// Positive and negative activations of a concept.
+pub fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Acts, Acts)> {
+    let a = capture_concept_full(model, c, false)?;
+    Ok((a.pos, a.neg))
 }
 
 /// As [`capture_concept`], with the MLP activations of every token (positives' texts first).
@@ -191,13 +267,8 @@ pub fn capture_concept_mlp<B: Backend>(
     model: &Model<B>,
     c: &Concept,
 ) -> Result<(Acts, Acts, MlpActs)> {
-    c.validate()?;
-    let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
-    let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
-    let mut mlp = MlpActs::default();
-    let p = capture_with(model, &pos, c.read, Some(&mut mlp))?;
-    let n = capture_with(model, &neg, c.read, Some(&mut mlp))?;
-    Ok((p, n, mlp))
+    let a = capture_concept_full(model, c, true)?;
+    Ok((a.pos, a.neg, a.mlp.unwrap_or_default()))
 }
 
 #[cfg(test)]

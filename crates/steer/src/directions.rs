@@ -2,16 +2,24 @@
 //!
 //! - Mean difference (e.g. Turner et al. 2023, "Activation Addition"; Rimsky et al. 2024,
 //!   "Contrastive Activation Addition"): `v_l = mean(pos_l) - mean(neg_l)`.
-//! - PCA of pair differences (Zou et al. 2023, "Representation Engineering"): the first right
-//!   singular vector of the centred differences `D_l = (pos_i,l - neg_i,l) - mean_i(...)`, a unit
-//!   vector, signed so that positives project higher than negatives on average.
+//! - `pca`: PCA of centred pair differences, as repeng's `pca_diff` does it: the first right
+//!   singular vector of `D_l = (pos_i,l - neg_i,l) - mean_i(...)` with every pair in its given
+//!   order, a unit vector signed so that positives project higher than negatives on average.
+//!   Centring removes the mean difference, so with few pairs this finds how pairs differ from
+//!   one another rather than the concept (see the README).
+//! - `pca-repe`: PCA as Representation Engineering does it (Zou et al. 2023, "Representation
+//!   Engineering"; their `rep_readers.PCARepReader`): each pair's order is randomised (seeded)
+//!   before differencing, the differences centred, the first component signed by the labels.
+//!   The random signs keep the concept's difference as the main axis of variation.
 //! - SVD subspace of pair differences (the "Neural FOXP2" analysis): the top-k right singular
-//!   vectors of the uncentred differences with their singular values, the eigengap s1 - s2 and
-//!   the effective rank exp(H(s / sum s)) (Roy & Vetterli 2007). The `svd` direction is the top
-//!   singular vector, signed like PCA.
+//!   vectors of the uncentred differences with their singular values, the eigengap as a ratio
+//!   s1 / s2, the variance the first explains (s1^2 / sum s^2) and the effective rank
+//!   exp(H(s / sum s)) (Roy & Vetterli 2007). The `svd` direction is the top singular vector,
+//!   signed like PCA.
 //! - Logistic probe: see [`crate::probe`].
-//! - Stability: mean cosine between the direction from bootstrap resamples of the pairs and the
-//!   direction from all of them (1 = the data pins it down; low = do not steer with it).
+//! - Bootstrap cosine: the mean cosine between the direction from bootstrap resamples of the
+//!   pairs and the direction from all of them. Optimistic (a resample shares about 63% of its
+//!   pairs with the whole set); Shesha's geometric stability is in [`crate::geometry`].
 
 use crate::concept::Acts;
 use crate::{Error, Result};
@@ -23,24 +31,53 @@ use tiller_engine::cpu::par;
 pub enum Method {
     #[default]
     MeanDiff,
+    /// PCA of centred pair differences in their given order (repeng's `pca_diff`).
     Pca,
     Probe,
     Svd,
     /// From MLP activations: see [`crate::snmf`] and [`crate::report::analyze`].
     Snmf,
+    /// PCA of pair differences with each pair's order randomised (RepE).
+    PcaRepe,
+}
+
+impl Method {
+    /// Every method, in the order menus list them.
+    pub const ALL: [Method; 6] =
+        [Method::MeanDiff, Method::Pca, Method::PcaRepe, Method::Probe, Method::Svd, Method::Snmf];
+
+    /// The name on the command line and in setup files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::MeanDiff => "mean-diff",
+            Method::Pca => "pca",
+            Method::PcaRepe => "pca-repe",
+            Method::Probe => "probe",
+            Method::Svd => "svd",
+            Method::Snmf => "snmf",
+        }
+    }
+
+    /// What it is, in a few words (the page's menu).
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::MeanDiff => "mean difference",
+            Method::Pca => "PCA of centred differences (repeng pca_diff)",
+            Method::PcaRepe => "PCA, pair order randomised (RepE)",
+            Method::Probe => "logistic probe",
+            Method::Svd => "SVD of differences",
+            Method::Snmf => "SNMF (MLP features)",
+        }
+    }
 }
 
 impl std::str::FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "mean-diff" => Ok(Method::MeanDiff),
-            "pca" => Ok(Method::Pca),
-            "probe" => Ok(Method::Probe),
-            "svd" => Ok(Method::Svd),
-            "snmf" => Ok(Method::Snmf),
-            _ => Err(format!("unknown method `{s}` (mean-diff, pca, probe, svd or snmf)")),
-        }
+        Method::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown method `{s}` ({})", names.join(", "))
+        })
     }
 }
 
@@ -165,7 +202,10 @@ pub struct Subspace {
     pub singular_values: Vec<f64>,
     /// Unit vectors, largest singular value first (the first signed like PCA).
     pub vectors: Vec<Vec<f32>>,
-    pub eigengap: f64,
+    /// s1 / s2 (infinite when only one direction varies): scale-free, so layers compare.
+    pub eigengap_ratio: f64,
+    /// s1^2 / sum s^2: the share of the differences' energy along the first direction.
+    pub explained_variance: f64,
     pub effective_rank: f64,
 }
 
@@ -180,8 +220,11 @@ pub fn svd_subspace(pos: &Acts, neg: &Acts, l: usize, k: usize) -> Result<Subspa
     let total: f64 = all.iter().sum();
     let entropy: f64 =
         all.iter().filter(|s| **s > 0.0).map(|s| s / total).map(|p| -p * p.ln()).sum();
+    let (s1, s2) = (all.first().copied().unwrap_or(0.0), all.get(1).copied().unwrap_or(0.0));
+    let energy: f64 = all.iter().map(|s| s * s).sum();
     Ok(Subspace {
-        eigengap: all.first().copied().unwrap_or(0.0) - all.get(1).copied().unwrap_or(0.0),
+        eigengap_ratio: if s2 > 0.0 { s1 / s2 } else { f64::INFINITY },
+        explained_variance: if energy > 0.0 { s1 * s1 / energy } else { 0.0 },
         effective_rank: entropy.exp(),
         singular_values: sv,
         vectors: vecs.into_iter().map(|v| v.iter().map(|x| *x as f32).collect()).collect(),
@@ -201,11 +244,33 @@ pub fn pca_diff(pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>>> {
         .collect()
 }
 
+/// The seed of `pca-repe`'s pair order (fixed, so a shared setup recomputes the same direction).
+pub const REPE_SEED: u64 = 0x2e9e;
+
+/// Unit RepE PCA direction at every layer: each pair's difference taken in a random order
+/// (seeded), centred, first principal component, signed so positives project higher.
+pub fn pca_repe(pos: &Acts, neg: &Acts, seed: u64) -> Result<Vec<Vec<f32>>> {
+    check(pos, neg)?;
+    need_pairs(pos, neg, "PCA")?;
+    let mut r = crate::stats::Rng::new(seed);
+    let signs: Vec<f64> = (0..pos.acts.len()).map(|_| if r.coin() { -1.0 } else { 1.0 }).collect();
+    (0..pos.n_layer)
+        .map(|l| {
+            let mut d = pair_diffs(pos, neg, l);
+            d.iter_mut().zip(&signs).for_each(|(row, s)| row.iter_mut().for_each(|x| *x *= s));
+            let mut v = first_pc(&d)?;
+            orient(&mut v, pos, neg, l);
+            Ok(v.iter().map(|x| *x as f32).collect())
+        })
+        .collect()
+}
+
 /// Directions of a concept by `method`, one per layer.
 pub fn directions(method: Method, pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>>> {
     match method {
         Method::MeanDiff => mean_diff(pos, neg),
         Method::Pca => pca_diff(pos, neg),
+        Method::PcaRepe => pca_repe(pos, neg, REPE_SEED),
         Method::Svd => {
             (0..pos.n_layer).map(|l| Ok(svd_subspace(pos, neg, l, 1)?.vectors.remove(0))).collect()
         }
@@ -220,9 +285,9 @@ pub fn directions(method: Method, pos: &Acts, neg: &Acts) -> Result<Vec<Vec<f32>
     }
 }
 
-/// Bootstrap stability of `method` at every layer: the mean cosine between the direction from
+/// Bootstrap cosine of `method` at every layer: the mean cosine between the direction from
 /// `resamples` resamples of the pairs (with replacement, seeded) and the one from all pairs.
-pub fn stability(
+pub fn bootstrap_cosine(
     method: Method,
     pos: &Acts,
     neg: &Acts,

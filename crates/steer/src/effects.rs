@@ -5,10 +5,14 @@
 //! - perplexity of a text under steering, `exp(mean_t -log p(x_t+1 | x_<=t))`;
 //! - concept score of a text: the mean projection, over the text's tokens, of the residual at a
 //!   reading layer on a concept's unit direction, read by the *unsteered* model, so scores
-//!   compare across strengths; scoring every concept gives the side effects.
+//!   compare across strengths; [`crate::sweep`] reports it as a z-score against the baseline
+//!   tokens' spread, so concepts compare with each other;
+//! - what a direction promotes: the mean change, over some contexts, of the next-token
+//!   log-probabilities when the direction is added at its layer ([`next_token_shift`]).
 
+use crate::intervene::{Intervention, Op, Plan, Positions};
 use crate::{dot, unit, Result};
-use tiller_engine::{Backend, Capture, LogitsFor, Model};
+use tiller_engine::{Backend, Capture, LogitsFor, Model, Site};
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -57,6 +61,52 @@ pub fn concept_score<B: Backend>(
         return Ok(f64::NAN);
     }
     Ok(rows.iter().map(|r| dot(r, &u) as f64).sum::<f64>() / rows.len() as f64)
+}
+
+/// The change of the next-token log-probabilities at the last position of each context when
+/// `v` is added to the residual stream at `layer` (every position), averaged over `contexts`.
+/// `base` holds the contexts' unsteered last-position logits when the caller has them.
+pub fn next_token_shift<B: Backend>(
+    model: &Model<B>,
+    contexts: &[Vec<u32>],
+    base: Option<&[Vec<f32>]>,
+    layer: usize,
+    v: &[f32],
+) -> Result<Vec<f64>> {
+    let vocab = model.config.vocab;
+    let mut sum = vec![0f64; vocab];
+    let mut plan = Plan {
+        interventions: vec![Intervention {
+            layers: vec![(layer, Op::Add { v: v.to_vec() })],
+            positions: Positions::All,
+            site: Site::Residual,
+        }],
+        prompt_len: 0,
+    };
+    for (i, ids) in contexts.iter().enumerate() {
+        let b = match base.and_then(|b| b.get(i)) {
+            Some(b) => log_softmax(b),
+            None => log_softmax(&model.session().forward(ids, None, LogitsFor::Last)?),
+        };
+        plan.prompt_len = ids.len();
+        let s = log_softmax(&model.session().forward(ids, Some(&mut plan), LogitsFor::Last)?);
+        sum.iter_mut().zip(s.iter().zip(&b)).for_each(|(acc, (x, y))| *acc += x - y);
+    }
+    let n = contexts.len().max(1) as f64;
+    Ok(sum.into_iter().map(|x| x / n).collect())
+}
+
+/// Token ids with scores.
+pub type Ranked = Vec<(u32, f64)>;
+
+/// The `k` largest and `k` smallest entries of `scores` with their ids, largest (resp.
+/// smallest) first; ties to the lower id.
+pub fn extremes(scores: &[f64], k: usize) -> (Ranked, Ranked) {
+    let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
+    idx.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+    let top = idx.iter().take(k).map(|&i| (i, scores[i as usize])).collect();
+    let bottom = idx.iter().rev().take(k).map(|&i| (i, scores[i as usize])).collect();
+    (top, bottom)
 }
 
 #[cfg(test)]

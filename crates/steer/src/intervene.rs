@@ -1,22 +1,23 @@
-//! Interventions on the residual stream at block outputs, as engine hooks.
+//! Interventions as engine hooks, on the residual stream at block outputs unless said otherwise.
 //!
 //! - add: `h + c v` (v as computed, e.g. the raw mean difference);
 //! - ablate: `h - (h.u) u` with u the unit direction of that layer;
 //! - clamp: `h + (value - h.u) u`, the projection on u set to `value`;
-//! - rotate (Selective Steering, Hu et al. 2025): norm-preserving rotation by angle t in the
-//!   plane (b1, b2), `h' = h - P h + V h` with `P = b1 b1' + b2 b2'` and
-//!   `V = cos t P + sin t (b2 b1' - b1 b2')`; b1 the unit mean difference at the layer, b2 the
-//!   first principal component of the centred unit mean differences of all layers, made
-//!   orthogonal to b1.
-//!
+//! - rotate: angular steering of the residual stream, a norm-preserving rotation by angle t in
+//!   the plane (b1, b2), `h' = h - P h + V h` with `P = b1 b1' + b2 b2'` and
+//!   `V = cos t P + sin t (b2 b1' - b1 b2')`; b1 the unit mean difference at *that* layer, b2
+//!   the first principal component of the centred unit mean differences of all layers, made
+//!   orthogonal to b1. This is the rotation of the reference data (steering.json); Selective
+//!   Steering as its authors do it is [`crate::selective`] (the same rotation on the outputs
+//!   of each block's two norms, one plane for all layers);
 //! - affine (LinEAS, [`crate::lineas`]): `h + s ((gamma - 1) h + beta)`, per neuron.
 //!
-//! Each acts on chosen layers and positions and they compose in order ([`Plan`]).
+//! Each acts on chosen layers, sites and positions and they compose in order ([`Plan`]).
 
 use crate::directions::first_pc;
 use crate::{dot, unit, Error, Result};
 use std::sync::Arc;
-use tiller_engine::{Edit, Hooks};
+use tiller_engine::{Edit, Hooks, Site};
 
 /// Which token positions an intervention touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -88,11 +89,14 @@ impl Op {
     }
 }
 
-/// One intervention: an op per layer it acts on, and the positions.
+/// One intervention: an op per layer it acts on, the site in those blocks, and the positions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Intervention {
     pub layers: Vec<(usize, Op)>,
     pub positions: Positions,
+    /// Where in the block (the residual stream at its output for every op but Selective
+    /// Steering, which acts on the norm outputs).
+    pub site: Site,
 }
 
 /// Interventions applied in order at each block output.
@@ -147,27 +151,30 @@ impl Op {
     }
 }
 
+impl Plan {
+    fn at_site(&self, site: Site, layer: usize) -> impl Iterator<Item = (&Intervention, &Op)> {
+        self.interventions.iter().filter(move |iv| iv.site == site).flat_map(move |iv| {
+            iv.layers.iter().filter(move |(l, _)| *l == layer).map(move |(_, op)| (iv, op))
+        })
+    }
+}
+
 impl Hooks for Plan {
-    fn edits(&self, layer: usize) -> Option<Vec<Edit>> {
-        let mut out = Vec::new();
-        for iv in &self.interventions {
-            let range = iv.positions.range(self.prompt_len);
-            for (_, op) in iv.layers.iter().filter(|(l, _)| *l == layer) {
-                out.push(op.edit(range));
-            }
-        }
-        Some(out)
+    fn wants(&self, site: Site, layer: usize) -> bool {
+        self.at_site(site, layer).next().is_some()
     }
-    fn active(&self, layer: usize) -> bool {
-        self.interventions.iter().any(|i| i.layers.iter().any(|(l, _)| *l == layer))
+    fn edits(&self, site: Site, layer: usize) -> Option<Vec<Edit>> {
+        Some(
+            self.at_site(site, layer)
+                .map(|(iv, op)| op.edit(iv.positions.range(self.prompt_len)))
+                .collect(),
+        )
     }
-    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
-        for iv in &self.interventions {
-            for (_, op) in iv.layers.iter().filter(|(l, _)| *l == layer) {
-                for (i, row) in resid.chunks_exact_mut(width).enumerate() {
-                    if iv.positions.contains(pos0 + i, self.prompt_len) {
-                        op.apply(row);
-                    }
+    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize) {
+        for (iv, op) in self.at_site(site, layer) {
+            for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                if iv.positions.contains(pos0 + i, self.prompt_len) {
+                    op.apply(row);
                 }
             }
         }
@@ -382,20 +389,25 @@ mod tests {
             interventions: vec![Intervention {
                 layers: add(&md, 1, 0.0).unwrap(),
                 positions: Positions::All,
+                site: Site::Residual,
             }],
             prompt_len: 2,
         };
         let mut h = h0.clone();
-        plan.block_output(1, 0, &mut h, 16);
+        plan.at(Site::Residual, 1, 0, &mut h, 16);
         assert_eq!(h, h0);
         // Generated positions only: rows at positions 0, 1 (prompt) untouched, 2 changed.
-        plan.interventions[0] =
-            Intervention { layers: add(&md, 1, 1.0).unwrap(), positions: Positions::Generated };
+        plan.interventions[0] = Intervention {
+            layers: add(&md, 1, 1.0).unwrap(),
+            positions: Positions::Generated,
+            site: Site::Residual,
+        };
         let mut h = h0.clone();
-        plan.block_output(1, 0, &mut h, 16);
+        plan.at(Site::Residual, 1, 0, &mut h, 16);
         assert_eq!(h[..32], h0[..32]);
         assert_ne!(h[32..], h0[32..]);
-        assert!(!plan.active(0) && plan.active(1));
+        assert!(!plan.wants(Site::Residual, 0) && plan.wants(Site::Residual, 1));
+        assert!(!plan.wants(Site::AttnIn, 1));
     }
 
     #[test]

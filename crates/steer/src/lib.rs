@@ -14,13 +14,17 @@ pub mod concept;
 pub mod diagnostics;
 pub mod directions;
 pub mod effects;
+pub mod geometry;
+pub mod heldout;
 pub mod intervene;
 pub mod lineas;
 pub mod observable;
 pub mod plan;
 pub mod probe;
 pub mod report;
+pub mod selective;
 pub mod snmf;
+pub mod stats;
 pub mod sweep;
 
 #[derive(Debug, thiserror::Error)]

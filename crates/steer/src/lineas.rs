@@ -22,7 +22,7 @@
 use crate::intervene::Op;
 use crate::{Error, Result};
 use tiller_engine::cpu::par;
-use tiller_engine::{Backend, Hooks, LogitsFor, Model};
+use tiller_engine::{Backend, Hooks, LogitsFor, Model, Site};
 
 /// Training settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,10 +299,10 @@ struct Recorder<'a> {
 }
 
 impl Hooks for Recorder<'_> {
-    fn active(&self, layer: usize) -> bool {
-        self.layers.contains(&layer)
+    fn wants(&self, site: Site, layer: usize) -> bool {
+        site == Site::Residual && self.layers.contains(&layer)
     }
-    fn block_output(&mut self, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
+    fn at(&mut self, _: Site, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
         // Position 0 is the attention sink: skip it (see [`fit`]).
         let skip = if pos0 == 0 { width.min(resid.len()) } else { 0 };
         let resid = &mut resid[skip..];

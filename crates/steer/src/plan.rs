@@ -11,9 +11,10 @@ use crate::directions::{mean_diff, mean_norms, Method};
 use crate::intervene::{self, Intervention, Plan, Positions};
 use crate::lineas::{self, LineasParams};
 use crate::report::{compute, Computed};
+use crate::selective::SelectivePlane;
 use crate::snmf::SnmfParams;
 use crate::{Error, Result};
-use tiller_engine::{Backend, Model};
+use tiller_engine::{Backend, Model, Site};
 
 /// The operation of an intervention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,14 +28,29 @@ pub enum OpKind {
     Ablate,
     /// Set the projection on the unit direction to `strength`.
     Clamp,
-    /// Selective Steering rotation by `strength` degrees.
+    /// Angular steering of the residual stream: rotation by `strength` degrees in each layer's
+    /// plane (b1 that layer's mean difference; the reference data's rotation).
     Rotate,
     /// LinEAS affine maps trained from the concept's negatives to its positives, applied at
     /// `strength` (1 = as trained).
     Affine,
+    /// Selective Steering as its authors do it ([`crate::selective`]): rotation by `strength`
+    /// degrees of both norm outputs of the listed blocks that pass its test, one plane for all.
+    SelectiveSteering,
 }
 
 impl OpKind {
+    /// Every op, in the order menus list them.
+    pub const ALL: [OpKind; 7] = [
+        OpKind::Add,
+        OpKind::AddUnit,
+        OpKind::Ablate,
+        OpKind::Clamp,
+        OpKind::Rotate,
+        OpKind::SelectiveSteering,
+        OpKind::Affine,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Add => "add",
@@ -43,6 +59,20 @@ impl OpKind {
             OpKind::Clamp => "clamp",
             OpKind::Rotate => "rotate",
             OpKind::Affine => "affine",
+            OpKind::SelectiveSteering => "selective_steering",
+        }
+    }
+
+    /// What it is, in a few words (the page's menu).
+    pub fn label(self) -> &'static str {
+        match self {
+            OpKind::Add => "add",
+            OpKind::AddUnit => "add (unit)",
+            OpKind::Ablate => "ablate",
+            OpKind::Clamp => "clamp",
+            OpKind::Rotate => "rotate (residual)",
+            OpKind::Affine => "affine (LinEAS)",
+            OpKind::SelectiveSteering => "Selective Steering",
         }
     }
 }
@@ -58,8 +88,8 @@ pub struct InterventionSpec {
     pub op: OpKind,
     /// The layers it acts on (block outputs, 0-based).
     pub layers: Vec<usize>,
-    /// add / add_unit: the coefficient; clamp: the value; rotate: degrees; affine: the
-    /// strength; ablate: unused.
+    /// add / add_unit: the coefficient; clamp: the value; rotate and selective_steering:
+    /// degrees; affine: the strength; ablate: unused.
     #[serde(default)]
     pub strength: f32,
     #[serde(default)]
@@ -80,8 +110,25 @@ pub struct Prepared {
     /// Mean differences per layer (the rotation plane is built from them).
     pub mean_diff: Vec<Vec<f32>>,
     pub mean_norms: Vec<f32>,
-    /// Layers passing the Selective Steering opposite-sign criterion.
+    /// Layers passing the opposite-sign criterion on the residual stream (`rotate --selective`).
     pub opposite: Vec<bool>,
+    /// Selective Steering's calibration, made the first time an intervention needs it (clones
+    /// share it).
+    pub selective: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<SelectivePlane>>>,
+}
+
+impl Prepared {
+    /// Selective Steering's plane and layer mask for this concept (captured once, then kept).
+    pub fn selective_plane<B: Backend>(
+        &self,
+        model: &Model<B>,
+    ) -> Result<std::sync::Arc<SelectivePlane>> {
+        if let Some(p) = self.selective.get() {
+            return Ok(p.clone());
+        }
+        let p = std::sync::Arc::new(crate::selective::calibrate(model, &self.concept)?);
+        Ok(self.selective.get_or_init(|| p).clone())
+    }
 }
 
 /// Capture a concept and compute what interventions on it need.
@@ -96,7 +143,14 @@ impl Prepared {
         let md = if c.method == Method::MeanDiff { dirs.clone() } else { mean_diff(pos, neg)? };
         let opposite =
             (0..md.len()).map(|l| diagnostics::layer(pos, neg, l, &md[l]).opposite_signs).collect();
-        Ok(Prepared { concept: c, mean_norms: mean_norms(pos, neg), dirs, mean_diff: md, opposite })
+        Ok(Prepared {
+            concept: c,
+            mean_norms: mean_norms(pos, neg),
+            dirs,
+            mean_diff: md,
+            opposite,
+            selective: Default::default(),
+        })
     }
 }
 
@@ -163,6 +217,11 @@ pub fn build<B: Backend>(
                 }
                 intervene::rotate_layers(&c.mean_diff, &layers, s.strength).map_err(wrap)?
             }
+            OpKind::SelectiveSteering => {
+                let plane = c.selective_plane(model).map_err(wrap)?;
+                ivs.extend(plane.interventions(&s.layers, s.strength, s.positions).map_err(wrap)?);
+                continue;
+            }
             OpKind::Affine => {
                 let mut layers = s.layers.clone();
                 layers.sort_unstable();
@@ -179,11 +238,15 @@ pub fn build<B: Backend>(
                         Positions::Range { start: start.max(1), end }
                     }
                 };
-                ivs.push(Intervention { layers: ops.ops(s.strength), positions });
+                ivs.push(Intervention {
+                    layers: ops.ops(s.strength),
+                    positions,
+                    site: Site::Residual,
+                });
                 continue;
             }
         };
-        ivs.push(Intervention { layers, positions: s.positions });
+        ivs.push(Intervention { layers, positions: s.positions, site: Site::Residual });
     }
     Ok((!ivs.is_empty()).then_some(Plan { interventions: ivs, prompt_len }))
 }

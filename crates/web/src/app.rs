@@ -135,6 +135,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                 Task::Read => "reading",
                 Task::Sweep => "sweeping",
                 Task::Export => "exporting",
+                Task::Promotes => "what the direction promotes",
                 Task::Load => "loading",
             };
             let frac = if total > 0 { format!(" ({done}/{total})") } else { String::new() };
@@ -145,8 +146,9 @@ fn on_message(st: AppState, msg: FromWorker) {
             let name = report.name.clone();
             if let Some(concept) = st.valid_concepts().into_iter().find(|c| c.name == name) {
                 let layer = report.best_layer;
+                let promotes = report.promotes.iter().map(|p| (p.layer, p.clone())).collect();
                 st.computed.update(|m| {
-                    m.insert(name.clone(), Computed { concept, report, ms });
+                    m.insert(name.clone(), Computed { concept, report, ms, promotes });
                 });
                 if st.layer.get_untracked().is_none() {
                     st.layer.set(Some(layer));
@@ -178,6 +180,14 @@ fn on_message(st: AppState, msg: FromWorker) {
             save_file(&name, &bytes);
         }
         FromWorker::SweepPoint { point } => st.sweep.update(|v| v.push(point)),
+        FromWorker::Promotes { concept, promotes } => {
+            st.working.set(None);
+            st.computed.update(|m| {
+                if let Some(c) = m.get_mut(&concept) {
+                    c.promotes.insert(promotes.layer, promotes);
+                }
+            });
+        }
         FromWorker::SweepDone => {
             st.working.set(None);
             st.sweep_running.set(false);
@@ -203,6 +213,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                     st.baseline.update(|o| o.error = Some(message));
                 }
                 Task::Read => st.reading_error.set(Some(message)),
+                Task::Promotes => st.concept_error.set(Some(message)),
                 Task::Export => st.notice.set(Some(format!("Export failed: {message}"))),
                 Task::Sweep => {
                     st.sweep_running.set(false);

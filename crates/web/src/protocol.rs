@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use tiller_engine::{SamplingParams, StopReason};
 use tiller_steer::concept::Concept;
 use tiller_steer::plan::InterventionSpec;
-use tiller_steer::report::ConceptReport;
+use tiller_steer::report::{ConceptReport, Promotes};
 use tiller_steer::sweep::SweepPoint;
 
 /// Where the default model lives, relative to the page.
@@ -64,6 +64,8 @@ pub enum ToWorker {
         strengths: Vec<f32>,
         read_layer: usize,
     },
+    /// What adding a computed concept's direction at `layer` does to the next token.
+    Promotes { concept: Concept, layer: usize },
     /// An `add` intervention as a llama.cpp control-vector GGUF: the concept's direction at
     /// each layer times `strength` (layer 0 cannot be written).
     Export { concept: Concept, layers: Vec<usize>, strength: f32 },
@@ -96,6 +98,7 @@ pub enum Task {
     Read,
     Sweep,
     Export,
+    Promotes,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -170,8 +173,13 @@ pub enum FromWorker {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// One point of the sweep or (`point.control`) of its random-direction control.
     SweepPoint {
         point: SweepPoint,
+    },
+    Promotes {
+        concept: String,
+        promotes: Promotes,
     },
     SweepDone,
     Error {

@@ -8,7 +8,7 @@ use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
 use tiller_steer::concept::{Concept, Read};
 use tiller_steer::directions::Method;
 use tiller_steer::plan::{InterventionSpec, OpKind};
-use tiller_steer::report::ConceptReport;
+use tiller_steer::report::{ConceptReport, Promotes};
 use tiller_steer::sweep::SweepPoint;
 use tiller_web::protocol::ToWorker;
 use web_sys::Worker;
@@ -166,6 +166,9 @@ pub struct Computed {
     pub concept: Concept,
     pub report: ConceptReport,
     pub ms: f64,
+    /// What adding the direction does to the next token, by layer (the best layer's comes
+    /// with the report; others on request).
+    pub promotes: HashMap<usize, Promotes>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

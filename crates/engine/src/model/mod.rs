@@ -7,7 +7,7 @@ mod weights;
 pub use weights::{LayerWeights, Weights};
 
 use crate::backend::{Backend, Precision};
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, Site};
 use crate::{Error, Result};
 use tiller_model::{ChatMessage, ChatTemplate, Gguf, LlamaConfig, Tokenizer};
 
@@ -85,6 +85,22 @@ impl<B: Backend> Model<B> {
             .unwrap_or_default())
     }
 
+    /// A weight matrix `[out, in]` read back to the host, transposed: `in` rows of `out`
+    /// values (row j is column j of the matrix). For analysis of small models; it multiplies an
+    /// identity through the backend, so it works whatever the weights' format or device.
+    pub fn dense_transposed(&self, m: &B::Matrix, in_width: usize) -> Result<Vec<f32>> {
+        let mut eye = vec![0f32; in_width * in_width];
+        for i in 0..in_width {
+            eye[i * in_width + i] = 1.0;
+        }
+        let x = self.backend.upload_act(eye, in_width, in_width);
+        self.backend
+            .matmul(&x, &[m])
+            .pop()
+            .map(|a| self.backend.to_host(&a))
+            .ok_or_else(|| Error::Backend("the product returned nothing".into()))
+    }
+
     pub fn session(&self) -> Session<'_, B> {
         let kv = self.config.n_kv_head * self.config.head_dim;
         Session {
@@ -151,6 +167,7 @@ impl<'m, B: Backend> Session<'m, B> {
         be.fits(cfg, ids.len(), if which == LogitsFor::All { ids.len() } else { 1 })?;
         let w = &m.weights;
         let mut hooks = hooks;
+        let d = cfg.d_model;
         let mut x = be.embed(&w.embed, ids)?;
         for (l, lw) in w.layers.iter().enumerate() {
             block::forward(
@@ -163,15 +180,7 @@ impl<'m, B: Backend> Session<'m, B> {
                 l,
                 hooks.as_deref_mut(),
             );
-            if let Some(h) = hooks.as_deref_mut() {
-                if h.active(l) {
-                    let (pos0, width) = (self.pos, cfg.d_model);
-                    let on_device = h.edits(l).is_some_and(|e| be.edit(&mut x, &e, pos0));
-                    if !on_device {
-                        be.with_host(&mut x, &mut |r| h.block_output(l, pos0, r, width));
-                    }
-                }
-            }
+            crate::hooks::run(be, hooks.as_deref_mut(), Site::Residual, l, self.pos, &mut x, d);
         }
         self.pos += ids.len();
         let x = if which == LogitsFor::Last { be.last_row(&x) } else { x };

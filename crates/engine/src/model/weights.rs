@@ -6,6 +6,8 @@ use tiller_model::{Gguf, LlamaConfig};
 
 pub struct LayerWeights<B: Backend> {
     pub attn_norm: B::Vector,
+    /// The attention-input norm's gain on the host (for analysis: ObsProp's head features).
+    pub attn_norm_host: Vec<f32>,
     pub wq: B::Matrix,
     pub wk: B::Matrix,
     pub wv: B::Matrix,
@@ -61,8 +63,13 @@ impl<B: Backend> Weights<B> {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let attn_norm_host = {
+                let t = info(&n("attn_norm"))?;
+                tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?
+            };
             layers.push(LayerWeights {
-                attn_norm: vec(&n("attn_norm"))?,
+                attn_norm: be.vector(attn_norm_host.clone())?,
+                attn_norm_host,
                 wq: mat(&n("attn_q"))?,
                 wk: mat(&n("attn_k"))?,
                 wv: mat(&n("attn_v"))?,

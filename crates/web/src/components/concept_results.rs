@@ -1,13 +1,16 @@
-use crate::state::AppState;
+use crate::state::{AppState, Computed};
 use leptos::prelude::*;
-use tiller_steer::report::{ConceptReport, LayerReport};
+use tiller_steer::report::{ConceptReport, LayerReport, Promotes, TokenScore};
+use tiller_web::protocol::ToWorker;
 
 const W: f64 = 560.0;
-const H: f64 = 200.0;
-const PAD: f64 = 28.0;
+const H: f64 = 220.0;
+const PAD: f64 = 34.0;
+const BOTTOM: f64 = 40.0;
 
-/// The selected concept's per-layer chart, scatter at the selected layer, promoted and
-/// suppressed tokens, and the SVD spectrum or SNMF features.
+/// The selected concept's per-layer chart (held-out separation against the null band), the
+/// scatter at the selected layer, what the direction promotes, and the SVD spectrum or SNMF
+/// features.
 #[component]
 pub fn ConceptResults() -> impl IntoView {
     let st = expect_context::<AppState>();
@@ -22,16 +25,16 @@ pub fn ConceptResults() -> impl IntoView {
                 view! {
                     <section class="panel results">
                         <div class="panel-head">
-                            <h2>{format!("`{}` by {}", r.name, method_name(&r))}</h2>
+                            <h2>{format!("`{}` by {}", r.name, r.method.label())}</h2>
                             <span class="muted">{format!("computed in {:.1} s", c.ms / 1000.0)}</span>
                         </div>
                         <LayerChart report=r.clone() selected=layer />
                         {lr.map(|l| view! {
                             <div class="layer-detail">
                                 <Scatter layer=l.clone() />
-                                <LayerFacts layer=l.clone() best=r.best_layer />
+                                <LayerFacts layer=l.clone() report=r.clone() />
                             </div>
-                            <Tokens layer=l.clone() />
+                            <Tokens layer=l.clone() computed=c.clone() />
                             <Extras layer=l />
                         })}
                     </section>
@@ -41,37 +44,40 @@ pub fn ConceptResults() -> impl IntoView {
     }
 }
 
-fn method_name(r: &ConceptReport) -> &'static str {
-    use tiller_steer::directions::Method::*;
-    match r.method {
-        MeanDiff => "mean difference",
-        Pca => "PCA of differences",
-        Probe => "logistic probe",
-        Svd => "SVD subspace",
-        Snmf => "SNMF",
-    }
-}
-
 fn x_of(l: usize, n: usize) -> f64 {
     PAD + (W - 2.0 * PAD) * (l as f64 + 0.5) / n as f64
 }
 
 fn y_of(v: f64) -> f64 {
-    H - PAD - (H - 2.0 * PAD) * v.clamp(0.0, 1.0)
+    H - BOTTOM - (H - BOTTOM - PAD / 2.0) * v.clamp(0.0, 1.0)
 }
 
-fn polyline(r: &ConceptReport, f: impl Fn(&LayerReport) -> f64) -> String {
+fn polyline(r: &ConceptReport, f: impl Fn(&LayerReport) -> Option<f64>) -> String {
     let n = r.layers.len();
     r.layers
         .iter()
         .enumerate()
-        .map(|(i, l)| format!("{:.1},{:.1}", x_of(i, n), y_of(f(l))))
+        .filter_map(|(i, l)| f(l).filter(|v| v.is_finite()).map(|v| (i, v)))
+        .map(|(i, v)| format!("{:.1},{:.1}", x_of(i, n), y_of(v)))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-/// Probe accuracy, separation (AUROC), stability per layer; the sign criterion as marks; the
-/// selected layer highlighted; click a layer to select it.
+/// The null band: the range of the shuffled-label runs' held-out AUROC, as a closed shape.
+fn band(r: &ConceptReport) -> String {
+    let n = r.layers.len();
+    let up = r.layers.iter().enumerate().map(|(i, l)| (i, l.auroc_null_band[1]));
+    let down = r.layers.iter().enumerate().rev().map(|(i, l)| (i, l.auroc_null_band[0]));
+    up.chain(down)
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, v)| format!("{:.1},{:.1}", x_of(i, n), y_of(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Held-out AUROC and probe accuracy per layer over the null band (labels shuffled within
+/// pairs); in-sample AUROC faint; the sign criterion as marks; the best and selected layers;
+/// click a layer to select it.
 #[component]
 fn LayerChart(
     /// The concept's report.
@@ -81,43 +87,70 @@ fn LayerChart(
 ) -> impl IntoView {
     let st = expect_context::<AppState>();
     let n = report.layers.len().max(1);
-    let band = (W - 2.0 * PAD) / n as f64;
-    let acc = polyline(&report, |l| l.probe_accuracy.unwrap_or(0.0));
-    let auroc = polyline(&report, |l| l.diagnostics.auroc);
-    let stab = polyline(&report, |l| l.stability.max(0.0));
+    let col = (W - 2.0 * PAD) / n as f64;
+    let auroc = polyline(&report, |l| Some(l.auroc));
+    let acc = polyline(&report, |l| l.probe_accuracy);
+    let in_sample = polyline(&report, |l| Some(l.diagnostics.auroc_in_sample));
+    let null_mean = polyline(&report, |l| Some(l.auroc_null));
+    let null_band = band(&report);
     let best = report.best_layer;
+    let ticks = (0..n).filter(|i| i % 5 == 0 || *i == n - 1).collect::<Vec<_>>();
+    let desc = format!(
+        "Per-layer chart of `{}`: held-out AUROC and probe accuracy against the null band of {} \
+         shuffled-label runs; best layer {best}.",
+        report.name, report.null_runs
+    );
     view! {
         <svg class="chart" data-testid="layer-chart" viewBox=format!("0 0 {W} {H}") role="img"
-            aria-label="Per-layer diagnostics: probe accuracy, separation, stability">
+            aria-label=desc>
+            <polygon points=null_band class="null-band" data-testid="null-band">
+                <title>"range of held-out AUROC with labels shuffled within pairs (chance)"</title>
+            </polygon>
             {(0..n).map(|i| {
-                let x = PAD + band * i as f64;
-                let sign = report.layers[i].diagnostics.opposite_signs;
+                let x = PAD + col * i as f64;
+                let l = &report.layers[i];
+                let sign = l.diagnostics.opposite_signs;
+                let tip = format!(
+                    "layer {i}: held-out AUROC {:.2} (null {:.2}, {:.2}–{:.2}); probe accuracy {}; in-sample AUROC {:.2}",
+                    l.auroc, l.auroc_null, l.auroc_null_band[0], l.auroc_null_band[1],
+                    l.probe_accuracy.map(|a| format!("{a:.2}")).unwrap_or("—".into()),
+                    l.diagnostics.auroc_in_sample
+                );
                 view! {
-                    <g class="col" data-layer=i.to_string() on:click=move |_| st.layer.set(Some(i))>
-                        <rect x=x y=PAD - 8.0 width=band height=H - 2.0 * PAD + 8.0
+                    <g class="col" data-layer=i.to_string() data-auroc=format!("{:.4}", l.auroc)
+                        data-null-lo=format!("{:.4}", l.auroc_null_band[0]) data-null-hi=format!("{:.4}", l.auroc_null_band[1])
+                        data-probe=l.probe_accuracy.map(|a| format!("{a:.4}")).unwrap_or_default()
+                        on:click=move |_| st.layer.set(Some(i))>
+                        <rect x=x y=PAD / 2.0 width=col height=H - BOTTOM - PAD / 2.0
                             class:sel=move || i == selected class:best=move || i == best />
-                        <circle cx=x + band / 2.0 cy=H - PAD + 10.0 r="3" class=if sign { "sign on" } else { "sign" }>
-                            <title>{format!("layer {i}: {}", if sign { "class means have opposite signs" } else { "same sign" })}</title>
+                        <circle cx=x + col / 2.0 cy=H - BOTTOM + 8.0 r="3" class=if sign { "sign on" } else { "sign" }>
+                            <title>{format!("layer {i}: class means {}", if sign { "have opposite signs" } else { "have the same sign" })}</title>
                         </circle>
-                        <title>{format!("layer {i}")}</title>
+                        <title>{tip}</title>
                     </g>
                 }
             }).collect_view()}
             <line x1=PAD y1=y_of(0.5) x2=W - PAD y2=y_of(0.5) class="grid" />
+            <polyline points=null_mean class="line null" />
+            <polyline points=in_sample class="line insample" />
             <polyline points=acc class="line acc" />
             <polyline points=auroc class="line auroc" />
-            <polyline points=stab class="line stab" />
-            <text x=PAD y=H - 4.0 class="axis">"layer 0"</text>
-            <text x=W - PAD y=H - 4.0 class="axis end">{format!("layer {}", n - 1)}</text>
-            <text x=PAD - 4.0 y=y_of(1.0) + 4.0 class="axis end">"1"</text>
-            <text x=PAD - 4.0 y=y_of(0.0) + 4.0 class="axis end">"0"</text>
+            {ticks.into_iter().map(|i| view! {
+                <text x=x_of(i, n) y=H - BOTTOM + 24.0 class="axis mid">{i.to_string()}</text>
+            }).collect_view()}
+            {[0.0, 0.5, 1.0].into_iter().map(|v| view! {
+                <text x=PAD - 4.0 y=y_of(v) + 4.0 class="axis end">{format!("{v}")}</text>
+            }).collect_view()}
+            <text x=W / 2.0 y=H - 4.0 class="axis-title mid">"layer (block output)"</text>
+            <text x=10.0 y=y_of(0.5) class="axis-title mid" transform=format!("rotate(-90 10 {})", y_of(0.5))>"held out (0 to 1)"</text>
         </svg>
         <p class="legend">
-            <span class="key acc">"probe accuracy (held out)"</span>
-            <span class="key auroc">"separation (AUROC)"</span>
-            <span class="key stab">"stability"</span>
-            <span class="key sign">"opposite signs"</span>
-            <span class="key best">"best layer"</span>
+            <span class="key auroc" title="Probability that a held-out positive projects above a held-out negative on a direction fitted on the other folds of pairs">"AUROC (held out)"</span>
+            <span class="key acc" title="Accuracy of a logistic probe on pairs it was not trained on">"probe accuracy (held out)"</span>
+            <span class="key nullkey" title="The same pipeline with labels shuffled within pairs: where separation is indistinguishable from chance">{format!("chance: shuffled labels ({} runs)", report.null_runs)}</span>
+            <span class="key insample" title="AUROC on the examples the direction was fitted on: optimistic, near 1 even for noise">"AUROC in sample"</span>
+            <span class="key sign" title="Selective Steering's criterion: the class means of the normalised projection have opposite signs">"opposite signs"</span>
+            <span class="key best" title="Among the middle half of the layers, the largest held-out AUROC x min(|d|/2, 1)">"best layer"</span>
         </p>
     }
 }
@@ -151,8 +184,16 @@ fn Scatter(
                 {dots(&layer.scatter_neg, "neg")}
                 {dots(&layer.scatter_pos, "pos")}
             </svg>
-            <figcaption>{format!("layer {}: examples along the direction →, top orthogonal component ↑ (positives ●, negatives ○)", layer.layer)}</figcaption>
+            <figcaption>{format!("layer {}: the examples along the direction →, top orthogonal component ↑ (positives ●, negatives ○; in sample: the direction was fitted on these)", layer.layer)}</figcaption>
         </figure>
+    }
+}
+
+fn f2(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "—".into()
     }
 }
 
@@ -160,38 +201,90 @@ fn Scatter(
 fn LayerFacts(
     /// The selected layer's report.
     layer: LayerReport,
-    /// The layer the diagnostics pick.
-    best: usize,
+    /// The whole report (best layer, folds, null runs).
+    report: ConceptReport,
 ) -> impl IntoView {
     let d = &layer.diagnostics;
-    let rows = vec![
-        ("probe accuracy", layer.probe_accuracy.map(|a| format!("{a:.2}")).unwrap_or("—".into())),
-        ("AUROC", format!("{:.2}", d.auroc)),
-        ("Cohen's d", format!("{:.2}", d.cohens_d)),
-        ("stability", format!("{:.2}", layer.stability)),
-        ("opposite signs", if d.opposite_signs { "yes".into() } else { "no".into() }),
-        ("norm / mean residual", format!("{:.3}", d.norm_over_mean_residual)),
+    let null = |m: f64, b: [f64; 2]| format!("chance {} ({}–{})", f2(m), f2(b[0]), f2(b[1]));
+    let rows: Vec<(&str, &str, String, String)> = vec![
+        ("AUROC", "held out: probability that a held-out positive projects above a held-out negative, on a direction fitted on the other folds", f2(layer.auroc), null(layer.auroc_null, layer.auroc_null_band)),
+        ("Cohen's d", "held out: the gap between the classes' held-out projections in pooled standard deviations", f2(layer.cohens_d), String::new()),
+        ("accuracy", "held out: held-out examples on their side of the training classes' midpoint", f2(layer.accuracy), format!("chance {}", f2(layer.accuracy_null))),
+        ("probe accuracy", "held out: a logistic probe (L2, solved to convergence) scored on pairs it was not trained on", layer.probe_accuracy.map(f2).unwrap_or("—".into()),
+            match (layer.probe_accuracy_null, layer.probe_accuracy_null_band) { (Some(m), Some(b)) => null(m, b), _ => String::new() }),
+        ("AUROC in sample", "on the examples the direction was fitted on: optimistic (noise scores near 1 with few examples)", f2(d.auroc_in_sample), String::new()),
+        ("bootstrap cosine", "mean cosine of directions fitted on bootstrap resamples of the pairs with this one (optimistic: resamples share most pairs); SNMF: agreement with a refit from another seed", f2(layer.bootstrap_cosine), String::new()),
+        ("feature-split stability", "Shesha: rank correlation of the examples' distance structure on two random halves of the neurons (no labels)", f2(layer.feature_split), String::new()),
+        ("supervised alignment", "Shesha: rank correlation of the examples' distances with the label structure (fits nothing)", f2(layer.supervised_alignment), String::new()),
+        ("opposite signs", "the class means of the normalised projection have opposite signs (Selective Steering's criterion, on the residual stream)", if d.opposite_signs { "yes".into() } else { "no".into() }, String::new()),
+        ("norm / mean residual", "the direction's length over the mean residual norm at this layer", format!("{:.3}", d.norm_over_mean_residual), String::new()),
     ];
+    let best = report.best_layer;
     view! {
-        <div class="facts">
+        <div class="facts" data-testid="layer-facts">
             <h3>{format!("Layer {}{}", layer.layer, if layer.layer == best { " (best)" } else { "" })}</h3>
-            <table>{rows.into_iter().map(|(k, v)| view! { <tr><th>{k}</th><td>{v}</td></tr> }).collect_view()}</table>
+            <p class="muted small">{format!("held out: {}-fold over pairs; chance: {} runs with labels shuffled within pairs", report.folds, report.null_runs)}</p>
+            <table>{rows.into_iter().map(|(k, tip, v, n)| view! {
+                <tr><th><abbr title=tip>{k}</abbr></th><td>{v}</td><td class="muted">{n}</td></tr>
+            }).collect_view()}</table>
         </div>
     }
 }
 
+fn token_list(xs: &[TokenScore], digits: usize) -> impl IntoView {
+    xs.iter()
+        .map(|t| view! { <li><code>{format!("{:?}", t.token)}</code>" "<span class="muted">{format!("{:+.*}", digits, t.score)}</span></li> })
+        .collect_view()
+}
+
+/// What adding the direction does to the next token at the selected layer (computed on
+/// request), beside the direction's direct unembedding.
 #[component]
 fn Tokens(
     /// The selected layer's report.
     layer: LayerReport,
+    /// The computed concept (its promotes by layer).
+    computed: Computed,
 ) -> impl IntoView {
-    let list = |xs: &[tiller_steer::report::TokenScore]| {
-        xs.iter().map(|t| view! { <li><code>{format!("{:?}", t.token)}</code>" "<span class="muted">{format!("{:+.2}", t.score)}</span></li> }).collect_view()
+    let st = expect_context::<AppState>();
+    let l = layer.layer;
+    let have: Option<Promotes> = computed.promotes.get(&l).cloned();
+    let concept = computed.concept.clone();
+    let ask = move |_| {
+        st.working.set(Some(format!("adding the direction at layer {l}")));
+        st.send(&ToWorker::Promotes { concept: concept.clone(), layer: l });
+    };
+    let causal = match have {
+        Some(p) => view! {
+            <div class="promotes" data-testid="promotes">
+                <h3 title="The mean change of next-token log-probabilities over the concept's example contexts when the direction (scaled to the distance between the class means) is added at this layer">
+                    {format!("Adding it at layer {} (|v| = {:.1}, {} contexts)", p.layer, p.added_norm, p.contexts)}</h3>
+                <div class="tokens">
+                    <div><h4>"raises"</h4><ol>{token_list(&p.promotes, 2)}</ol></div>
+                    <div><h4>"lowers"</h4><ol>{token_list(&p.suppresses, 2)}</ol></div>
+                </div>
+            </div>
+        }
+        .into_any(),
+        None => view! {
+            <div class="promotes">
+                <h3>{format!("Adding it at layer {l}")}</h3>
+                <button data-testid="promotes-compute" on:click=ask disabled=move || st.working.get().is_some()>
+                    "What does it promote here?"</button>
+            </div>
+        }
+        .into_any(),
     };
     view! {
-        <div class="tokens" data-testid="top-tokens">
-            <div><h3>"Promotes"</h3><ol>{list(&layer.promotes)}</ol></div>
-            <div><h3>"Suppresses"</h3><ol>{list(&layer.suppresses)}</ol></div>
+        <div class="tokens-all" data-testid="top-tokens">
+            {causal}
+            <div class="unembed">
+                <h3 title="The LM head applied to the direction (through the final norm's gain), skipping every later layer: a logit lens of the direction, dominated by high-norm rows of the unembedding">"Direct unembedding of the direction"</h3>
+                <div class="tokens">
+                    <div><h4>"highest"</h4><ol>{token_list(&layer.unembedding_promotes, 2)}</ol></div>
+                    <div><h4>"lowest"</h4><ol>{token_list(&layer.unembedding_suppresses, 2)}</ol></div>
+                </div>
+            </div>
         </div>
     }
 }
@@ -206,11 +299,12 @@ fn Extras(
         let top = s.singular_values.first().copied().unwrap_or(1.0).max(1e-9);
         view! {
             <div class="svd">
-                <h3>{format!("Spectrum (eigengap {:.2}, effective rank {:.1})", s.eigengap, s.effective_rank)}</h3>
-                <svg viewBox="0 0 200 60" class="spectrum">
+                <h3>{format!("Spectrum: σ1/σ2 = {:.2}, σ1 explains {:.0}% of the differences, effective rank {:.1}",
+                    s.eigengap_ratio, 100.0 * s.explained_variance, s.effective_rank)}</h3>
+                <svg viewBox="0 0 200 60" class="spectrum" role="img" aria-label="singular values">
                     {s.singular_values.iter().enumerate().map(|(i, v)| {
                         let hgt = 50.0 * v / top;
-                        view! { <rect x=10.0 + 40.0 * i as f64 y=55.0 - hgt width="28" height=hgt><title>{format!("s{} = {v:.2}", i + 1)}</title></rect> }
+                        view! { <rect x=10.0 + 40.0 * i as f64 y=55.0 - hgt width="28" height=hgt><title>{format!("σ{} = {v:.2}", i + 1)}</title></rect> }
                     }).collect_view()}
                 </svg>
             </div>
@@ -218,11 +312,12 @@ fn Extras(
     });
     let snmf = layer.snmf.clone().map(|s| view! {
         <div class="snmf">
-            <h3>{format!("SNMF features (error {:.3} → {:.3} in {} steps)", s.error_first, s.error_last, s.steps)}</h3>
+            <h3>{format!("SNMF: {} features, each keeping {:.0}% of the neurons; error {:.3} → {:.3} (best at step {} of {})",
+                s.k, 100.0 * s.sparsity, s.error_first, s.error_best, s.best_iteration + 1, s.steps)}</h3>
             <ol>
                 {s.features.iter().enumerate().map(|(i, f)| view! {
                     <li class:best=i == s.best_feature>
-                        <span class="muted">{format!("gap {:+.3}: ", f.concept_gap)}</span>
+                        <span class="muted">{format!("AUROC {:.2}, d {:+.2}, {} neurons: ", f.concept_auroc, f.concept_d, f.neurons)}</span>
                         {f.top_tokens.iter().map(|t| format!("{:?}", t.token)).collect::<Vec<_>>().join(" ")}
                     </li>
                 }).collect_view()}

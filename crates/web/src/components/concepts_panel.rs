@@ -4,24 +4,6 @@ use tiller_steer::concept::Read;
 use tiller_steer::directions::Method;
 use tiller_web::protocol::ToWorker;
 
-const METHODS: [(Method, &str); 5] = [
-    (Method::MeanDiff, "mean difference"),
-    (Method::Pca, "PCA of differences"),
-    (Method::Probe, "logistic probe"),
-    (Method::Svd, "SVD subspace"),
-    (Method::Snmf, "SNMF (MLP features)"),
-];
-
-fn method_key(m: Method) -> &'static str {
-    match m {
-        Method::MeanDiff => "mean-diff",
-        Method::Pca => "pca",
-        Method::Probe => "probe",
-        Method::Svd => "svd",
-        Method::Snmf => "snmf",
-    }
-}
-
 /// The concepts: tabs, and the editor of the selected one (name, examples, read position,
 /// method), with Compute.
 #[component]
@@ -120,9 +102,9 @@ pub fn ConceptsPanel() -> impl IntoView {
                                     let v = event_target_value(&ev);
                                     if let Ok(m) = v.parse::<Method>() { edit(&|d| d.method = m) }
                                 }>
-                                {METHODS.iter().map(|(m, label)| {
+                                {Method::ALL.iter().map(|m| {
                                     let m = *m;
-                                    view! { <option value=method_key(m) selected=move || cur().map(|d| d.method == m).unwrap_or(false)>{*label}</option> }
+                                    view! { <option value=m.name() selected=move || cur().map(|d| d.method == m).unwrap_or(false)>{m.label()}</option> }
                                 }).collect_view()}
                             </select>
                         </label>

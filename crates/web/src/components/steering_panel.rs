@@ -4,15 +4,6 @@ use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
 use tiller_web::protocol::ToWorker;
 
-const OPS: [(OpKind, &str); 6] = [
-    (OpKind::Add, "add"),
-    (OpKind::AddUnit, "add (unit)"),
-    (OpKind::Ablate, "ablate"),
-    (OpKind::Clamp, "clamp"),
-    (OpKind::Rotate, "rotate"),
-    (OpKind::Affine, "affine (LinEAS)"),
-];
-
 /// Slider range and step of an op's strength.
 fn range(op: OpKind) -> (f32, f32, f32) {
     match op {
@@ -20,7 +11,7 @@ fn range(op: OpKind) -> (f32, f32, f32) {
         OpKind::AddUnit => (-2.0, 2.0, 0.05),
         OpKind::Ablate => (0.0, 0.0, 1.0),
         OpKind::Clamp => (-50.0, 50.0, 0.5),
-        OpKind::Rotate => (-180.0, 180.0, 1.0),
+        OpKind::Rotate | OpKind::SelectiveSteering => (-180.0, 180.0, 1.0),
         OpKind::Affine => (0.0, 2.0, 0.05),
     }
 }
@@ -32,6 +23,7 @@ fn unit(op: OpKind) -> &'static str {
         OpKind::Ablate => "",
         OpKind::Clamp => "projection value",
         OpKind::Rotate => "degrees",
+        OpKind::SelectiveSteering => "degrees (both norm outputs of the blocks that pass its test)",
         OpKind::Affine => "strength",
     }
 }
@@ -112,11 +104,11 @@ fn Card(
                     </select>
                     <select aria-label="operation" data-testid="intervention-op" on:change=move |ev| {
                         let v = event_target_value(&ev);
-                        if let Some((op, _)) = OPS.iter().find(|(_, n)| *n == v) { let op = *op; edit(&|s| s.op = op) }
+                        if let Some(op) = OpKind::ALL.iter().find(|o| o.label() == v) { let op = *op; edit(&|s| s.op = op) }
                     }>
-                        {OPS.iter().map(|(op, name)| {
+                        {OpKind::ALL.iter().map(|op| {
                             let op = *op;
-                            view! { <option value=*name selected=move || spec().map(|s| s.op == op).unwrap_or(false)>{*name}</option> }
+                            view! { <option value=op.label() selected=move || spec().map(|s| s.op == op).unwrap_or(false)>{op.label()}</option> }
                         }).collect_view()}
                     </select>
                     <button class="remove" title="Remove" aria-label="remove intervention"

@@ -3,8 +3,8 @@ use leptos::prelude::*;
 use tiller_steer::sweep::SweepPoint;
 use tiller_web::protocol::ToWorker;
 
-/// Curves of concept score, KL and perplexity against the strength of the first enabled
-/// intervention.
+/// Curves of concept scores (z), side effects (KL and perplexity on neutral continuations)
+/// against the strength of the first enabled intervention, with a random-direction control.
 #[component]
 pub fn SweepView() -> impl IntoView {
     let st = expect_context::<AppState>();
@@ -47,52 +47,139 @@ pub fn SweepView() -> impl IntoView {
     }
 }
 
+/// One line of a small chart: its label, css class, (strength, value) points, and whether it is
+/// dashed (the random control).
+#[derive(Clone)]
+pub struct Series {
+    label: String,
+    class: String,
+    points: Vec<(f64, f64)>,
+    dashed: bool,
+}
+
+/// One quantity against strength: the real sweep solid, its random control dashed.
 #[component]
-fn Curves(
-    /// Sweep points so far, in strength order.
-    points: Vec<SweepPoint>,
+fn SmallChart(
+    /// Title above the chart (the quantity and its unit).
+    title: String,
+    /// data-testid of the svg.
+    testid: &'static str,
+    /// The lines.
+    series: Vec<Series>,
 ) -> impl IntoView {
-    let (w, h, p) = (520.0, 160.0, 30.0);
-    let xs: Vec<f64> = points.iter().map(|q| q.strength as f64).collect();
-    let (x0, x1) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
-    let sx = move |x: f64| p + (w - 2.0 * p) * (x - x0) / (x1 - x0).max(1e-9);
-    let names: Vec<String> =
-        points.first().map(|q| q.scores.keys().cloned().collect()).unwrap_or_default();
-    let mut series: Vec<(String, &'static str, Vec<f64>)> = names
+    let (w, h, px, py) = (320.0, 150.0, 44.0, 22.0);
+    let all: Vec<(f64, f64)> = series
         .iter()
-        .map(|n| {
-            (
-                format!("score: {n}"),
-                "score",
-                points.iter().map(|q| q.scores.get(n).copied().unwrap_or(f64::NAN)).collect(),
-            )
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|(_, y)| y.is_finite())
+        .collect();
+    let (x0, x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
+    let (mut y0, mut y1) =
+        all.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    if y1 <= y0 {
+        (y0, y1) = (y0.min(0.0) - 0.5, y1.max(0.0) + 0.5);
+    }
+    let sx = move |x: f64| px + (w - px - 10.0) * (x - x0) / (x1 - x0).max(1e-9);
+    let sy = move |y: f64| h - py - (h - py - 10.0) * (y - y0) / (y1 - y0).max(1e-9);
+    let lines = series
+        .iter()
+        .map(|Series { label, class, points, dashed }| {
+            let p = points
+                .iter()
+                .filter(|(_, y)| y.is_finite())
+                .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            view! { <polyline points=p class=format!("line {class}") class:dashed=*dashed><title>{label.clone()}</title></polyline> }
+        })
+        .collect_view();
+    let table: Vec<String> = series
+        .iter()
+        .map(|s| {
+            let v: Vec<String> = s.points.iter().map(|(x, y)| format!("{x:.2}: {y:.3}")).collect();
+            format!("{}: {}", s.label, v.join(", "))
         })
         .collect();
-    series.push(("KL (neutral text)".into(), "kl", points.iter().map(|q| q.kl_mean).collect()));
-    series.push((
-        "log perplexity".into(),
-        "ppl",
-        points.iter().map(|q| q.perplexity.ln()).collect(),
-    ));
-    let lines = series.iter().map(|(label, class, ys)| {
-        let finite: Vec<f64> = ys.iter().copied().filter(|y| y.is_finite()).collect();
-        let (y0, y1) = finite.iter().fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(*y), b.max(*y)));
-        let sy = |y: f64| h - p - (h - 2.0 * p) * (y - y0) / (y1 - y0).max(1e-9);
-        let pts = xs.iter().zip(ys).filter(|(_, y)| y.is_finite()).map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect::<Vec<_>>().join(" ");
-        view! { <polyline points=pts class=format!("line {class}")><title>{format!("{label}: {y0:.3} to {y1:.3}")}</title></polyline> }
-    }).collect_view();
     view! {
-        <svg class="chart" viewBox=format!("0 0 {w} {h}") data-testid="sweep-chart" role="img" aria-label="Effect curves against strength">
-            {lines}
-            <text x=p y=h - 6.0 class="axis">{format!("strength {x0:.2}")}</text>
-            <text x=w - p y=h - 6.0 class="axis end">{format!("{x1:.2}")}</text>
-        </svg>
-        <p class="legend">{series.iter().map(|(l, c, _)| view! { <span class=format!("key {c}")>{l.clone()}</span> }).collect_view()}</p>
+        <figure class="small-chart">
+            <figcaption>{title.clone()}</figcaption>
+            <svg class="chart" viewBox=format!("0 0 {w} {h}") data-testid=testid role="img" aria-label=format!("{title} against strength")>
+                {lines}
+                <line x1=px y1=sy(0.0f64.clamp(y0, y1)) x2=w - 10.0 y2=sy(0.0f64.clamp(y0, y1)) class="grid" />
+                <text x=px - 4.0 y=sy(y1) + 4.0 class="axis end">{format!("{y1:.2}")}</text>
+                <text x=px - 4.0 y=sy(y0) + 4.0 class="axis end">{format!("{y0:.2}")}</text>
+                <text x=px y=h - 6.0 class="axis">{format!("{x0:.2}")}</text>
+                <text x=w - 10.0 y=h - 6.0 class="axis end">{format!("{x1:.2}")}</text>
+                <text x=(w + px) / 2.0 y=h - 6.0 class="axis-title mid">"strength"</text>
+            </svg>
+            <ul class="sr-only">{table.into_iter().map(|t| view! { <li>{t}</li> }).collect_view()}</ul>
+        </figure>
+    }
+}
+
+#[component]
+fn Curves(
+    /// Sweep points so far (real and control), in arrival order.
+    points: Vec<SweepPoint>,
+) -> impl IntoView {
+    let real: Vec<&SweepPoint> = points.iter().filter(|q| !q.control).collect();
+    let ctl: Vec<&SweepPoint> = points.iter().filter(|q| q.control).collect();
+    let names: Vec<String> =
+        real.first().map(|q| q.scores.keys().cloned().collect()).unwrap_or_default();
+    let pts = |ps: &[&SweepPoint], f: &dyn Fn(&SweepPoint) -> f64| -> Vec<(f64, f64)> {
+        ps.iter().map(|q| (q.strength as f64, f(q))).collect()
+    };
+    let mut scores = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let class = format!("score s{}", i % 4);
+        let z = |q: &SweepPoint| q.scores.get(n).copied().unwrap_or(f64::NAN);
+        scores.push(Series {
+            label: n.clone(),
+            class: class.clone(),
+            points: pts(&real, &z),
+            dashed: false,
+        });
+        if !ctl.is_empty() {
+            let label = format!("{n}, random control");
+            scores.push(Series { label, class, points: pts(&ctl, &z), dashed: true });
+        }
+    }
+    let two = |f: &dyn Fn(&SweepPoint) -> f64, class: &str| {
+        let line = |label: &str, ps: &[&SweepPoint], dashed| Series {
+            label: label.into(),
+            class: class.into(),
+            points: pts(ps, f),
+            dashed,
+        };
+        let mut v = vec![line("steered", &real, false)];
+        if !ctl.is_empty() {
+            v.push(line("random control", &ctl, true));
+        }
+        v
+    };
+    let kl = two(&|q| q.kl_mean, "kl");
+    let ppl = two(&|q| q.perplexity, "ppl");
+    let ctl_kl = |x: f32| {
+        ctl.iter()
+            .find(|q| q.strength == x)
+            .map(|q| format!("{:.3}", q.kl_mean))
+            .unwrap_or("…".into())
+    };
+    view! {
+        <div class="small-multiples">
+            <SmallChart title="concept scores (z: baseline standard deviations)".into() testid="sweep-chart" series=scores />
+            <SmallChart title="side effects: KL on neutral continuations (nats)".into() testid="sweep-kl" series=kl />
+            <SmallChart title="perplexity of neutral continuations".into() testid="sweep-ppl" series=ppl />
+        </div>
+        <p class="legend">
+            {names.iter().enumerate().map(|(i, n)| view! { <span class=format!("key score s{}", i % 4)>{n.clone()}</span> }).collect_view()}
+            <span class="key dashed">"random direction, same norm (control)"</span>
+        </p>
         <table class="sweep-table">
-            <tr><th>"strength"</th><th>"text"</th><th>"KL"</th><th>"perplexity"</th></tr>
-            {points.iter().map(|q| view! {
+            <tr><th>"strength"</th><th>"text"</th><th>"KL"</th><th>"KL, control"</th><th>"perplexity"</th></tr>
+            {real.iter().map(|q| view! {
                 <tr><td>{format!("{:.2}", q.strength)}</td><td class="gen">{q.text.clone()}</td>
-                <td>{format!("{:.3}", q.kl_mean)}</td><td>{format!("{:.1}", q.perplexity)}</td></tr>
+                <td>{format!("{:.3}", q.kl_mean)}</td><td>{ctl_kl(q.strength)}</td><td>{format!("{:.1}", q.perplexity)}</td></tr>
             }).collect_view()}
         </table>
     }

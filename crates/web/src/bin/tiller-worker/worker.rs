@@ -12,7 +12,7 @@ use tiller_gpu::Gpu;
 use tiller_steer::concept::Concept;
 use tiller_steer::lineas::LineasParams;
 use tiller_steer::plan::{self, InterventionSpec, Prepared};
-use tiller_steer::report::{analyze_and_prepare, Options};
+use tiller_steer::report::{self, analyze_and_prepare, Options};
 use tiller_web::protocol::{FromWorker, Stage, Task, ToWorker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -130,6 +130,7 @@ fn task_of(m: &ToWorker) -> Task {
         ToWorker::Read { .. } => Task::Read,
         ToWorker::Sweep { .. } => Task::Sweep,
         ToWorker::Export { .. } => Task::Export,
+        ToWorker::Promotes { .. } => Task::Promotes,
         ToWorker::Load { .. }
         | ToWorker::LoadBytes { .. }
         | ToWorker::Backend { .. }
@@ -173,6 +174,7 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
         ToWorker::Export { concept, layers, strength } => {
             export(state, concept, &layers, strength).await
         }
+        ToWorker::Promotes { concept, layer } => promotes(state, concept, layer).await,
         ToWorker::Stop => Ok(()),
     }
 }
@@ -185,18 +187,8 @@ async fn export(
 ) -> Result<(), String> {
     use tiller_share::cvec::{write, ControlVector};
     let model = model(state)?;
-    let spec = InterventionSpec {
-        concept: concept.name.clone(),
-        op: plan::OpKind::Add,
-        layers: layers.to_vec(),
-        strength,
-        positions: Default::default(),
-        selective: false,
-        enabled: true,
-    };
     let name = concept.name.clone();
-    let p = prepare(state, &model, &[concept], &[spec], Task::Export).await?;
-    let p = p.first().ok_or("the concept could not be prepared")?;
+    let p = prepare_one(state, &model, concept, Task::Export).await?;
     if let Some(l) = layers.iter().find(|&&l| l >= p.dirs.len()) {
         return Err(format!("layer {l} is out of range"));
     }
@@ -210,6 +202,28 @@ async fn export(
     let bytes = write(&cv).map_err(|e| e.to_string())?;
     let slug: String = name.chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
     post(&FromWorker::File { name: format!("{slug}-control-vector.gguf"), bytes });
+    Ok(())
+}
+
+async fn promotes(state: &Shared, concept: Concept, layer: usize) -> Result<(), String> {
+    let model = model(state)?;
+    if layer >= model.config.n_layer {
+        return Err(format!("layer {layer} is out of range (0..={})", model.config.n_layer - 1));
+    }
+    let name = concept.name.clone();
+    let p = prepare_one(state, &model, concept.clone(), Task::Promotes).await?;
+    post(&FromWorker::Working {
+        task: Task::Promotes,
+        stage: format!("adding `{name}` at layer {layer}"),
+        done: 0,
+        total: 1,
+    });
+    yield_now().await;
+    let contexts = report::shift_contexts(&model, &concept).map_err(|e| e.to_string())?;
+    let promotes =
+        report::promotes_at(&model, &p, &contexts, None, layer, Options::default().top_k)
+            .map_err(|e| e.to_string())?;
+    post(&FromWorker::Promotes { concept: name, promotes });
     Ok(())
 }
 
@@ -305,18 +319,18 @@ async fn analyze(state: &Shared, concept: Concept) -> Result<(), String> {
         total: 4,
     });
     yield_now().await;
-    let (report, prepared) = analyze_and_prepare(
-        &model,
-        &concept,
-        concept.method,
-        &Options::default(),
-        &mut |s, d, t| {
+    // The report first (the chart appears), then what the direction promotes at the best
+    // layer as a task of its own (a forward pass per context).
+    let opts = Options { promotes: false, ..Options::default() };
+    let (report, prepared) =
+        analyze_and_prepare(&model, &concept, concept.method, &opts, &mut |s, d, t| {
             post(&FromWorker::Working { task: Task::Analyze, stage: s.into(), done: d, total: t })
-        },
-    )
-    .map_err(|e| e.to_string())?;
+        })
+        .map_err(|e| e.to_string())?;
+    let best = report.best_layer;
     state.borrow_mut().prepared.insert(key(&concept), Rc::new(prepared));
     post(&FromWorker::Analyzed { report, ms: now() - t0 });
+    state.borrow_mut().queue.push_front(ToWorker::Promotes { concept, layer: best });
     Ok(())
 }
 
@@ -350,6 +364,26 @@ async fn prepare(
         out.push(p);
     }
     Ok(out)
+}
+
+/// One concept, prepared (from the cache when computed).
+async fn prepare_one(
+    state: &Shared,
+    model: &Model<Cpu>,
+    concept: Concept,
+    task: Task,
+) -> Result<Rc<Prepared>, String> {
+    let any = InterventionSpec {
+        concept: concept.name.clone(),
+        op: plan::OpKind::Add,
+        layers: vec![0],
+        strength: 0.0,
+        positions: Default::default(),
+        selective: false,
+        enabled: true,
+    };
+    let p = prepare(state, model, &[concept], &[any], task).await?;
+    p.into_iter().next().ok_or_else(|| "the concept could not be prepared".to_string())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -431,18 +465,8 @@ async fn read(
             model.config.context_length
         ));
     }
-    let spec = InterventionSpec {
-        concept: concept.name.clone(),
-        op: plan::OpKind::Add,
-        layers: vec![layer],
-        strength: 0.0,
-        positions: Default::default(),
-        selective: false,
-        enabled: true,
-    };
     let name = concept.name.clone();
-    let p = prepare(state, &model, &[concept], &[spec], Task::Read).await?;
-    let Some(p) = p.first() else { return Err("the concept could not be prepared".into()) };
+    let p = prepare_one(state, &model, concept, Task::Read).await?;
     let u = {
         let v = &p.dirs[layer];
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
@@ -471,7 +495,7 @@ async fn sweep(
     strengths: &[f32],
     read_layer: usize,
 ) -> Result<(), String> {
-    use tiller_steer::sweep::{sweep, Sweep};
+    use tiller_steer::sweep::{Sweep, Sweeper};
     let model = model(state)?;
     let all: Vec<InterventionSpec> = concepts
         .iter()
@@ -480,35 +504,39 @@ async fn sweep(
     let prepared = prepare(state, &model, concepts, &all, Task::Sweep).await?;
     let owned: Vec<Prepared> = prepared.iter().map(|p| Prepared::clone(p)).collect();
     let prompt_ids = model.encode_prompt(prompt, chat).map_err(|e| e.to_string())?;
-    let neutral = model
-        .encode_prompt(
-            "The city council met on Tuesday to discuss the budget for roads, schools and the library.",
-            false,
-        )
-        .map_err(|e| e.to_string())?;
-    for (i, &x) in strengths.iter().enumerate() {
+    let total = 2 * strengths.len() + 1;
+    post(&FromWorker::Working {
+        task: Task::Sweep,
+        stage: "unsteered references (prompt and neutral texts)".into(),
+        done: 0,
+        total,
+    });
+    yield_now().await;
+    let sw = Sweep {
+        spec: &spec,
+        strengths,
+        prompt: &prompt_ids,
+        neutral: &[],
+        max_tokens,
+        read_layer,
+        control: true,
+    };
+    let sweeper = Sweeper::new(&model, &owned, &sw).map_err(|e| e.to_string())?;
+    let runs = strengths.iter().map(|&x| (x, false)).chain(strengths.iter().map(|&x| (x, true)));
+    for (i, (x, control)) in runs.enumerate() {
+        let what = if control { "random control" } else { "strength" };
         post(&FromWorker::Working {
             task: Task::Sweep,
-            stage: format!("strength {x}"),
-            done: i,
-            total: strengths.len(),
+            stage: format!("{what} {x}"),
+            done: i + 1,
+            total,
         });
         yield_now().await;
         if state.borrow().stop {
             break;
         }
-        let sw = Sweep {
-            spec: &spec,
-            strengths: &[x],
-            prompt: &prompt_ids,
-            neutral: &neutral,
-            max_tokens,
-            read_layer,
-        };
-        let mut pts = sweep(&model, &owned, &sw, &mut |_| {}).map_err(|e| e.to_string())?;
-        if let Some(point) = pts.pop() {
-            post(&FromWorker::SweepPoint { point });
-        }
+        let point = sweeper.point(x, control).map_err(|e| e.to_string())?;
+        post(&FromWorker::SweepPoint { point });
     }
     post(&FromWorker::SweepDone);
     Ok(())
