@@ -76,7 +76,7 @@ pub struct ExportArgs {
     /// Concept file.
     #[arg(long)]
     pub concept: PathBuf,
-    /// mean-diff (raw vector), pca, probe, svd or snmf.
+    /// mean-diff (raw vector), pca, pca-repe, probe, svd or snmf.
     #[arg(long, default_value = "mean-diff")]
     pub method: String,
     /// Layers to write (4-16 or 3,5,7); layer 0 cannot be written (llama.cpp rejects it).
