@@ -23,8 +23,18 @@ pub fn reference_dir() -> PathBuf {
 }
 
 pub fn reference(name: &str) -> serde_json::Value {
-    let p = reference_dir().join(name);
-    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    read_json(&reference_dir().join(name))
+}
+
+/// `../shared/reference/gemma-3-270m` beside the checkout.
+pub fn gemma_reference(name: &str) -> serde_json::Value {
+    let d = reference_dir().join("../gemma-3-270m");
+    assert!(d.is_dir(), "Gemma reference data not found at {}", d.display());
+    read_json(&d.join(name))
+}
+
+fn read_json(p: &std::path::Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("parsing {}: {e}", p.display()))
 }
 
@@ -46,6 +56,29 @@ pub fn model_path() -> PathBuf {
 fn load(precision: Precision) -> Model<Cpu> {
     let bytes = std::fs::read(model_path()).expect("reading the model");
     Model::load(&bytes, Cpu::default(), precision).expect("loading the model")
+}
+
+pub const GEMMA_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// Gemma 3 270M Q4_K_M in www/models (fetched by `./dev setup`). Fails loudly when missing.
+pub fn gemma_path() -> PathBuf {
+    let p = workspace().join("www/models").join(GEMMA_FILE);
+    assert!(p.is_file(), "Gemma 3 270M not found at {}: run `./dev setup`", p.display());
+    p
+}
+
+/// One Gemma 3 270M per precision per test binary.
+pub fn gemma(precision: Precision) -> &'static Model<Cpu> {
+    static F32: OnceLock<Model<Cpu>> = OnceLock::new();
+    static FAST: OnceLock<Model<Cpu>> = OnceLock::new();
+    let load = || {
+        let bytes = std::fs::read(gemma_path()).expect("reading Gemma");
+        Model::load(&bytes, Cpu::default(), precision).expect("loading Gemma")
+    };
+    match precision {
+        Precision::F32 => F32.get_or_init(load),
+        Precision::Fast => FAST.get_or_init(load),
+    }
 }
 
 /// One model per precision per test binary.
@@ -141,7 +174,17 @@ pub fn agreement<B: tiller_engine::Backend>(
     label: &str,
     max_cases: usize,
 ) -> f64 {
-    let r = reference("greedy.json");
+    agreement_with(m, &reference("greedy.json"), incremental, label, max_cases)
+}
+
+/// [`agreement`] against a given greedy.json (another model's reference set).
+pub fn agreement_with<B: tiller_engine::Backend>(
+    m: &Model<B>,
+    r: &serde_json::Value,
+    incremental: bool,
+    label: &str,
+    max_cases: usize,
+) -> f64 {
     let (mut agree, mut total) = (0usize, 0usize);
     let mut md = MaxDiff::default();
     let mut firsts = Vec::new();
@@ -192,10 +235,19 @@ pub const STEER_AGREE: f64 = 0.99;
 /// `md` (reference style): the steered greedy continuation must equal the reference's and
 /// the teacher-forced top-1 agreement reach [`STEER_AGREE`].
 pub fn steering_cases<B: tiller_engine::Backend>(m: &Model<B>, md: &[Vec<f32>], label: &str) {
+    steering_cases_with(m, md, &reference("steering.json"), label)
+}
+
+/// [`steering_cases`] against a given steering.json (another model's reference set).
+pub fn steering_cases_with<B: tiller_engine::Backend>(
+    m: &Model<B>,
+    md: &[Vec<f32>],
+    st: &serde_json::Value,
+    label: &str,
+) {
     use tiller_engine::sampling::argmax;
     use tiller_engine::LogitsFor;
     use tiller_steer::intervene::{self, Intervention, Plan, Positions};
-    let st = reference("steering.json");
     for c in st["cases"].as_array().expect("cases") {
         let op = c["op"].as_str().expect("op");
         let floats = |v: &serde_json::Value| -> Vec<f32> {
@@ -225,9 +277,20 @@ pub fn steering_cases<B: tiller_engine::Backend>(m: &Model<B>, md: &[Vec<f32>], 
                 let l = c["layer"].as_u64().expect("layer") as usize;
                 let (_, b2) = intervene::rotation_plane(md, l).expect("plane");
                 let cos = cosine(&b2, &floats(&c["b2"]));
-                println!("rotate: b2 cosine with the reference {cos:.6}");
-                assert!(cos > 0.999, "b2 differs from the reference (cosine {cos})");
-                intervene::rotate(md, l, c["theta_deg"].as_f64().expect("theta") as f32)
+                // b2's sign is the reference's SVD routine's (torch's LAPACK: arbitrary, and
+                // no rule on the data reproduces it for both reference sets). A rotation by
+                // -theta in the plane (b1, -b2) is the rotation by theta in (b1, b2).
+                let flip = if cos < 0.0 { -1.0 } else { 1.0 };
+                println!(
+                    "rotate: b2 cosine with the reference {cos:.6} (turning {})",
+                    if flip < 0.0 {
+                        "by -theta: the reference's b2 has the other sign"
+                    } else {
+                        "by theta"
+                    }
+                );
+                assert!(cos.abs() > 0.999, "b2 differs from the reference (cosine {cos})");
+                intervene::rotate(md, l, flip * c["theta_deg"].as_f64().expect("theta") as f32)
                     .expect("rotate")
             }
             other => panic!("unknown op {other}"),

@@ -285,3 +285,85 @@ fn playground_concept_steer_read_share() {
         v["console_errors"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     assert!(console.iter().all(|e| e.contains("404")), "console errors: {console:?}");
 }
+
+/// Another family in the page (issue #12): Gemma 3 270M (Q4_K_M blocks, SentencePiece
+/// vocabulary, sandwich norms, q/k norms, sliding-window layers) opened by URL on the CPU path;
+/// a sentiment concept computed there and the steered tokens equal to the engine's for the same
+/// intervention.
+#[test]
+fn page_opens_gemma_computes_and_steers() {
+    use tiller_steer::concept::Concept;
+    use tiller_steer::lineas::LineasParams;
+    use tiller_steer::plan::{self, InterventionSpec, OpKind};
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = workspace();
+    let dist = ws.join("dist");
+    let rel = format!("models/{}", tiller_tests::GEMMA_FILE);
+    assert!(
+        dist.join(&rel).is_file(),
+        "{rel} is missing from dist: run `./dev setup` then `./dev build`"
+    );
+    let reference = tiller_tests::gemma_reference("concept-sentiment.json");
+    let c: Concept = serde_json::from_value(serde_json::json!({
+        "name": "sentiment", "pairs": reference["pairs"], "read": "last_token"
+    }))
+    .unwrap();
+    let concept_file =
+        std::env::temp_dir().join(format!("tiller-gemma-{}.json", std::process::id()));
+    std::fs::write(&concept_file, serde_json::to_string(&c).unwrap()).unwrap();
+    let prompt = "I think that the weather today is";
+    let out = Command::new("node")
+        .arg(ws.join("tests/e2e/gemma.mjs"))
+        .arg(&dist)
+        .arg(&rel)
+        .arg(&concept_file)
+        .arg(prompt)
+        .arg(N.to_string())
+        .arg(ws.join("artifacts"))
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .expect("gemma.mjs prints one JSON line");
+    assert_eq!(v["ok"], true, "Gemma e2e failed: {}", v["error"]);
+    println!(
+        "Gemma in the page: {} (ready in {} ms); concept computed in {} ms; best layer {}",
+        v["status_text"], v["ready_ms"], v["concept_ms"], v["best_layer"]
+    );
+    assert!(
+        v["status_text"].as_str().unwrap().contains("gemma3"),
+        "the model bar names the family"
+    );
+    assert_eq!(v["chart_layers"], 18);
+    let layer: usize = v["intervention_layers"].as_str().unwrap().parse().unwrap();
+    let strength = v["intervention_strength"].as_f64().unwrap() as f32;
+    let m = tiller_tests::gemma(Precision::Fast);
+    let p = plan::prepare(m, &c).unwrap();
+    let ids_p = m.encode_prompt(prompt, false).unwrap();
+    let spec = InterventionSpec {
+        concept: c.name.clone(),
+        op: OpKind::Add,
+        layers: vec![layer],
+        strength,
+        positions: Default::default(),
+        selective: false,
+        enabled: true,
+    };
+    let mut steer =
+        plan::build(m, &[p], &[spec], ids_p.len(), &LineasParams::default()).unwrap().unwrap();
+    let want = greedy(m, &ids_p, N, Some(&mut steer));
+    let base = greedy(m, &ids_p, N, None);
+    let got: Vec<u32> =
+        v["steered_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let got_base: Vec<u32> =
+        v["baseline_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    println!(
+        "add sentiment@{layer}={strength}: page {:?} / engine {:?}",
+        v["steered_text"],
+        m.tokenizer.decode(&want).unwrap()
+    );
+    assert_eq!(got_base, base, "the page's baseline differs from the engine's");
+    assert_eq!(got, want, "the page's steered tokens differ from the engine's");
+    assert_ne!(got, got_base, "the intervention changed nothing");
+}

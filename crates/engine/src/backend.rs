@@ -5,7 +5,7 @@
 //! model never looks inside them except through [`Backend::with_host`], which hooks use.
 
 use crate::Result;
-use tiller_model::TensorInfo;
+use tiller_model::{RopeStyle, TensorInfo};
 
 /// How weight matrices are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -38,6 +38,8 @@ pub struct AttnShape {
     pub head_dim: usize,
     /// Position of the first new row (tokens already in the cache).
     pub pos0: usize,
+    /// Sliding window: a query attends to at most this many positions, itself included.
+    pub window: Option<usize>,
 }
 
 pub trait Backend {
@@ -64,8 +66,27 @@ pub trait Backend {
     fn rms_norm(&self, x: &Self::Act, w: &Self::Vector, eps: f32) -> Self::Act;
     /// `x @ w.T` for each `w`, sharing the work on `x` (fused QKV, fused gate/up).
     fn matmul(&self, x: &Self::Act, ws: &[&Self::Matrix]) -> Vec<Self::Act>;
-    /// Rotary embedding on adjacent pairs (ggml's "normal" mode, which GGUF llama weights use).
-    fn rope(&self, x: &mut Self::Act, n_heads: usize, head_dim: usize, pos0: usize, theta: f32);
+    /// Rotary embedding of `n_heads` heads per row, row i at position `pos0 + i`: adjacent pairs
+    /// (`RopeStyle::Normal`, ggml's mode for GGUF Llama weights) or halves (`Neox`).
+    fn rope(
+        &self,
+        x: &mut Self::Act,
+        n_heads: usize,
+        head_dim: usize,
+        pos0: usize,
+        theta: f32,
+        style: RopeStyle,
+    );
+    /// RMSNorm of every `group` consecutive values of each row with the gain `w` (`group`
+    /// long): the per-head q and k norms of Gemma 3 and Qwen 3.
+    fn rms_norm_groups(&self, x: &Self::Act, w: &Self::Vector, group: usize, eps: f32)
+        -> Self::Act;
+    /// `gelu(gate) * up` with the tanh approximation of GELU (GeGLU).
+    fn geglu(&self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
+    /// `x *= s` (Gemma's embedding scale). The default goes through the host.
+    fn scale(&self, x: &mut Self::Act, s: f32) {
+        self.with_host(x, &mut |r| r.iter_mut().for_each(|v| *v *= s));
+    }
     /// Append `k`, `v` to `cache` and attend causally from the rows of `q`.
     fn attention(
         &self,
@@ -123,16 +144,17 @@ pub trait Backend {
         head_dim: usize,
         pos0: usize,
         theta: f32,
+        style: RopeStyle,
     ) {
-        self.rope(q, n_head, head_dim, pos0, theta);
-        self.rope(k, n_kv_head, head_dim, pos0, theta);
+        self.rope(q, n_head, head_dim, pos0, theta, style);
+        self.rope(k, n_kv_head, head_dim, pos0, theta, style);
     }
     /// Can one forward pass of `rows` tokens returning `logit_rows` rows of logits run here?
     /// A backend with size limits (a GPU's largest storage binding) says why not, before any
     /// work; the default is yes.
     fn fits(
         &self,
-        _cfg: &tiller_model::LlamaConfig,
+        _cfg: &tiller_model::ModelConfig,
         _rows: usize,
         _logit_rows: usize,
     ) -> Result<()> {

@@ -11,6 +11,7 @@ use crate::Gpu;
 use tiller_engine::backend::{mlp_in_unfused, AttnShape, Backend, Precision};
 use tiller_engine::{Edit, Error, Result};
 use tiller_model::gguf::dequantize;
+use tiller_model::{Activation, RopeStyle};
 use tiller_model::{GgmlType, TensorInfo};
 
 /// A weight matrix `[rows, cols]` on the GPU. The token embedding also keeps its GGUF bytes
@@ -195,8 +196,45 @@ impl Backend for Gpu {
             .collect()
     }
 
-    fn rope(&self, x: &mut GpuAct, n_heads: usize, head_dim: usize, pos0: usize, theta: f32) {
-        must(rope::rope(self, &x.buf, x.rows, n_heads, head_dim, pos0, theta), "rope");
+    fn rope(
+        &self,
+        x: &mut GpuAct,
+        n_heads: usize,
+        head_dim: usize,
+        pos0: usize,
+        theta: f32,
+        style: RopeStyle,
+    ) {
+        must(rope::rope(self, &x.buf, x.rows, n_heads, head_dim, pos0, theta, style), "rope");
+    }
+
+    fn rms_norm_groups(&self, x: &GpuAct, w: &wgpu::Buffer, group: usize, eps: f32) -> GpuAct {
+        // Each group is a row of its own: the activations are contiguous.
+        let y = self.act(x.rows, x.cols);
+        let rows = x.rows * x.cols / group.max(1);
+        must(rms_norm::rms_norm(self, &x.buf, w, &y.buf, rows, group, eps), "rms_norm_groups");
+        y
+    }
+
+    fn geglu(&self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
+        let y = self.act(gate.rows, gate.cols);
+        let n = gate.rows * gate.cols;
+        must(swiglu::gated(self, &gate.buf, &up.buf, &y.buf, n, Activation::GeluTanh), "geglu");
+        y
+    }
+
+    fn scale(&self, x: &mut GpuAct, s: f32) {
+        // On the device, as an edit whose per-neuron scale is s everywhere.
+        let e = Edit {
+            scale: Some(vec![s; x.cols].into()),
+            bias: None,
+            dirs: Vec::new(),
+            m: [[0.0; 2]; 2],
+            k: [0.0; 2],
+            start: 0,
+            end: usize::MAX,
+        };
+        must(edit::edit(self, &x.buf, x.rows, x.cols, 0, &e), "scale");
     }
 
     fn attention(&self, q: &GpuAct, k: &GpuAct, v: &GpuAct, c: &mut GpuKv, s: AttnShape) -> GpuAct {
@@ -231,6 +269,7 @@ impl Backend for Gpu {
             n_kv: s.n_kv_head,
             head_dim: s.head_dim,
             pos0: s.pos0,
+            window: s.window.unwrap_or(0),
         };
         must(attention::attention(self, &q.buf, kc, vc, &out.buf, shape), "attention");
         out
@@ -273,7 +312,7 @@ impl Backend for Gpu {
         self.write(&x.buf, bytemuck::cast_slice(&h));
     }
 
-    fn fits(&self, cfg: &tiller_model::LlamaConfig, rows: usize, logit_rows: usize) -> Result<()> {
+    fn fits(&self, cfg: &tiller_model::ModelConfig, rows: usize, logit_rows: usize) -> Result<()> {
         let widths = [cfg.d_ff, cfg.n_head * cfg.head_dim, cfg.d_model];
         let act = rows * widths.into_iter().max().unwrap_or(0);
         let (n, what) = match logit_rows * cfg.vocab {
@@ -347,6 +386,7 @@ impl Backend for Gpu {
         head_dim: usize,
         pos0: usize,
         theta: f32,
+        style: RopeStyle,
     ) {
         let r = rope::rope_qk(
             self,
@@ -356,6 +396,7 @@ impl Backend for Gpu {
             head_dim,
             pos0,
             theta,
+            style,
         );
         must(r, "rope");
     }

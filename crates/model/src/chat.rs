@@ -17,20 +17,28 @@ impl ChatMessage {
 
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
-    source: String,
+    /// None: the model has no template (a pretrained model), and rendering says so.
+    source: Option<String>,
     bos: String,
     eos: String,
 }
 
-/// ChatML, used when a GGUF carries no template of its own.
+/// ChatML, used when a GGUF carries no template of its own but its vocabulary has ChatML's
+/// tokens.
 pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 impl ChatTemplate {
     pub fn new(source: impl Into<String>, bos: impl Into<String>, eos: impl Into<String>) -> Self {
-        ChatTemplate { source: source.into(), bos: bos.into(), eos: eos.into() }
+        ChatTemplate { source: Some(source.into()), bos: bos.into(), eos: eos.into() }
     }
 
-    /// The template stored in the GGUF, or ChatML when there is none.
+    /// Is there a template to render?
+    pub fn available(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// The template stored in the GGUF; ChatML when there is none but the vocabulary has
+    /// `<|im_start|>`; otherwise none.
     pub fn from_gguf(g: &Gguf) -> Self {
         let tok = |k: &str| -> String {
             let id = g.get(k).and_then(|v| v.as_u64());
@@ -42,12 +50,20 @@ impl ChatTemplate {
                 _ => String::new(),
             }
         };
-        let src = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).unwrap_or(CHATML);
-        ChatTemplate::new(
-            src,
-            tok("tokenizer.ggml.bos_token_id"),
-            tok("tokenizer.ggml.eos_token_id"),
-        )
+        let chatml = g
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.as_array())
+            .is_some_and(|t| t.iter().any(|v| v.as_str() == Some("<|im_start|>")));
+        let src = g
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .or(chatml.then_some(CHATML))
+            .map(str::to_string);
+        ChatTemplate {
+            source: src,
+            bos: tok("tokenizer.ggml.bos_token_id"),
+            eos: tok("tokenizer.ggml.eos_token_id"),
+        }
     }
 
     /// Render `messages`, appending the assistant generation prompt when asked.
@@ -61,7 +77,12 @@ impl ChatTemplate {
                 Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
             },
         );
-        env.add_template("chat", &self.source).map_err(|e| Error::Template(e.to_string()))?;
+        let Some(source) = &self.source else {
+            return Err(Error::Template(
+                "this model has no chat template (a pretrained model): use a raw prompt".into(),
+            ));
+        };
+        env.add_template("chat", source).map_err(|e| Error::Template(e.to_string()))?;
         let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => messages,

@@ -1,13 +1,80 @@
-//! Llama-family hyper-parameters from GGUF metadata (`{arch}.*` keys), validated against the
-//! tensors present so that a file that lies about its shapes fails at load with a message.
+//! Hyper-parameters from GGUF metadata (`{arch}.*` keys), validated against the tensors present
+//! so that a file that lies about its shapes fails at load with a message.
+//!
+//! One forward pass serves every family: what differs between them is data, a [`BlockConfig`]
+//! (RoPE style, per-head q/k norms, the "sandwich" norms after attention and the MLP, the MLP's
+//! activation, the embedding scale, sliding-window layers and their RoPE base), read here per
+//! architecture the way llama.cpp's `llama-model.cpp` reads it.
 
 use crate::{Error, GgmlType, Gguf, Result};
 
 /// Architectures whose GGUF tensors follow the Llama layout.
 pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
+/// Every architecture this build runs.
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "granite", "gemma3"];
+
+/// How rotary embeddings pair a head's dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RopeStyle {
+    /// Adjacent pairs (2i, 2i + 1): ggml's "normal" mode, which GGUF Llama weights use.
+    #[default]
+    Normal,
+    /// Halves (i, i + d/2): ggml's NEOX mode (Gemma, Qwen, Phi-3, GPT-NeoX).
+    Neox,
+}
+
+/// The MLP's gated activation: `act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// SiLU (SwiGLU): Llama, Qwen, Phi-3.
+    #[default]
+    Silu,
+    /// GELU, tanh approximation (GeGLU): Gemma.
+    GeluTanh,
+}
+
+/// What a family's block looks like, beyond the shapes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BlockConfig {
+    pub rope: RopeStyle,
+    pub activation: Activation,
+    /// Per-head RMSNorm of q and k before RoPE (`attn_q_norm`, `attn_k_norm`: Gemma 3, Qwen 3).
+    pub qk_norm: bool,
+    /// RMSNorm of the attention and MLP outputs before they join the residual stream
+    /// (`post_attention_norm`, `post_ffw_norm`: Gemma 2 and 3).
+    pub post_norms: bool,
+    /// The token embedding is multiplied by this (Gemma: sqrt(d_model)).
+    pub embed_scale: Option<f32>,
+    /// Sliding-window attention: a query attends to at most this many positions (itself
+    /// included) on the layers [`ModelConfig::is_swa`] names.
+    pub sliding_window: Option<usize>,
+    /// Layer l uses the sliding window when `l % swa_pattern < swa_pattern - 1` (Gemma 3: 6,
+    /// every sixth layer global); 0 = every layer global.
+    pub swa_pattern: usize,
+    /// RoPE base of the sliding-window layers (Gemma 3: 10 000; the global layers use
+    /// `rope_theta`).
+    pub rope_theta_swa: f32,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            rope: RopeStyle::Normal,
+            activation: Activation::Silu,
+            qk_norm: false,
+            post_norms: false,
+            embed_scale: None,
+            sliding_window: None,
+            swa_pattern: 0,
+            rope_theta_swa: 10000.0,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
     pub architecture: String,
     pub n_layer: usize,
     pub d_model: usize,
@@ -21,6 +88,7 @@ pub struct LlamaConfig {
     pub rms_eps: f32,
     /// True when there is no `output.weight` and the token embedding doubles as the LM head.
     pub tied_embeddings: bool,
+    pub block: BlockConfig,
 }
 
 /// Upper bounds that keep a hostile header from asking for absurd buffers.
@@ -28,13 +96,13 @@ const MAX_LAYERS: u64 = 1024;
 const MAX_WIDTH: u64 = 1 << 16;
 const MAX_CONTEXT: u64 = 1 << 20;
 
-impl LlamaConfig {
+impl ModelConfig {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.architecture()?.to_string();
-        if !LLAMA_FAMILY.contains(&arch.as_str()) {
+        if !SUPPORTED.contains(&arch.as_str()) {
             return Err(Error::Unsupported(format!(
-                "architecture `{arch}`: this build of Tiller runs the Llama family ({})",
-                LLAMA_FAMILY.join(", ")
+                "architecture `{arch}`: this build of Tiller runs {}",
+                SUPPORTED.join(", ")
             )));
         }
         let key = |k: &str| format!("{arch}.{k}");
@@ -84,7 +152,27 @@ impl LlamaConfig {
             .ok_or_else(|| Error::Shape("tensor `token_embd.weight` is missing".into()))?;
         let vocab = emb.dims.get(1).copied().unwrap_or(0) as usize;
         let tied_embeddings = g.tensor("output.weight").is_none();
-        let cfg = LlamaConfig {
+        let block = match arch.as_str() {
+            "gemma3" => {
+                let window = match g.get(&key("attention.sliding_window")) {
+                    Some(_) => Some(bounded("attention.sliding_window", MAX_CONTEXT)?),
+                    None => None,
+                };
+                BlockConfig {
+                    rope: RopeStyle::Neox,
+                    activation: Activation::GeluTanh,
+                    qk_norm: true,
+                    post_norms: true,
+                    embed_scale: Some((d_model as f32).sqrt()),
+                    sliding_window: window,
+                    // llama.cpp: hparams.set_swa_pattern(6), rope_freq_base_train_swa = 10000.
+                    swa_pattern: if window.is_some() { 6 } else { 0 },
+                    rope_theta_swa: 10000.0,
+                }
+            }
+            _ => BlockConfig::default(),
+        };
+        let cfg = ModelConfig {
             architecture: arch,
             n_layer,
             d_model,
@@ -97,6 +185,7 @@ impl LlamaConfig {
             rope_theta,
             rms_eps,
             tied_embeddings,
+            block,
         };
         cfg.check_tensors(g)?;
         Ok(cfg)
@@ -126,8 +215,31 @@ impl LlamaConfig {
             v.push((b("ffn_gate"), vec![d, ff]));
             v.push((b("ffn_up"), vec![d, ff]));
             v.push((b("ffn_down"), vec![ff, d]));
+            if self.block.qk_norm {
+                v.push((b("attn_q_norm"), vec![self.head_dim as u64]));
+                v.push((b("attn_k_norm"), vec![self.head_dim as u64]));
+            }
+            if self.block.post_norms {
+                v.push((b("post_attention_norm"), vec![d]));
+                v.push((b("post_ffw_norm"), vec![d]));
+            }
         }
         v
+    }
+
+    /// Does layer `l` attend through the sliding window?
+    pub fn is_swa(&self, l: usize) -> bool {
+        let p = self.block.swa_pattern;
+        self.block.sliding_window.is_some() && p > 0 && l % p < p - 1
+    }
+
+    /// The RoPE base of layer `l`.
+    pub fn rope_theta_at(&self, l: usize) -> f32 {
+        if self.is_swa(l) {
+            self.block.rope_theta_swa
+        } else {
+            self.rope_theta
+        }
     }
 
     fn check_tensors(&self, g: &Gguf) -> Result<()> {

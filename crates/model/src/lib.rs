@@ -2,7 +2,8 @@
 //!
 //! - [`gguf`]: a GGUF parser over a byte slice that caps every length it reads from the
 //!   file, so a corrupt or hostile file is an `Err`, never a panic or a huge allocation.
-//! - [`config`]: the Llama-family hyper-parameters, checked against the tensors present.
+//! - [`config`]: the hyper-parameters and block configuration of each family, checked against
+//!   the tensors present.
 //! - [`tokenizer`]: a `tokenizers::Tokenizer` built from the GGUF's `tokenizer.ggml.*` keys.
 //! - [`chat`]: the GGUF's Jinja chat template, rendered with minijinja.
 //!
@@ -15,7 +16,7 @@ pub mod gguf_write;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate};
-pub use config::LlamaConfig;
+pub use config::{Activation, BlockConfig, ModelConfig, RopeStyle};
 pub use gguf::{GgmlType, Gguf, TensorInfo, Value};
 pub use tokenizer::Tokenizer;
 

@@ -1,9 +1,17 @@
 //! A `tokenizers::Tokenizer` built from GGUF metadata (`tokenizer.ggml.*`).
 //!
-//! Supported: `tokenizer.ggml.model = "gpt2"` (byte-level BPE: GPT-2, SmolLM, Llama 3, Qwen2,
-//! ...), with the pre-tokenizer chosen by `tokenizer.ggml.pre` the way llama.cpp does.
-//! Control tokens (token_type 3) and user-defined tokens (4) are added tokens, so text such as
-//! `<|im_start|>` maps to its single id, as in HF transformers.
+//! Supported:
+//! - `tokenizer.ggml.model = "gpt2"` (byte-level BPE: GPT-2, SmolLM, Llama 3, Qwen2, ...), with
+//!   the pre-tokenizer chosen by `tokenizer.ggml.pre` the way llama.cpp does. Control tokens
+//!   (token_type 3) and user-defined tokens (4) are added tokens, so text such as
+//!   `<|im_start|>` maps to its single id, as in HF transformers.
+//! - `tokenizer.ggml.model = "llama"` (SentencePiece vocabularies: Gemma, Llama 2, Mistral v0.1-3,
+//!   TinyLlama): built as HF transformers builds it from the same GGUF (`GGUFTokenizerSkeleton`,
+//!   `GGUFGemmaConverter`, `GGUFLlamaConverter`): a BPE with byte fallback whose merges are every
+//!   split of a vocabulary entry into two entries, ranked by the entry's score (or, for Gemma,
+//!   whose scores are placeholders for whitespace runs, by its position); spaces become `▁`
+//!   (Gemma: a normalizer; others: a Metaspace pre-tokenizer that also adds the space prefix
+//!   when `tokenizer.ggml.add_space_prefix` says so). Control tokens are special tokens.
 
 use crate::{Error, Gguf, Result};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -42,12 +50,29 @@ fn strings(g: &Gguf, key: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// BOS, EOS, whether BOS is added, and the tokens that stop a generation.
+fn specials(g: &Gguf, n: usize) -> (Option<u32>, Option<u32>, bool, Vec<u32>) {
+    let id =
+        |k: &str| g.get(k).and_then(|v| v.as_u64()).filter(|&i| (i as usize) < n).map(|i| i as u32);
+    let bos = id("tokenizer.ggml.bos_token_id");
+    let eos = id("tokenizer.ggml.eos_token_id");
+    let add_bos = g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+    let mut stop: Vec<u32> =
+        [eos, id("tokenizer.ggml.eot_token_id")].into_iter().flatten().collect();
+    stop.dedup();
+    (bos, eos, add_bos, stop)
+}
+
 impl Tokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let model = g.str("tokenizer.ggml.model")?;
+        if model == "llama" {
+            return Self::sentencepiece(g);
+        }
         if model != "gpt2" {
             return Err(Error::Unsupported(format!(
-                "tokenizer.ggml.model = `{model}`: Tiller reads byte-level BPE (`gpt2`) vocabularies"
+                "tokenizer.ggml.model = `{model}`: Tiller reads byte-level BPE (`gpt2`) and \
+                 SentencePiece (`llama`) vocabularies"
             )));
         }
         let tokens = strings(g, "tokenizer.ggml.tokens")?;
@@ -114,20 +139,124 @@ impl Tokenizer {
             .collect();
         inner.add_special_tokens(special).map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner.add_tokens(user).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let id = |k: &str| {
-            g.get(k)
-                .and_then(|v| v.as_u64())
-                .filter(|&i| (i as usize) < tokens.len())
-                .map(|i| i as u32)
-        };
-        let bos = id("tokenizer.ggml.bos_token_id");
-        let eos = id("tokenizer.ggml.eos_token_id");
-        let add_bos =
-            g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
-        let mut stop: Vec<u32> =
-            [eos, id("tokenizer.ggml.eot_token_id")].into_iter().flatten().collect();
-        stop.dedup();
+        let (bos, eos, add_bos, stop) = specials(g, tokens.len());
         Ok(Tokenizer { inner, bos, eos, add_bos, stop, warnings })
+    }
+
+    /// A SentencePiece vocabulary (`tokenizer.ggml.model = "llama"`), as HF transformers builds
+    /// it from the GGUF (see the module docs).
+    fn sentencepiece(g: &Gguf) -> Result<Self> {
+        use tokenizers::decoders::{
+            byte_fallback::ByteFallback, fuse::Fuse, sequence::Sequence as DecSeq, strip::Strip,
+        };
+        use tokenizers::normalizers::replace::Replace;
+        use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+        let raw = strings(g, "tokenizer.ggml.tokens")?;
+        let n = raw.len();
+        let scores: Vec<f64> = match g.get("tokenizer.ggml.scores").and_then(|v| v.as_array()) {
+            Some(a) if a.len() == n => a.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect(),
+            _ => {
+                return Err(Error::Tokenizer(
+                    "a SentencePiece vocabulary needs tokenizer.ggml.scores, one per token".into(),
+                ))
+            }
+        };
+        let types: Vec<u64> = match g.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+            None => vec![1; n],
+        };
+        // Gemma writes runs of spaces as spaces where SentencePiece writes `▁`; HF respells them.
+        let gemma = raw.iter().any(|t| t.contains(' ') && t.trim().is_empty());
+        let tokens: Vec<String> = raw
+            .iter()
+            .map(|t| {
+                if gemma && t.contains(' ') && t.trim().is_empty() {
+                    "\u{2581}".repeat(t.chars().count())
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        // Later duplicates win the id, as in a Python dict built in order.
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, t) in tokens.iter().enumerate() {
+            index.insert(t.as_str(), i);
+        }
+        let rank = |i: usize| if gemma { -(i as f64) } else { scores[i] };
+        // Every split of an entry into two entries, ranked by the entry (its score, or for
+        // Gemma its position); within an entry, by the pieces' scores.
+        let mut merges: Vec<(f64, usize, usize, usize)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in tokens.iter().enumerate() {
+            if !seen.insert(t.as_str()) {
+                continue;
+            }
+            let mut local: Vec<(usize, usize)> = Vec::new();
+            for (cut, _) in t.char_indices().skip(1) {
+                if let (Some(&l), Some(&r)) = (index.get(&t[..cut]), index.get(&t[cut..])) {
+                    local.push((l, r));
+                }
+            }
+            local.sort_by(|a, b| {
+                (scores[b.0], scores[b.1])
+                    .partial_cmp(&(scores[a.0], scores[a.1]))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let r = rank(index[t.as_str()]);
+            merges.extend(local.into_iter().map(|(l, rr)| (r, l, rr, i)));
+        }
+        merges.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let merges: Vec<(String, String)> =
+            merges.into_iter().map(|(_, l, r, _)| (tokens[l].clone(), tokens[r].clone())).collect();
+        let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(n);
+        for (t, &i) in &index {
+            vocab.insert(t.to_string(), i as u32);
+        }
+        let unk = g
+            .get("tokenizer.ggml.unknown_token_id")
+            .and_then(|v| v.as_u64())
+            .and_then(|i| tokens.get(i as usize))
+            .cloned();
+        let mut b =
+            BPE::builder().vocab_and_merges(vocab, merges).fuse_unk(true).byte_fallback(true);
+        if let Some(u) = unk {
+            b = b.unk_token(u);
+        }
+        let bpe = b.build().map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        let prefix =
+            g.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()).unwrap_or(!gemma);
+        let replace = |a: &str, b: &str| -> Result<Replace> {
+            Replace::new(a, b).map_err(|e| Error::Tokenizer(e.to_string()))
+        };
+        let mut dec: Vec<tokenizers::DecoderWrapper> = Vec::new();
+        if gemma {
+            inner
+                .with_normalizer(Some(replace(" ", "\u{2581}")?))
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            dec.push(replace("\u{2581}", " ")?.into());
+            dec.push(ByteFallback::default().into());
+            dec.push(Fuse::default().into());
+        } else {
+            let scheme = if prefix { PrependScheme::First } else { PrependScheme::Never };
+            inner.with_pre_tokenizer(Some(Metaspace::new('\u{2581}', scheme, false)));
+            dec.push(ByteFallback::default().into());
+            dec.push(Fuse::default().into());
+            dec.push(replace("\u{2581}", " ")?.into());
+        }
+        if prefix {
+            dec.push(Strip::new(' ', 1, 0).into());
+        }
+        inner.with_decoder(Some(DecSeq::new(dec)));
+        let special: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, t)| **t == 3)
+            .map(|(s, _)| AddedToken::from(s.clone(), true))
+            .collect();
+        inner.add_special_tokens(special).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let (bos, eos, add_bos, stop) = specials(g, n);
+        Ok(Tokenizer { inner, bos, eos, add_bos, stop, warnings: Vec::new() })
     }
 
     /// Token ids of `text`; special-token strings in it become their ids. BOS is prepended

@@ -94,6 +94,7 @@ fn on_message(st: AppState, msg: FromWorker) {
         }),
         FromWorker::Ready {
             model,
+            family,
             backend,
             fallback,
             n_layer,
@@ -105,7 +106,7 @@ fn on_message(st: AppState, msg: FromWorker) {
             st.status.set(ModelStatus {
                 state: Some(LoadState::Ready),
                 message: format!(
-                    "{model}: {n_layer} layers, width {d_model}; ready in {:.1} s",
+                    "{model} ({family}): {n_layer} layers, width {d_model}; ready in {:.1} s",
                     load_ms / 1000.0
                 ),
                 fraction: Some(1.0),

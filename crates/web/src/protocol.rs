@@ -115,6 +115,9 @@ pub enum FromWorker {
     },
     Ready {
         model: String,
+        /// The architecture (`general.architecture`: llama, gemma3, ...).
+        #[serde(default)]
+        family: String,
         /// Where generation runs (the CPU backend's name, or the WebGPU adapter's).
         backend: String,
         /// Why generation is on the CPU when WebGPU was wanted (no adapter, device lost...).

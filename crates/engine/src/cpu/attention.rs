@@ -20,8 +20,11 @@ pub fn causal(k: &Kernels, q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) 
         let g = h / group;
         let p = s.pos0 + i;
         let qh = &q[i * qw + h * hd..i * qw + (h + 1) * hd];
-        let mut sc: Vec<f32> =
-            (0..=p).map(|j| dot(qh, &cache.k[j * cache.width + g * hd..][..hd]) * scale).collect();
+        // Keys from the window's first position (sliding-window layers) to the query's own.
+        let first = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
+        let mut sc: Vec<f32> = (first..=p)
+            .map(|j| dot(qh, &cache.k[j * cache.width + g * hd..][..hd]) * scale)
+            .collect();
         let mx = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for v in sc.iter_mut() {
@@ -29,7 +32,7 @@ pub fn causal(k: &Kernels, q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) 
             sum += *v;
         }
         let inv = 1.0 / sum;
-        for (j, w) in sc.iter().enumerate() {
+        for (j, w) in (first..=p).zip(&sc) {
             let vj = &cache.v[j * cache.width + g * hd..][..hd];
             axpy(w * inv, vj, o);
         }

@@ -11,7 +11,7 @@ use crate::backend::{AttnShape, Backend, Precision};
 use crate::{Error, Result};
 use kernels::Kernels;
 pub use matmul::CpuMatrix;
-use tiller_model::TensorInfo;
+use tiller_model::{RopeStyle, TensorInfo};
 
 /// Row-major activations: `rows` x `cols`.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +39,12 @@ impl Default for Cpu {
     fn default() -> Self {
         Cpu { kernels: Kernels::detect() }
     }
+}
+
+/// GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+pub fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+    0.5 * x * (1.0 + (C * (x + 0.044715 * x * x * x)).tanh())
 }
 
 impl Backend for Cpu {
@@ -101,7 +107,15 @@ impl Backend for Cpu {
             .collect()
     }
 
-    fn rope(&self, x: &mut CpuAct, n_heads: usize, head_dim: usize, pos0: usize, theta: f32) {
+    fn rope(
+        &self,
+        x: &mut CpuAct,
+        n_heads: usize,
+        head_dim: usize,
+        pos0: usize,
+        theta: f32,
+        style: RopeStyle,
+    ) {
         let half = head_dim / 2;
         let inv: Vec<f32> =
             (0..half).map(|i| theta.powf(-((2 * i) as f32) / head_dim as f32)).collect();
@@ -112,12 +126,33 @@ impl Backend for Cpu {
             for h in 0..n_heads {
                 let v = &mut row[h * head_dim..(h + 1) * head_dim];
                 for (i, &(c, s)) in cs.iter().enumerate() {
-                    let (a, b) = (v[2 * i], v[2 * i + 1]);
-                    v[2 * i] = a * c - b * s;
-                    v[2 * i + 1] = a * s + b * c;
+                    // The pair dimension i turns with: i + 1 (adjacent) or i + half (halves).
+                    let (ia, ib) = match style {
+                        RopeStyle::Normal => (2 * i, 2 * i + 1),
+                        RopeStyle::Neox => (i, i + half),
+                    };
+                    let (a, b) = (v[ia], v[ib]);
+                    v[ia] = a * c - b * s;
+                    v[ib] = a * s + b * c;
                 }
             }
         }
+    }
+
+    fn rms_norm_groups(&self, x: &CpuAct, w: &Vec<f32>, group: usize, eps: f32) -> CpuAct {
+        let g = CpuAct { data: x.data.clone(), rows: x.data.len() / group.max(1), cols: group };
+        let mut out = self.rms_norm(&g, w, eps);
+        (out.rows, out.cols) = (x.rows, x.cols);
+        out
+    }
+
+    fn geglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
+        let data = gate.data.iter().zip(&up.data).map(|(g, u)| gelu_tanh(*g) * u).collect();
+        CpuAct { data, rows: gate.rows, cols: gate.cols }
+    }
+
+    fn scale(&self, x: &mut CpuAct, s: f32) {
+        x.data.iter_mut().for_each(|v| *v *= s);
     }
 
     fn attention(

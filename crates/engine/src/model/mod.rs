@@ -1,5 +1,5 @@
-//! The Llama-family model: weights ([`weights`]), one block ([`block`]), and the forward
-//! pass with its KV cache and hook points ([`Session`]).
+//! The model: weights ([`weights`]), one block configured per family ([`block`]), and the
+//! forward pass with its KV cache and hook points ([`Session`]).
 
 mod block;
 mod weights;
@@ -9,12 +9,12 @@ pub use weights::{LayerWeights, Weights};
 use crate::backend::{Backend, Precision};
 use crate::hooks::{Hooks, Site};
 use crate::{Error, Result};
-use tiller_model::{ChatMessage, ChatTemplate, Gguf, LlamaConfig, Tokenizer};
+use tiller_model::{ChatMessage, ChatTemplate, Gguf, ModelConfig, Tokenizer};
 
 /// A loaded model: config, tokenizer, chat template and weights on backend `B`.
 pub struct Model<B: Backend> {
     pub backend: B,
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     pub tokenizer: Tokenizer,
     pub chat: ChatTemplate,
     pub precision: Precision,
@@ -35,7 +35,7 @@ impl<B: Backend> Model<B> {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         let gguf = Gguf::parse(bytes)?;
-        let config = LlamaConfig::from_gguf(&gguf)?;
+        let config = ModelConfig::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let chat = ChatTemplate::from_gguf(&gguf);
         let weights = Weights::load(&gguf, bytes, &config, &backend, precision, progress)?;
@@ -169,6 +169,9 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut hooks = hooks;
         let d = cfg.d_model;
         let mut x = be.embed(&w.embed, ids)?;
+        if let Some(s) = cfg.block.embed_scale {
+            be.scale(&mut x, s);
+        }
         for (l, lw) in w.layers.iter().enumerate() {
             block::forward(
                 be,

@@ -1,8 +1,8 @@
-//! Weights of a Llama-family model on a backend.
+//! Weights of a model on a backend: the Llama layout, plus the norms some families add.
 
 use crate::backend::{Backend, Precision};
 use crate::Result;
-use tiller_model::{Gguf, LlamaConfig};
+use tiller_model::{Gguf, ModelConfig};
 
 pub struct LayerWeights<B: Backend> {
     pub attn_norm: B::Vector,
@@ -16,6 +16,12 @@ pub struct LayerWeights<B: Backend> {
     pub gate: B::Matrix,
     pub up: B::Matrix,
     pub down: B::Matrix,
+    /// Per-head RMSNorm gains of q and k (`BlockConfig::qk_norm`).
+    pub q_norm: Option<B::Vector>,
+    pub k_norm: Option<B::Vector>,
+    /// RMSNorm gains of the attention and MLP outputs (`BlockConfig::post_norms`).
+    pub post_attn_norm: Option<B::Vector>,
+    pub post_ffw_norm: Option<B::Vector>,
 }
 
 pub struct Weights<B: Backend> {
@@ -32,13 +38,13 @@ impl<B: Backend> Weights<B> {
     pub fn load(
         g: &Gguf,
         bytes: &[u8],
-        cfg: &LlamaConfig,
+        cfg: &ModelConfig,
         be: &B,
         precision: Precision,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         let total = 3 + cfg.n_layer;
-        // `LlamaConfig::from_gguf` has checked that every tensor exists with the right dims.
+        // `ModelConfig::from_gguf` has checked that every tensor exists with the right dims.
         let info = |name: &str| {
             g.tensor(name)
                 .ok_or_else(|| tiller_model::Error::Shape(format!("tensor `{name}` is missing")))
@@ -78,6 +84,18 @@ impl<B: Backend> Weights<B> {
                 gate: mat(&n("ffn_gate"))?,
                 up: mat(&n("ffn_up"))?,
                 down: mat(&n("ffn_down"))?,
+                q_norm: cfg.block.qk_norm.then(|| vec(&n("attn_q_norm"))).transpose()?,
+                k_norm: cfg.block.qk_norm.then(|| vec(&n("attn_k_norm"))).transpose()?,
+                post_attn_norm: cfg
+                    .block
+                    .post_norms
+                    .then(|| vec(&n("post_attention_norm")))
+                    .transpose()?,
+                post_ffw_norm: cfg
+                    .block
+                    .post_norms
+                    .then(|| vec(&n("post_ffw_norm")))
+                    .transpose()?,
             });
             progress(4 + l, total);
         }

@@ -2,8 +2,8 @@
 
 use crate::{Error, Gpu, Result};
 
-/// Head widths the kernel takes (each of its 64 threads accumulates two output dims).
-pub const MAX_HEAD_DIM: usize = 128;
+/// Head widths the kernel takes (each of its 64 threads accumulates four output dims).
+pub const MAX_HEAD_DIM: usize = 256;
 
 /// The shape of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +14,8 @@ pub struct Shape {
     pub head_dim: usize,
     /// Position of the first query row; the caches hold positions 0..pos0 + rows.
     pub pos0: usize,
+    /// Sliding window (positions a query attends to, itself included); 0 = all.
+    pub window: usize,
 }
 
 pub fn attention(
@@ -43,7 +45,7 @@ pub fn attention(
         s.head_dim as u32,
         s.pos0 as u32,
         scale.to_bits(),
-        0,
+        s.window.min(u32::MAX as usize) as u32,
         0,
     ]);
     gpu.dispatch(
@@ -66,10 +68,13 @@ mod tests {
         // SmolLM2-135M's shape (9 heads, 3 KV heads, 64 wide) for decode deep in the context
         // and for a prefill; MHA and MQA too.
         for s in [
-            Shape { rows: 1, n_head: 9, n_kv: 3, head_dim: 64, pos0: 200 },
-            Shape { rows: 12, n_head: 9, n_kv: 3, head_dim: 64, pos0: 0 },
-            Shape { rows: 3, n_head: 4, n_kv: 4, head_dim: 32, pos0: 70 },
-            Shape { rows: 2, n_head: 8, n_kv: 1, head_dim: 128, pos0: 5 },
+            Shape { rows: 1, n_head: 9, n_kv: 3, head_dim: 64, pos0: 200, window: 0 },
+            Shape { rows: 12, n_head: 9, n_kv: 3, head_dim: 64, pos0: 0, window: 0 },
+            Shape { rows: 3, n_head: 4, n_kv: 4, head_dim: 32, pos0: 70, window: 0 },
+            Shape { rows: 2, n_head: 8, n_kv: 1, head_dim: 128, pos0: 5, window: 0 },
+            // Gemma 3's shape (4 heads, 1 KV head, 256 wide), through a sliding window.
+            Shape { rows: 5, n_head: 4, n_kv: 1, head_dim: 256, pos0: 150, window: 100 },
+            Shape { rows: 1, n_head: 4, n_kv: 1, head_dim: 256, pos0: 3, window: 100 },
         ] {
             let ctx = s.pos0 + s.rows;
             let (qw, kw) = (s.n_head * s.head_dim, s.n_kv * s.head_dim);
@@ -90,7 +95,9 @@ mod tests {
                 for h in 0..s.n_head {
                     let g = h / (s.n_head / s.n_kv);
                     let qv = &q[row * qw + h * hd..row * qw + (h + 1) * hd];
-                    let sc: Vec<f64> = (0..=s.pos0 + row)
+                    let p = s.pos0 + row;
+                    let first = if s.window > 0 { (p + 1).saturating_sub(s.window) } else { 0 };
+                    let sc: Vec<f64> = (first..=p)
                         .map(|j| {
                             let kv = &kc[j * kw + g * hd..j * kw + (g + 1) * hd];
                             qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
@@ -100,7 +107,7 @@ mod tests {
                     let mx = sc.iter().cloned().fold(f64::MIN, f64::max);
                     let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
                     let z: f64 = e.iter().sum();
-                    for (j, ej) in e.iter().enumerate() {
+                    for (j, ej) in (first..=p).zip(&e) {
                         for i in 0..hd {
                             want[row * qw + h * hd + i] += ej / z * vc[j * kw + g * hd + i] as f64;
                         }

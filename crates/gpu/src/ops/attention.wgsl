@@ -2,9 +2,11 @@
 // pos0 + i), k and v caches: [ctx, n_kv * hd] holding positions 0..pos0 + rows. Head h reads
 // kv head h / (n_head / n_kv). One workgroup per (row, head), keys in chunks of 64 with an
 // online softmax: each thread scores one key of the chunk, the chunk's max rescales the running
-// sums, then thread i accumulates output dims i and i + 64 over the chunk's keys. Workgroup
-// memory: 512 bytes (WebGPU's default limit is 16 KiB), head widths up to 128.
-struct Params { rows: u32, n_head: u32, n_kv: u32, hd: u32, pos0: u32, scale: f32, pad0: u32, pad1: u32 }
+// sums, then thread i accumulates output dims i, i + 64, i + 128 and i + 192 over the chunk's
+// keys. With `window` > 0 a query attends to its last `window` positions only (sliding-window
+// layers). Workgroup memory: 512 bytes (WebGPU's default limit is 16 KiB), head widths up to
+// 256.
+struct Params { rows: u32, n_head: u32, n_kv: u32, hd: u32, pos0: u32, scale: f32, window: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
@@ -26,7 +28,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let row = wg.x;
     let h = wg.y;
     let kvh = h / (p.n_head / p.n_kv);
-    let n = p.pos0 + row + 1u; // attends to keys 0..n
+    let n = p.pos0 + row + 1u; // attends to keys first..n
+    var first = 0u;
+    if (p.window > 0u && n > p.window) {
+        first = n - p.window;
+    }
     let qo = row * p.n_head * p.hd + h * p.hd;
     let kw = p.n_kv * p.hd;
     let ko = kvh * p.hd;
@@ -34,7 +40,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     var z = 0.0;
     var a0 = 0.0;
     var a1 = 0.0;
-    for (var c = 0u; c < n; c += 64u) {
+    var a2 = 0.0;
+    var a3 = 0.0;
+    for (var c = first; c < n; c += 64u) {
         let j = c + lid.x;
         var s = -3.4e38;
         if (j < n) {
@@ -54,6 +62,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         z *= f;
         a0 *= f;
         a1 *= f;
+        a2 *= f;
+        a3 *= f;
         let cnt = min(64u, n - c);
         for (var t = 0u; t < cnt; t++) {
             let e = exp(sc[t] - mn);
@@ -65,6 +75,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             if (lid.x + 64u < p.hd) {
                 a1 += e * vc[vo + lid.x + 64u];
             }
+            if (lid.x + 128u < p.hd) {
+                a2 += e * vc[vo + lid.x + 128u];
+            }
+            if (lid.x + 192u < p.hd) {
+                a3 += e * vc[vo + lid.x + 192u];
+            }
         }
         m = mn;
         workgroupBarrier();
@@ -75,5 +91,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     if (lid.x + 64u < p.hd) {
         o[oo + lid.x + 64u] = a1 / z;
+    }
+    if (lid.x + 128u < p.hd) {
+        o[oo + lid.x + 128u] = a2 / z;
+    }
+    if (lid.x + 192u < p.hd) {
+        o[oo + lid.x + 192u] = a3 / z;
     }
 }

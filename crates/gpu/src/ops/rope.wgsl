@@ -1,11 +1,20 @@
 // Rotary position embedding on rows of q (`n_head` heads of `head_dim`) and of k (`n_head_k`
-// heads) in one dispatch, adjacent pairs (GGUF Llama layout, as the CPU backend): row i is
-// position pos0 + i, pair (2k, 2k + 1) turns by pos * theta^(-2k / head_dim). One invocation
-// per pair: q's pairs first, then k's.
-struct Params { rows: u32, n_head: u32, head_dim: u32, pos0: u32, theta: f32, n_head_k: u32, pad1: u32, pad2: u32 }
+// heads) in one dispatch, as the CPU backend: row i is position pos0 + i, pair k turns by
+// pos * theta^(-2k / head_dim); the pair is (2k, 2k + 1) (adjacent, GGUF Llama layout) or, with
+// `neox` set, (k, k + head_dim / 2) (halves: Gemma, Qwen). One invocation per pair: q's pairs
+// first, then k's.
+struct Params { rows: u32, n_head: u32, head_dim: u32, pos0: u32, theta: f32, n_head_k: u32, neox: u32, pad2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> q: array<f32>;
 @group(0) @binding(2) var<storage, read_write> k: array<f32>;
+
+// Offsets of a pair's two dims within its head.
+fn dims(pair: u32, half: u32) -> vec2<u32> {
+    if (p.neox != 0u) {
+        return vec2<u32>(pair, pair + half);
+    }
+    return vec2<u32>(2u * pair, 2u * pair + 1u);
+}
 
 fn turn(pos: f32, pair: u32) -> vec2<f32> {
     let ang = pos * pow(p.theta, -2.0 * f32(pair) / f32(p.head_dim));
@@ -23,11 +32,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let pair = i % half;
         let head = (i % per_row) / half;
         let cs = turn(f32(p.pos0 + row), pair);
-        let o = row * p.n_head * p.head_dim + head * p.head_dim + 2u * pair;
-        let a = q[o];
-        let b = q[o + 1u];
-        q[o] = a * cs.x - b * cs.y;
-        q[o + 1u] = a * cs.y + b * cs.x;
+        let d = row * p.n_head * p.head_dim + head * p.head_dim + dims(pair, half);
+        let a = q[d.x];
+        let b = q[d.y];
+        q[d.x] = a * cs.x - b * cs.y;
+        q[d.y] = a * cs.y + b * cs.x;
     } else if (i < nq + p.rows * p.n_head_k * half) {
         let j = i - nq;
         let per_row = p.n_head_k * half;
@@ -35,10 +44,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let pair = j % half;
         let head = (j % per_row) / half;
         let cs = turn(f32(p.pos0 + row), pair);
-        let o = row * p.n_head_k * p.head_dim + head * p.head_dim + 2u * pair;
-        let a = k[o];
-        let b = k[o + 1u];
-        k[o] = a * cs.x - b * cs.y;
-        k[o + 1u] = a * cs.y + b * cs.x;
+        let d = row * p.n_head_k * p.head_dim + head * p.head_dim + dims(pair, half);
+        let a = k[d.x];
+        let b = k[d.y];
+        k[d.x] = a * cs.x - b * cs.y;
+        k[d.y] = a * cs.y + b * cs.x;
     }
 }

@@ -1,6 +1,8 @@
-//! SwiGLU: `y = silu(g) * u`, elementwise.
+//! The MLP's gated activation, elementwise: `y = silu(g) * u` (SwiGLU) or `gelu(g) * u`
+//! (GeGLU, tanh approximation).
 
 use crate::{Error, Gpu, Result};
+use tiller_model::Activation;
 
 pub fn swiglu(
     gpu: &Gpu,
@@ -9,10 +11,21 @@ pub fn swiglu(
     y: &wgpu::Buffer,
     n: usize,
 ) -> Result<()> {
+    gated(gpu, g, u, y, n, Activation::Silu)
+}
+
+pub fn gated(
+    gpu: &Gpu,
+    g: &wgpu::Buffer,
+    u: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    n: usize,
+    act: Activation,
+) -> Result<()> {
     if n == 0 || n > u32::MAX as usize {
-        return Err(Error::Shape(format!("swiglu of {n}")));
+        return Err(Error::Shape(format!("gated activation of {n}")));
     }
-    let p = gpu.uniform(&[n as u32, 0, 0, 0]);
+    let p = gpu.uniform(&[n as u32, (act == Activation::GeluTanh) as u32, 0, 0]);
     gpu.dispatch(&gpu.pipelines().swiglu, &[&p, g, u, y], super::groups(n, 256));
     Ok(())
 }
@@ -38,6 +51,19 @@ mod tests {
                 .map(|(a, b)| *a as f64 / (1.0 + (-*a as f64).exp()) * *b as f64)
                 .collect();
             check(&format!("swiglu {n} on {}", gpu.name()), &got, &want, 1e-5);
+            let yb = gpu.filled("y", n, f32::NAN).unwrap();
+            gated(&gpu, &gb, &ub, &yb, n, Activation::GeluTanh).unwrap();
+            let got = gpu.read_f32(&yb, n).unwrap();
+            let want: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(a, b)| {
+                    let a = *a as f64;
+                    let t = (0.7978845608028654 * (a + 0.044715 * a * a * a)).tanh();
+                    0.5 * a * (1.0 + t) * *b as f64
+                })
+                .collect();
+            check(&format!("geglu {n} on {}", gpu.name()), &got, &want, 1e-5);
         }
     }
 }

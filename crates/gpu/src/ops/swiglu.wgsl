@@ -1,5 +1,6 @@
-// SwiGLU: y = silu(g) * u, elementwise.
-struct Params { n: u32, pad0: u32, pad1: u32, pad2: u32 }
+// Gated activation, elementwise: y = silu(g) * u (SwiGLU) or, with `gelu` set,
+// y = gelu(g) * u with GELU's tanh approximation (GeGLU, Gemma).
+struct Params { n: u32, gelu: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
@@ -12,5 +13,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let a = g[i];
-    y[i] = a / (1.0 + exp(-a)) * u[i];
+    if (p.gelu != 0u) {
+        // 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))), tanh written with exp of a clamped
+        // argument (WGSL's tanh overflows to NaN for large inputs on some drivers).
+        let t = clamp(0.7978846 * (a + 0.044715 * a * a * a), -15.0, 15.0);
+        let e = exp(2.0 * t);
+        y[i] = 0.5 * a * (1.0 + (e - 1.0) / (e + 1.0)) * u[i];
+    } else {
+        y[i] = a / (1.0 + exp(-a)) * u[i];
+    }
 }

@@ -271,7 +271,10 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
             });
             yield_now().await;
             match Model::load(&bytes, gpu, Precision::Fast) {
-                Ok(m) => Ok(Rc::new(m)),
+                Ok(m) => match tiller_engine::Backend::fits(&m.backend, &m.config, 1, 1) {
+                    Ok(()) => Ok(Rc::new(m)),
+                    Err(e) => Err(format!("the model does not run on this WebGPU device: {e}")),
+                },
                 Err(e) => Err(format!("the model does not fit this WebGPU device: {e}")),
             }
         }
@@ -288,6 +291,7 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
     };
     post(&FromWorker::Ready {
         model: short,
+        family: model.config.architecture.clone(),
         backend,
         fallback,
         n_layer: model.config.n_layer,
