@@ -114,6 +114,71 @@ impl TinyModel {
         TinyModel { meta, tensors, values, vocab }
     }
 
+    /// A tiny model of another family (its `{arch}.*` keys and extra tensors, f32 weights):
+    /// `gemma3` (head width 32 set by `attention.key_length`, q/k norms, sandwich norms, a
+    /// sliding window of 4 on layers l % 6 < 5), `qwen2` (q/k/v biases), `qwen3` (q/k norms).
+    /// Compared with llama.cpp, not with [`TinyModel::reference`] (which is the Llama block).
+    pub fn family(arch: &str, t: Tiny, seed: u64) -> Self {
+        let mut m = TinyModel::new(t, seed);
+        let keys: Vec<String> =
+            m.meta.keys().filter(|k| k.starts_with("llama.")).cloned().collect();
+        for k in keys {
+            let v = m.meta.remove(&k).expect("key");
+            m.meta.insert(k.replacen("llama.", &format!("{arch}."), 1), v);
+        }
+        m.meta.insert("general.architecture".into(), Meta::Str(arch.into()));
+        // llama.cpp knows GPT-2's pre-tokenizer as `default`.
+        m.meta.insert("tokenizer.ggml.pre".into(), Meta::Str("default".into()));
+        let mut rng = Rng(seed ^ 0xfa);
+        let hd = t.d / t.n_head;
+        let extra = |m: &mut TinyModel, name: String, n: usize, v: Vec<f32>| {
+            m.tensors.push(Tensor::f32(&name, &[n as u64], &v));
+            m.values.insert(name, v);
+        };
+        let gain =
+            |rng: &mut Rng, n: usize| rng.vec(n, 0.2).iter().map(|x| 1.0 + x).collect::<Vec<f32>>();
+        match arch {
+            "gemma3" => {
+                m.meta.insert("gemma3.attention.sliding_window".into(), Meta::U32(4));
+                m.meta.insert("gemma3.attention.key_length".into(), Meta::U32(hd as u32));
+                m.meta.insert("gemma3.attention.value_length".into(), Meta::U32(hd as u32));
+                m.meta.insert("gemma3.attention.layer_norm_rms_epsilon".into(), Meta::F32(1e-6));
+                for l in 0..t.n_layer {
+                    let n = |s: &str| format!("blk.{l}.{s}.weight");
+                    let (q, k) = (gain(&mut rng, hd), gain(&mut rng, hd));
+                    extra(&mut m, n("attn_q_norm"), hd, q);
+                    extra(&mut m, n("attn_k_norm"), hd, k);
+                    let (a, f) = (gain(&mut rng, t.d), gain(&mut rng, t.d));
+                    extra(&mut m, n("post_attention_norm"), t.d, a);
+                    extra(&mut m, n("post_ffw_norm"), t.d, f);
+                }
+            }
+            "qwen2" => {
+                for l in 0..t.n_layer {
+                    let b = |s: &str| format!("blk.{l}.{s}.bias");
+                    let (q, k, v) = (
+                        rng.vec(t.n_head * hd, 0.5),
+                        rng.vec(t.n_kv_head * hd, 0.5),
+                        rng.vec(t.n_kv_head * hd, 0.5),
+                    );
+                    extra(&mut m, b("attn_q"), t.n_head * hd, q);
+                    extra(&mut m, b("attn_k"), t.n_kv_head * hd, k);
+                    extra(&mut m, b("attn_v"), t.n_kv_head * hd, v);
+                }
+            }
+            "qwen3" => {
+                for l in 0..t.n_layer {
+                    let n = |s: &str| format!("blk.{l}.{s}.weight");
+                    let (q, k) = (gain(&mut rng, hd), gain(&mut rng, hd));
+                    extra(&mut m, n("attn_q_norm"), hd, q);
+                    extra(&mut m, n("attn_k_norm"), hd, k);
+                }
+            }
+            _ => {}
+        }
+        m
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         write(&self.meta, &self.tensors)
     }

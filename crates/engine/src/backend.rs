@@ -81,6 +81,8 @@ pub trait Backend {
     /// long): the per-head q and k norms of Gemma 3 and Qwen 3.
     fn rms_norm_groups(&self, x: &Self::Act, w: &Self::Vector, group: usize, eps: f32)
         -> Self::Act;
+    /// `x[r] += b` for every row r (a projection's bias).
+    fn add_bias(&self, x: &mut Self::Act, b: &Self::Vector);
     /// `gelu(gate) * up` with the tanh approximation of GELU (GeGLU).
     fn geglu(&self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
     /// `x *= s` (Gemma's embedding scale). The default goes through the host.

@@ -216,6 +216,10 @@ impl Backend for Gpu {
         y
     }
 
+    fn add_bias(&self, x: &mut GpuAct, b: &wgpu::Buffer) {
+        must(add::add_rows(self, &x.buf, b, x.rows * x.cols, x.cols), "bias");
+    }
+
     fn geglu(&self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
         let y = self.act(gate.rows, gate.cols);
         let n = gate.rows * gate.cols;

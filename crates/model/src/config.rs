@@ -11,7 +11,7 @@ use crate::{Error, GgmlType, Gguf, Result};
 /// Architectures whose GGUF tensors follow the Llama layout.
 pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
 /// Every architecture this build runs.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "granite", "gemma3"];
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "granite", "gemma3", "qwen2", "qwen3"];
 
 /// How rotary embeddings pair a head's dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -42,6 +42,8 @@ pub struct BlockConfig {
     pub activation: Activation,
     /// Per-head RMSNorm of q and k before RoPE (`attn_q_norm`, `attn_k_norm`: Gemma 3, Qwen 3).
     pub qk_norm: bool,
+    /// Biases on the q, k and v projections (`attn_q.bias`...: Qwen 2).
+    pub qkv_bias: bool,
     /// RMSNorm of the attention and MLP outputs before they join the residual stream
     /// (`post_attention_norm`, `post_ffw_norm`: Gemma 2 and 3).
     pub post_norms: bool,
@@ -64,6 +66,7 @@ impl Default for BlockConfig {
             rope: RopeStyle::Normal,
             activation: Activation::Silu,
             qk_norm: false,
+            qkv_bias: false,
             post_norms: false,
             embed_scale: None,
             sliding_window: None,
@@ -162,6 +165,7 @@ impl ModelConfig {
                     rope: RopeStyle::Neox,
                     activation: Activation::GeluTanh,
                     qk_norm: true,
+                    qkv_bias: false,
                     post_norms: true,
                     embed_scale: Some((d_model as f32).sqrt()),
                     sliding_window: window,
@@ -170,6 +174,9 @@ impl ModelConfig {
                     rope_theta_swa: 10000.0,
                 }
             }
+            // llama.cpp: LLM_ARCH_QWEN2 and QWEN3 use LLAMA_ROPE_TYPE_NEOX.
+            "qwen2" => BlockConfig { rope: RopeStyle::Neox, qkv_bias: true, ..Default::default() },
+            "qwen3" => BlockConfig { rope: RopeStyle::Neox, qk_norm: true, ..Default::default() },
             _ => BlockConfig::default(),
         };
         let cfg = ModelConfig {
@@ -215,6 +222,12 @@ impl ModelConfig {
             v.push((b("ffn_gate"), vec![d, ff]));
             v.push((b("ffn_up"), vec![d, ff]));
             v.push((b("ffn_down"), vec![ff, d]));
+            if self.block.qkv_bias {
+                let bias = |s: &str| format!("blk.{l}.{s}.bias");
+                v.push((bias("attn_q"), vec![q]));
+                v.push((bias("attn_k"), vec![kv]));
+                v.push((bias("attn_v"), vec![kv]));
+            }
             if self.block.qk_norm {
                 v.push((b("attn_q_norm"), vec![self.head_dim as u64]));
                 v.push((b("attn_k_norm"), vec![self.head_dim as u64]));

@@ -146,6 +146,12 @@ impl Backend for Cpu {
         out
     }
 
+    fn add_bias(&self, x: &mut CpuAct, b: &Vec<f32>) {
+        for row in x.data.chunks_exact_mut(x.cols) {
+            row.iter_mut().zip(b).for_each(|(a, c)| *a += c);
+        }
+    }
+
     fn geglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
         let data = gate.data.iter().zip(&up.data).map(|(g, u)| gelu_tanh(*g) * u).collect();
         CpuAct { data, rows: gate.rows, cols: gate.cols }

@@ -1,7 +1,8 @@
 //! One pre-norm transformer block, configured per family (`tiller_model::BlockConfig`):
 //! `x += post(attn(norm(x)))`, then `x += post(mlp(norm(x)))`, where `post` is the identity
-//! unless the family has the "sandwich" norms (Gemma), attention may normalise q and k per head
-//! (Gemma 3, Qwen 3) and attend through a sliding window, and the MLP's gate is SiLU or GELU.
+//! unless the family has the "sandwich" norms (Gemma), the q/k/v projections may carry biases
+//! (Qwen 2), attention may normalise q and k per head (Gemma 3, Qwen 3) and attend through a
+//! sliding window, and the MLP's gate is SiLU or GELU.
 
 use super::LayerWeights;
 use crate::backend::{AttnShape, Backend};
@@ -40,9 +41,14 @@ pub fn forward<B: Backend>(
         be.attn_in(x, &w.attn_norm, eps, &qkv)
     };
     let mut qkv = qkv.into_iter();
-    let (Some(mut q), Some(mut k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+    let (Some(mut q), Some(mut k), Some(mut v)) = (qkv.next(), qkv.next(), qkv.next()) else {
         return;
     };
+    if let Some([bq, bk, bv]) = &w.qkv_bias {
+        be.add_bias(&mut q, bq);
+        be.add_bias(&mut k, bk);
+        be.add_bias(&mut v, bv);
+    }
     if let (Some(qn), Some(kn)) = (&w.q_norm, &w.k_norm) {
         q = be.rms_norm_groups(&q, qn, hd, eps);
         k = be.rms_norm_groups(&k, kn, hd, eps);

@@ -16,6 +16,8 @@ pub struct LayerWeights<B: Backend> {
     pub gate: B::Matrix,
     pub up: B::Matrix,
     pub down: B::Matrix,
+    /// Biases of the q, k and v projections (`BlockConfig::qkv_bias`).
+    pub qkv_bias: Option<[B::Vector; 3]>,
     /// Per-head RMSNorm gains of q and k (`BlockConfig::qk_norm`).
     pub q_norm: Option<B::Vector>,
     pub k_norm: Option<B::Vector>,
@@ -57,6 +59,7 @@ impl<B: Backend> Weights<B> {
             let t = info(name)?;
             be.vector(tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?)
         };
+        let bias = |l: usize, s: &str| vec(&format!("blk.{l}.{s}.bias"));
         let embed = mat("token_embd.weight")?;
         progress(1, total);
         let out_norm_host = {
@@ -84,6 +87,10 @@ impl<B: Backend> Weights<B> {
                 gate: mat(&n("ffn_gate"))?,
                 up: mat(&n("ffn_up"))?,
                 down: mat(&n("ffn_down"))?,
+                qkv_bias: match cfg.block.qkv_bias {
+                    true => Some([bias(l, "attn_q")?, bias(l, "attn_k")?, bias(l, "attn_v")?]),
+                    false => None,
+                },
                 q_norm: cfg.block.qk_norm.then(|| vec(&n("attn_q_norm"))).transpose()?,
                 k_norm: cfg.block.qk_norm.then(|| vec(&n("attn_k_norm"))).transpose()?,
                 post_attn_norm: cfg
