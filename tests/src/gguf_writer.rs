@@ -116,7 +116,8 @@ impl TinyModel {
 
     /// A tiny model of another family (its `{arch}.*` keys and extra tensors, f32 weights):
     /// `gemma3` (head width 32 set by `attention.key_length`, q/k norms, sandwich norms, a
-    /// sliding window of 4 on layers l % 6 < 5), `qwen2` (q/k/v biases), `qwen3` (q/k norms).
+    /// sliding window of 4 on layers l % 6 < 5), `qwen2` (q/k/v biases), `qwen3` (q/k norms),
+    /// `phi3` (fused q/k/v and gate/up tensors).
     /// Compared with llama.cpp, not with [`TinyModel::reference`] (which is the Llama block).
     pub fn family(arch: &str, t: Tiny, seed: u64) -> Self {
         let mut m = TinyModel::new(t, seed);
@@ -164,6 +165,29 @@ impl TinyModel {
                     extra(&mut m, b("attn_q"), t.n_head * hd, q);
                     extra(&mut m, b("attn_k"), t.n_kv_head * hd, k);
                     extra(&mut m, b("attn_v"), t.n_kv_head * hd, v);
+                }
+            }
+            "phi3" => {
+                // q, k, v in one tensor (rows q then k then v); gate and up in `ffn_up` (gate
+                // first), as Phi-3's GGUFs hold them.
+                for l in 0..t.n_layer {
+                    let n = |s: &str| format!("blk.{l}.{s}.weight");
+                    let mut take = |name: String| -> Vec<f32> {
+                        m.tensors.retain(|x| x.name != name);
+                        m.values.remove(&name).expect("tensor")
+                    };
+                    let qkv: Vec<f32> =
+                        [take(n("attn_q")), take(n("attn_k")), take(n("attn_v"))].concat();
+                    let gu: Vec<f32> = [take(n("ffn_gate")), take(n("ffn_up"))].concat();
+                    let rows = (t.n_head + 2 * t.n_kv_head) * hd;
+                    m.tensors.push(Tensor::f32(&n("attn_qkv"), &[t.d as u64, rows as u64], &qkv));
+                    m.tensors.push(Tensor::f32(
+                        &n("ffn_up"),
+                        &[t.d as u64, 2 * t.d_ff as u64],
+                        &gu,
+                    ));
+                    m.values.insert(n("attn_qkv"), qkv);
+                    m.values.insert(n("ffn_up"), gu);
                 }
             }
             "qwen3" => {

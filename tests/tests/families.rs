@@ -98,7 +98,7 @@ fn every_family_matches_llama_cpp() {
     let gpu = pollster::block_on(tiller_gpu::Gpu::request()).unwrap_or_else(|e| {
         panic!("no GPU adapter ({e}); lavapipe: `apt-get install mesa-vulkan-drivers`")
     });
-    for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
+    for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3"] {
         let m = TinyModel::family(arch, t, 17);
         let path = dir.join(format!("{arch}.gguf"));
         std::fs::write(&path, m.bytes()).unwrap();

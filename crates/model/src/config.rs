@@ -11,7 +11,7 @@ use crate::{Error, GgmlType, Gguf, Result};
 /// Architectures whose GGUF tensors follow the Llama layout.
 pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
 /// Every architecture this build runs.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "granite", "gemma3", "qwen2", "qwen3"];
+pub const SUPPORTED: &[&str] = &["llama", "mistral", "granite", "gemma3", "qwen2", "qwen3", "phi3"];
 
 /// How rotary embeddings pair a head's dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -44,6 +44,11 @@ pub struct BlockConfig {
     pub qk_norm: bool,
     /// Biases on the q, k and v projections (`attn_q.bias`...: Qwen 2).
     pub qkv_bias: bool,
+    /// q, k and v in one tensor (`attn_qkv`, rows q then k then v: Phi-3), split at load.
+    pub fused_qkv: bool,
+    /// Gate and up in one tensor (`ffn_up`, 2 x d_ff rows, the gate first: Phi-3), split at
+    /// load.
+    pub fused_gate_up: bool,
     /// RMSNorm of the attention and MLP outputs before they join the residual stream
     /// (`post_attention_norm`, `post_ffw_norm`: Gemma 2 and 3).
     pub post_norms: bool,
@@ -67,6 +72,8 @@ impl Default for BlockConfig {
             activation: Activation::Silu,
             qk_norm: false,
             qkv_bias: false,
+            fused_qkv: false,
+            fused_gate_up: false,
             post_norms: false,
             embed_scale: None,
             sliding_window: None,
@@ -166,6 +173,8 @@ impl ModelConfig {
                     activation: Activation::GeluTanh,
                     qk_norm: true,
                     qkv_bias: false,
+                    fused_qkv: false,
+                    fused_gate_up: false,
                     post_norms: true,
                     embed_scale: Some((d_model as f32).sqrt()),
                     sliding_window: window,
@@ -177,8 +186,33 @@ impl ModelConfig {
             // llama.cpp: LLM_ARCH_QWEN2 and QWEN3 use LLAMA_ROPE_TYPE_NEOX.
             "qwen2" => BlockConfig { rope: RopeStyle::Neox, qkv_bias: true, ..Default::default() },
             "qwen3" => BlockConfig { rope: RopeStyle::Neox, qk_norm: true, ..Default::default() },
+            "phi3" => {
+                // llama.cpp: NEOX RoPE; q/k/v fused or apart; gate and up always fused; its
+                // sliding window disabled ("Phi SWA is currently disabled").
+                if g.tensor("rope_factors_long.weight").is_some()
+                    || g.tensor("blk.0.rope_factors_long.weight").is_some()
+                {
+                    return Err(Error::Unsupported(
+                        "Phi-3 with LongRoPE factors (the 128k-context variants)".into(),
+                    ));
+                }
+                BlockConfig {
+                    rope: RopeStyle::Neox,
+                    fused_qkv: g.tensor("blk.0.attn_qkv.weight").is_some(),
+                    fused_gate_up: true,
+                    ..Default::default()
+                }
+            }
             _ => BlockConfig::default(),
         };
+        if let Some(v) = g.get(&key("rope.dimension_count")).and_then(|v| v.as_u64()) {
+            if v as usize != head_dim {
+                return Err(Error::Unsupported(format!(
+                    "partial rotary embeddings ({key}: {v} of {head_dim} dims)",
+                    key = key("rope.dimension_count")
+                )));
+            }
+        }
         let cfg = ModelConfig {
             architecture: arch,
             n_layer,
@@ -214,13 +248,21 @@ impl ModelConfig {
         for l in 0..self.n_layer {
             let b = |s: &str| format!("blk.{l}.{s}.weight");
             v.push((b("attn_norm"), vec![d]));
-            v.push((b("attn_q"), vec![d, q]));
-            v.push((b("attn_k"), vec![d, kv]));
-            v.push((b("attn_v"), vec![d, kv]));
+            if self.block.fused_qkv {
+                v.push((b("attn_qkv"), vec![d, q + 2 * kv]));
+            } else {
+                v.push((b("attn_q"), vec![d, q]));
+                v.push((b("attn_k"), vec![d, kv]));
+                v.push((b("attn_v"), vec![d, kv]));
+            }
             v.push((b("attn_output"), vec![q, d]));
             v.push((b("ffn_norm"), vec![d]));
-            v.push((b("ffn_gate"), vec![d, ff]));
-            v.push((b("ffn_up"), vec![d, ff]));
+            if self.block.fused_gate_up {
+                v.push((b("ffn_up"), vec![d, 2 * ff]));
+            } else {
+                v.push((b("ffn_gate"), vec![d, ff]));
+                v.push((b("ffn_up"), vec![d, ff]));
+            }
             v.push((b("ffn_down"), vec![ff, d]));
             if self.block.qkv_bias {
                 let bias = |s: &str| format!("blk.{l}.{s}.bias");

@@ -60,6 +60,33 @@ impl<B: Backend> Weights<B> {
             be.vector(tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?)
         };
         let bias = |l: usize, s: &str| vec(&format!("blk.{l}.{s}.bias"));
+        // Rows `first..first + n` of a matrix (a fused tensor's part): every row is a whole
+        // number of blocks, so the part is a contiguous slice of the stored bytes.
+        let part = |name: &str, first: usize, n: usize| -> Result<B::Matrix> {
+            let t = info(name)?;
+            let data = g.data(bytes, t)?;
+            let (el, by) = t.dtype.block();
+            let inner = t.dims.first().copied().unwrap_or(0);
+            let row = (inner / el.max(1) * by) as usize;
+            let (a, b) = (first * row, (first + n) * row);
+            if inner % el.max(1) != 0 || b > data.len() {
+                return Err(tiller_model::Error::Shape(format!(
+                    "tensor `{name}`: rows {first}..{} are not whole blocks inside it",
+                    first + n
+                ))
+                .into());
+            }
+            let sub = tiller_model::TensorInfo {
+                name: format!("{name}[{first}..{}]", first + n),
+                dims: vec![inner, n as u64],
+                dtype: t.dtype,
+                start: t.start + a,
+                n_bytes: b - a,
+            };
+            be.matrix(&sub, &data[a..b], precision)
+        };
+        let (q_rows, kv_rows, ff) =
+            (cfg.n_head * cfg.head_dim, cfg.n_kv_head * cfg.head_dim, cfg.d_ff);
         let embed = mat("token_embd.weight")?;
         progress(1, total);
         let out_norm_host = {
@@ -79,13 +106,28 @@ impl<B: Backend> Weights<B> {
             layers.push(LayerWeights {
                 attn_norm: be.vector(attn_norm_host.clone())?,
                 attn_norm_host,
-                wq: mat(&n("attn_q"))?,
-                wk: mat(&n("attn_k"))?,
-                wv: mat(&n("attn_v"))?,
+                wq: match cfg.block.fused_qkv {
+                    true => part(&n("attn_qkv"), 0, q_rows)?,
+                    false => mat(&n("attn_q"))?,
+                },
+                wk: match cfg.block.fused_qkv {
+                    true => part(&n("attn_qkv"), q_rows, kv_rows)?,
+                    false => mat(&n("attn_k"))?,
+                },
+                wv: match cfg.block.fused_qkv {
+                    true => part(&n("attn_qkv"), q_rows + kv_rows, kv_rows)?,
+                    false => mat(&n("attn_v"))?,
+                },
                 wo: mat(&n("attn_output"))?,
                 ffn_norm: vec(&n("ffn_norm"))?,
-                gate: mat(&n("ffn_gate"))?,
-                up: mat(&n("ffn_up"))?,
+                gate: match cfg.block.fused_gate_up {
+                    true => part(&n("ffn_up"), 0, ff)?,
+                    false => mat(&n("ffn_gate"))?,
+                },
+                up: match cfg.block.fused_gate_up {
+                    true => part(&n("ffn_up"), ff, ff)?,
+                    false => mat(&n("ffn_up"))?,
+                },
                 down: mat(&n("ffn_down"))?,
                 qkv_bias: match cfg.block.qkv_bias {
                     true => Some([bias(l, "attn_q")?, bias(l, "attn_k")?, bias(l, "attn_v")?]),
