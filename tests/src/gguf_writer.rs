@@ -117,7 +117,10 @@ impl TinyModel {
     /// A tiny model of another family (its `{arch}.*` keys and extra tensors, f32 weights):
     /// `gemma3` (head width 32 set by `attention.key_length`, q/k norms, sandwich norms, a
     /// sliding window of 4 on layers l % 6 < 5), `qwen2` (q/k/v biases), `qwen3` (q/k norms),
-    /// `phi3` (fused q/k/v and gate/up tensors).
+    /// `phi3` (fused q/k/v and gate/up tensors), `gemma2` (sandwich norms, a window of 4 on even
+    /// layers, attention scores capped at 2 and logits at 8 so both caps bite), `gpt2`
+    /// (LayerNorm with biases, fused q/k/v with a bias, biases on every product, an ungated
+    /// GELU MLP, learned positions, no RoPE).
     /// Compared with llama.cpp, not with [`TinyModel::reference`] (which is the Llama block).
     pub fn family(arch: &str, t: Tiny, seed: u64) -> Self {
         let mut m = TinyModel::new(t, seed);
@@ -188,6 +191,62 @@ impl TinyModel {
                     ));
                     m.values.insert(n("attn_qkv"), qkv);
                     m.values.insert(n("ffn_up"), gu);
+                }
+            }
+            "gemma2" => {
+                m.meta.insert("gemma2.attention.sliding_window".into(), Meta::U32(4));
+                m.meta.insert("gemma2.attention.key_length".into(), Meta::U32(hd as u32));
+                m.meta.insert("gemma2.attention.value_length".into(), Meta::U32(hd as u32));
+                m.meta.insert("gemma2.attn_logit_softcapping".into(), Meta::F32(2.0));
+                m.meta.insert("gemma2.final_logit_softcapping".into(), Meta::F32(8.0));
+                for l in 0..t.n_layer {
+                    let n = |s: &str| format!("blk.{l}.{s}.weight");
+                    let (a, f) = (gain(&mut rng, t.d), gain(&mut rng, t.d));
+                    extra(&mut m, n("post_attention_norm"), t.d, a);
+                    extra(&mut m, n("post_ffw_norm"), t.d, f);
+                }
+            }
+            "gpt2" => {
+                m.meta.remove("gpt2.attention.layer_norm_rms_epsilon");
+                m.meta.remove("gpt2.rope.freq_base");
+                m.meta.insert("gpt2.attention.layer_norm_epsilon".into(), Meta::F32(1e-5));
+                let ctx = 64;
+                let pos = rng.vec(t.d * ctx, 0.5);
+                m.tensors.push(Tensor::f32(
+                    "position_embd.weight",
+                    &[t.d as u64, ctx as u64],
+                    &pos,
+                ));
+                m.values.insert("position_embd.weight".into(), pos);
+                let bias = |rng: &mut Rng, m: &mut TinyModel, name: String, n: usize| {
+                    let v = rng.vec(n, 0.3);
+                    m.tensors.push(Tensor::f32(&name, &[n as u64], &v));
+                    m.values.insert(name, v);
+                };
+                bias(&mut rng, &mut m, "output_norm.bias".into(), t.d);
+                let rows = (t.n_head + 2 * t.n_kv_head) * hd;
+                for l in 0..t.n_layer {
+                    let n = |s: &str| format!("blk.{l}.{s}.weight");
+                    let b = |s: &str| format!("blk.{l}.{s}.bias");
+                    let mut take = |name: String| -> Vec<f32> {
+                        m.tensors.retain(|x| x.name != name);
+                        m.values.remove(&name).expect("tensor")
+                    };
+                    let qkv: Vec<f32> =
+                        [take(n("attn_q")), take(n("attn_k")), take(n("attn_v"))].concat();
+                    take(n("ffn_gate"));
+                    m.tensors.push(Tensor::f32(&n("attn_qkv"), &[t.d as u64, rows as u64], &qkv));
+                    m.values.insert(n("attn_qkv"), qkv);
+                    bias(&mut rng, &mut m, b("attn_qkv"), rows);
+                    for (s, w) in [
+                        ("attn_norm", t.d),
+                        ("ffn_norm", t.d),
+                        ("attn_output", t.d),
+                        ("ffn_up", t.d_ff),
+                        ("ffn_down", t.d),
+                    ] {
+                        bias(&mut rng, &mut m, b(s), w);
+                    }
                 }
             }
             "qwen3" => {

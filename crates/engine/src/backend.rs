@@ -40,6 +40,10 @@ pub struct AttnShape {
     pub pos0: usize,
     /// Sliding window: a query attends to at most this many positions, itself included.
     pub window: Option<usize>,
+    /// The factor on `q . k` (`1 / sqrt(head_dim)` unless the family says otherwise).
+    pub scale: f32,
+    /// Scores become `cap * tanh(s / cap)` before the softmax (Gemma 2).
+    pub softcap: Option<f32>,
 }
 
 pub trait Backend {
@@ -85,6 +89,14 @@ pub trait Backend {
     fn add_bias(&self, x: &mut Self::Act, b: &Self::Vector);
     /// `gelu(gate) * up` with the tanh approximation of GELU (GeGLU).
     fn geglu(&self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
+    /// `gelu(x)`, tanh approximation (GPT-2's ungated MLP).
+    fn gelu(&self, x: &Self::Act) -> Self::Act;
+    /// LayerNorm of each row: `(x - mean) / sqrt(var + eps) * w + b` (GPT-2).
+    fn layer_norm(&self, x: &Self::Act, w: &Self::Vector, b: &Self::Vector, eps: f32) -> Self::Act;
+    /// `x = cap * tanh(x / cap)` (Gemma 2's final logits). The default goes through the host.
+    fn softcap(&self, x: &mut Self::Act, cap: f32) {
+        self.with_host(x, &mut |r| r.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh()));
+    }
     /// `x *= s` (Gemma's embedding scale). The default goes through the host.
     fn scale(&self, x: &mut Self::Act, s: f32) {
         self.with_host(x, &mut |r| r.iter_mut().for_each(|v| *v *= s));

@@ -6,7 +6,7 @@
 //! need the rows themselves (capture) read them back.
 
 use crate::ops::matvec::{matvec, Format, Out};
-use crate::ops::{add, argmax, attention, edit, mlp, qkv, rms_norm, rope, swiglu};
+use crate::ops::{add, argmax, attention, edit, layer_norm, mlp, qkv, rms_norm, rope, swiglu};
 use crate::Gpu;
 use tiller_engine::backend::{mlp_in_unfused, AttnShape, Backend, Precision};
 use tiller_engine::{Edit, Error, Result};
@@ -124,7 +124,9 @@ impl Backend for Gpu {
             }
         };
         let buf = self.upload(&t.name, &bytes).map_err(gpu_err)?;
-        let host = (t.name == "token_embd.weight").then(|| data.to_vec());
+        // Tables read by row (`embed`) keep their bytes on the host too.
+        let table = t.name == "token_embd.weight" || t.name == "position_embd.weight";
+        let host = table.then(|| data.to_vec());
         Ok(GpuMatrix { buf, rows, cols, format, host, dtype: t.dtype })
     }
 
@@ -227,6 +229,19 @@ impl Backend for Gpu {
         y
     }
 
+    fn gelu(&self, x: &GpuAct) -> GpuAct {
+        let y = self.act(x.rows, x.cols);
+        must(swiglu::gelu(self, &x.buf, &y.buf, x.rows * x.cols), "gelu");
+        y
+    }
+
+    fn layer_norm(&self, x: &GpuAct, w: &wgpu::Buffer, b: &wgpu::Buffer, eps: f32) -> GpuAct {
+        let y = self.act(x.rows, x.cols);
+        let r = layer_norm::layer_norm(self, &x.buf, w, b, &y.buf, x.rows, x.cols, eps);
+        must(r, "layer_norm");
+        y
+    }
+
     fn scale(&self, x: &mut GpuAct, s: f32) {
         // On the device, as an edit whose per-neuron scale is s everywhere.
         let e = Edit {
@@ -274,6 +289,8 @@ impl Backend for Gpu {
             head_dim: s.head_dim,
             pos0: s.pos0,
             window: s.window.unwrap_or(0),
+            scale: s.scale,
+            softcap: s.softcap.unwrap_or(0.0),
         };
         must(attention::attention(self, &q.buf, kc, vc, &out.buf, shape), "attention");
         out

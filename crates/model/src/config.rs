@@ -11,7 +11,8 @@ use crate::{Error, GgmlType, Gguf, Result};
 /// Architectures whose GGUF tensors follow the Llama layout.
 pub const LLAMA_FAMILY: &[&str] = &["llama", "mistral", "granite"];
 /// Every architecture this build runs.
-pub const SUPPORTED: &[&str] = &["llama", "mistral", "granite", "gemma3", "qwen2", "qwen3", "phi3"];
+pub const SUPPORTED: &[&str] =
+    &["llama", "mistral", "granite", "gemma3", "gemma2", "qwen2", "qwen3", "phi3", "gpt2"];
 
 /// How rotary embeddings pair a head's dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -22,6 +23,19 @@ pub enum RopeStyle {
     Normal,
     /// Halves (i, i + d/2): ggml's NEOX mode (Gemma, Qwen, Phi-3, GPT-NeoX).
     Neox,
+    /// No rotary embedding: learned absolute positions instead (GPT-2).
+    None,
+}
+
+/// The normalisation before attention, before the MLP and at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    /// `x / rms(x) * w`.
+    #[default]
+    Rms,
+    /// `(x - mean) / sd * w + b` (GPT-2): every norm has a bias tensor.
+    Layer,
 }
 
 /// The MLP's gated activation: `act(gate) * up`.
@@ -39,7 +53,21 @@ pub enum Activation {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BlockConfig {
     pub rope: RopeStyle,
+    pub norm: NormKind,
     pub activation: Activation,
+    /// The MLP is `act(gate) * up` (every family but GPT-2), or `act(up)` with no gate.
+    pub gated: bool,
+    /// Learned absolute position embeddings added to the token embeddings (`position_embd`:
+    /// GPT-2).
+    pub pos_embed: bool,
+    /// Biases on the attention output and the MLP's up and down projections (GPT-2).
+    pub out_biases: bool,
+    /// Attention scores are `cap * tanh(s / cap)` before the softmax (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    /// Logits are `cap * tanh(l / cap)` (Gemma 2).
+    pub final_softcap: Option<f32>,
+    /// The query scale, when it is not `1 / sqrt(head_dim)` (Gemma 2 27B).
+    pub query_scale: Option<f32>,
     /// Per-head RMSNorm of q and k before RoPE (`attn_q_norm`, `attn_k_norm`: Gemma 3, Qwen 3).
     pub qk_norm: bool,
     /// Biases on the q, k and v projections (`attn_q.bias`...: Qwen 2).
@@ -69,7 +97,14 @@ impl Default for BlockConfig {
     fn default() -> Self {
         BlockConfig {
             rope: RopeStyle::Normal,
+            norm: NormKind::Rms,
             activation: Activation::Silu,
+            gated: true,
+            pos_embed: false,
+            out_biases: false,
+            attn_softcap: None,
+            final_softcap: None,
+            query_scale: None,
             qk_norm: false,
             qkv_bias: false,
             fused_qkv: false,
@@ -137,7 +172,11 @@ impl ModelConfig {
         };
         let rope_theta =
             g.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0) as f32;
-        let rms_eps = g.f64(&key("attention.layer_norm_rms_epsilon"))? as f32;
+        let rms_eps = match g.get(&key("attention.layer_norm_rms_epsilon")) {
+            Some(_) => g.f64(&key("attention.layer_norm_rms_epsilon"))?,
+            // LayerNorm families (GPT-2) name their epsilon so.
+            None => g.f64(&key("attention.layer_norm_epsilon"))?,
+        } as f32;
         if d_model % n_head != 0 || n_head % n_kv_head != 0 {
             return Err(Error::Shape(format!(
                 "embedding_length {d_model}, head_count {n_head}, head_count_kv {n_kv_head}: heads must divide evenly"
@@ -172,17 +211,53 @@ impl ModelConfig {
                     rope: RopeStyle::Neox,
                     activation: Activation::GeluTanh,
                     qk_norm: true,
-                    qkv_bias: false,
-                    fused_qkv: false,
-                    fused_gate_up: false,
                     post_norms: true,
                     embed_scale: Some((d_model as f32).sqrt()),
                     sliding_window: window,
                     // llama.cpp: hparams.set_swa_pattern(6), rope_freq_base_train_swa = 10000.
                     swa_pattern: if window.is_some() { 6 } else { 0 },
                     rope_theta_swa: 10000.0,
+                    ..Default::default()
                 }
             }
+            "gemma2" => {
+                // llama.cpp's defaults where the file is silent: a 4096 window, caps 50 and 30.
+                let window = match g.get(&key("attention.sliding_window")) {
+                    Some(_) => bounded("attention.sliding_window", MAX_CONTEXT)?,
+                    None => 4096,
+                };
+                let cap = |k: &str, default: f32| {
+                    let c = g.get(&key(k)).and_then(|v| v.as_f64()).map(|c| c as f32);
+                    Some(c.filter(|c| *c > 0.0).unwrap_or(default))
+                };
+                BlockConfig {
+                    rope: RopeStyle::Neox,
+                    activation: Activation::GeluTanh,
+                    post_norms: true,
+                    embed_scale: Some((d_model as f32).sqrt()),
+                    attn_softcap: cap("attn_logit_softcapping", 50.0),
+                    final_softcap: cap("final_logit_softcapping", 30.0),
+                    // llama.cpp: 1 / sqrt(n_embd / n_head) for the 27B (46 layers), else the
+                    // head width's.
+                    query_scale: (n_layer == 46).then(|| 1.0 / ((d_model / n_head) as f32).sqrt()),
+                    sliding_window: Some(window),
+                    // llama.cpp: hparams.set_swa_pattern(2); one RoPE base for all layers.
+                    swa_pattern: 2,
+                    rope_theta_swa: rope_theta,
+                    ..Default::default()
+                }
+            }
+            "gpt2" => BlockConfig {
+                rope: RopeStyle::None,
+                norm: NormKind::Layer,
+                activation: Activation::GeluTanh,
+                gated: false,
+                pos_embed: true,
+                out_biases: true,
+                qkv_bias: true,
+                fused_qkv: true,
+                ..Default::default()
+            },
             // llama.cpp: LLM_ARCH_QWEN2 and QWEN3 use LLAMA_ROPE_TYPE_NEOX.
             "qwen2" => BlockConfig { rope: RopeStyle::Neox, qkv_bias: true, ..Default::default() },
             "qwen3" => BlockConfig { rope: RopeStyle::Neox, qk_norm: true, ..Default::default() },
@@ -242,12 +317,28 @@ impl ModelConfig {
         );
         let mut v = vec![("token_embd.weight".to_string(), vec![d, self.vocab as u64])];
         v.push(("output_norm.weight".into(), vec![d]));
+        if self.block.norm == NormKind::Layer {
+            v.push(("output_norm.bias".into(), vec![d]));
+        }
+        if self.block.pos_embed {
+            v.push(("position_embd.weight".into(), vec![d, self.context_length as u64]));
+        }
         if !self.tied_embeddings {
             v.push(("output.weight".into(), vec![d, self.vocab as u64]));
         }
         for l in 0..self.n_layer {
             let b = |s: &str| format!("blk.{l}.{s}.weight");
+            let bias = |s: &str| format!("blk.{l}.{s}.bias");
             v.push((b("attn_norm"), vec![d]));
+            if self.block.norm == NormKind::Layer {
+                v.push((bias("attn_norm"), vec![d]));
+                v.push((bias("ffn_norm"), vec![d]));
+            }
+            if self.block.out_biases {
+                v.push((bias("attn_output"), vec![d]));
+                v.push((bias("ffn_up"), vec![ff]));
+                v.push((bias("ffn_down"), vec![d]));
+            }
             if self.block.fused_qkv {
                 v.push((b("attn_qkv"), vec![d, q + 2 * kv]));
             } else {
@@ -257,15 +348,18 @@ impl ModelConfig {
             }
             v.push((b("attn_output"), vec![q, d]));
             v.push((b("ffn_norm"), vec![d]));
-            if self.block.fused_gate_up {
+            if !self.block.gated {
+                v.push((b("ffn_up"), vec![d, ff]));
+            } else if self.block.fused_gate_up {
                 v.push((b("ffn_up"), vec![d, 2 * ff]));
             } else {
                 v.push((b("ffn_gate"), vec![d, ff]));
                 v.push((b("ffn_up"), vec![d, ff]));
             }
             v.push((b("ffn_down"), vec![ff, d]));
-            if self.block.qkv_bias {
-                let bias = |s: &str| format!("blk.{l}.{s}.bias");
+            if self.block.qkv_bias && self.block.fused_qkv {
+                v.push((bias("attn_qkv"), vec![q + 2 * kv]));
+            } else if self.block.qkv_bias {
                 v.push((bias("attn_q"), vec![q]));
                 v.push((bias("attn_k"), vec![kv]));
                 v.push((bias("attn_v"), vec![kv]));

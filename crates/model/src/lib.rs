@@ -16,7 +16,7 @@ pub mod gguf_write;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate};
-pub use config::{Activation, BlockConfig, ModelConfig, RopeStyle};
+pub use config::{Activation, BlockConfig, ModelConfig, NormKind, RopeStyle};
 pub use gguf::{GgmlType, Gguf, TensorInfo, Value};
 pub use tokenizer::Tokenizer;
 

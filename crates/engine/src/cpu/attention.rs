@@ -10,7 +10,7 @@ pub fn causal(k: &Kernels, q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) 
     let hd = s.head_dim;
     let qw = s.n_head * hd;
     let group = s.n_head / s.n_kv_head;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = s.scale;
     let mut out = vec![0f32; rows * qw];
     // One task per (row, head): output slices of `hd` floats, disjoint.
     let jobs: Vec<(usize, &mut [f32])> = out.chunks_exact_mut(hd).enumerate().collect();
@@ -25,6 +25,9 @@ pub fn causal(k: &Kernels, q: &[f32], rows: usize, cache: &CpuKv, s: AttnShape) 
         let mut sc: Vec<f32> = (first..=p)
             .map(|j| dot(qh, &cache.k[j * cache.width + g * hd..][..hd]) * scale)
             .collect();
+        if let Some(cap) = s.softcap {
+            sc.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        }
         let mx = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for v in sc.iter_mut() {

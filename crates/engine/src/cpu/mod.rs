@@ -116,6 +116,9 @@ impl Backend for Cpu {
         theta: f32,
         style: RopeStyle,
     ) {
+        if style == RopeStyle::None {
+            return;
+        }
         let half = head_dim / 2;
         let inv: Vec<f32> =
             (0..half).map(|i| theta.powf(-((2 * i) as f32) / head_dim as f32)).collect();
@@ -129,7 +132,7 @@ impl Backend for Cpu {
                     // The pair dimension i turns with: i + 1 (adjacent) or i + half (halves).
                     let (ia, ib) = match style {
                         RopeStyle::Normal => (2 * i, 2 * i + 1),
-                        RopeStyle::Neox => (i, i + half),
+                        RopeStyle::Neox | RopeStyle::None => (i, i + half),
                     };
                     let (a, b) = (v[ia], v[ib]);
                     v[ia] = a * c - b * s;
@@ -155,6 +158,28 @@ impl Backend for Cpu {
     fn geglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
         let data = gate.data.iter().zip(&up.data).map(|(g, u)| gelu_tanh(*g) * u).collect();
         CpuAct { data, rows: gate.rows, cols: gate.cols }
+    }
+
+    fn gelu(&self, x: &CpuAct) -> CpuAct {
+        CpuAct { data: x.data.iter().map(|v| gelu_tanh(*v)).collect(), rows: x.rows, cols: x.cols }
+    }
+
+    fn layer_norm(&self, x: &CpuAct, w: &Vec<f32>, b: &Vec<f32>, eps: f32) -> CpuAct {
+        let mut out = vec![0f32; x.data.len()];
+        let n = x.cols as f32;
+        for (o, r) in out.chunks_exact_mut(x.cols).zip(x.data.chunks_exact(x.cols)) {
+            let mean = r.iter().sum::<f32>() / n;
+            let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+            let s = 1.0 / (var + eps).sqrt();
+            for (((o, v), g), c) in o.iter_mut().zip(r).zip(w).zip(b) {
+                *o = (v - mean) * s * g + c;
+            }
+        }
+        CpuAct { data: out, rows: x.rows, cols: x.cols }
+    }
+
+    fn softcap(&self, x: &mut CpuAct, cap: f32) {
+        x.data.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
     }
 
     fn scale(&self, x: &mut CpuAct, s: f32) {

@@ -2,12 +2,14 @@
 //! `x += post(attn(norm(x)))`, then `x += post(mlp(norm(x)))`, where `post` is the identity
 //! unless the family has the "sandwich" norms (Gemma), the q/k/v projections may carry biases
 //! (Qwen 2), attention may normalise q and k per head (Gemma 3, Qwen 3) and attend through a
-//! sliding window, and the MLP's gate is SiLU or GELU.
+//! sliding window (with Gemma 2's score soft-capping), the MLP's gate is SiLU or GELU or absent
+//! (GPT-2), and the norms are RMSNorm or LayerNorm with biases (GPT-2, which also has biases on
+//! every projection).
 
 use super::LayerWeights;
 use crate::backend::{AttnShape, Backend};
 use crate::hooks::{self, Hooks, Site};
-use tiller_model::{Activation, ModelConfig};
+use tiller_model::{Activation, ModelConfig, RopeStyle};
 
 /// Block `layer` on `x` in place. `hooks` may read or edit the outputs of the two input norms
 /// (what attention and the MLP read) and the MLP's hidden activation (the gated activation,
@@ -30,11 +32,15 @@ pub fn forward<B: Backend>(
     };
     let (d, hd, eps) = (cfg.d_model, cfg.head_dim, cfg.rms_eps);
     let b = &cfg.block;
-    // Attention: QKV projection (fused with the norm when nothing hooks it), q/k norms, RoPE,
-    // causal GQA over the cache.
+    let norm = |x: &B::Act, w: &B::Vector, bias: &Option<B::Vector>| match bias {
+        Some(bias) => be.layer_norm(x, w, bias, eps),
+        None => be.rms_norm(x, w, eps),
+    };
+    // Attention: QKV projection (fused with the norm when nothing hooks it and the norm is
+    // RMSNorm), biases, q/k norms, RoPE, causal GQA over the cache.
     let qkv = [&w.wq, &w.wk, &w.wv];
-    let qkv = if wants(&hooks, Site::AttnIn) {
-        let mut h = be.rms_norm(x, &w.attn_norm, eps);
+    let qkv = if wants(&hooks, Site::AttnIn) || w.attn_norm_b.is_some() {
+        let mut h = norm(x, &w.attn_norm, &w.attn_norm_b);
         hooks::run(be, hooks.as_deref_mut(), Site::AttnIn, layer, pos0, &mut h, d);
         be.matmul(&h, &qkv)
     } else {
@@ -53,41 +59,70 @@ pub fn forward<B: Backend>(
         q = be.rms_norm_groups(&q, qn, hd, eps);
         k = be.rms_norm_groups(&k, kn, hd, eps);
     }
-    let theta = cfg.rope_theta_at(layer);
-    be.rope_qk(&mut q, &mut k, cfg.n_head, cfg.n_kv_head, hd, pos0, theta, b.rope);
+    if b.rope != RopeStyle::None {
+        let theta = cfg.rope_theta_at(layer);
+        be.rope_qk(&mut q, &mut k, cfg.n_head, cfg.n_kv_head, hd, pos0, theta, b.rope);
+    }
     let window = if cfg.is_swa(layer) { b.sliding_window } else { None };
-    let shape =
-        AttnShape { n_head: cfg.n_head, n_kv_head: cfg.n_kv_head, head_dim: hd, pos0, window };
+    let shape = AttnShape {
+        n_head: cfg.n_head,
+        n_kv_head: cfg.n_kv_head,
+        head_dim: hd,
+        pos0,
+        window,
+        scale: b.query_scale.unwrap_or(1.0 / (hd as f32).sqrt()),
+        softcap: b.attn_softcap,
+    };
     let a = be.attention(&q, &k, &v, cache, shape);
-    match &w.post_attn_norm {
-        Some(pn) => {
-            if let Some(o) = be.matmul(&a, &[&w.wo]).pop() {
-                be.add_assign(x, &be.rms_norm(&o, pn, eps));
+    project_out(be, &a, &w.wo, &w.wo_b, &w.post_attn_norm, eps, x);
+    // MLP: gate/up projection (fused with the norm and SwiGLU when nothing hooks the norm's
+    // output, the norm is RMSNorm and the gate is SiLU), or GPT-2's ungated `gelu(up)`.
+    let fused = !wants(&hooks, Site::MlpIn)
+        && b.activation == Activation::Silu
+        && w.ffn_norm_b.is_none()
+        && w.up_b.is_none();
+    let mut a = match &w.gate {
+        Some(gate) if fused => be.mlp_in(x, &w.ffn_norm, eps, gate, &w.up),
+        gate => {
+            let mut h = norm(x, &w.ffn_norm, &w.ffn_norm_b);
+            hooks::run(be, hooks.as_deref_mut(), Site::MlpIn, layer, pos0, &mut h, d);
+            let ws: Vec<&B::Matrix> = gate.iter().chain([&w.up]).collect();
+            let mut gu = be.matmul(&h, &ws);
+            let Some(mut u) = gu.pop() else { return };
+            if let Some(ub) = &w.up_b {
+                be.add_bias(&mut u, ub);
+            }
+            match (gu.pop(), b.activation) {
+                (None, _) => be.gelu(&u),
+                (Some(g), Activation::Silu) => be.swiglu(&g, &u),
+                (Some(g), Activation::GeluTanh) => be.geglu(&g, &u),
             }
         }
-        None => be.matmul_add(&a, &w.wo, x),
-    }
-    // Gated MLP: gate/up projection (fused with the norm and SwiGLU when nothing hooks the
-    // norm's output and the gate is SiLU).
-    let mut a = if wants(&hooks, Site::MlpIn) || b.activation != Activation::Silu {
-        let mut h = be.rms_norm(x, &w.ffn_norm, eps);
-        hooks::run(be, hooks.as_deref_mut(), Site::MlpIn, layer, pos0, &mut h, d);
-        let mut gu = be.matmul(&h, &[&w.gate, &w.up]).into_iter();
-        let (Some(g), Some(u)) = (gu.next(), gu.next()) else { return };
-        match b.activation {
-            Activation::Silu => be.swiglu(&g, &u),
-            Activation::GeluTanh => be.geglu(&g, &u),
-        }
-    } else {
-        be.mlp_in(x, &w.ffn_norm, eps, &w.gate, &w.up)
     };
     hooks::run(be, hooks, Site::Mlp, layer, pos0, &mut a, cfg.d_ff);
-    match &w.post_ffw_norm {
-        Some(pn) => {
-            if let Some(o) = be.matmul(&a, &[&w.down]).pop() {
-                be.add_assign(x, &be.rms_norm(&o, pn, eps));
-            }
-        }
-        None => be.matmul_add(&a, &w.down, x),
+    project_out(be, &a, &w.down, &w.down_b, &w.post_ffw_norm, eps, x);
+}
+
+/// `x += post(a @ w.T + bias)`: an output projection into the residual stream, with its bias
+/// and sandwich norm when the family has them (otherwise one fused product-and-add).
+fn project_out<B: Backend>(
+    be: &B,
+    a: &B::Act,
+    w: &B::Matrix,
+    bias: &Option<B::Vector>,
+    post: &Option<B::Vector>,
+    eps: f32,
+    x: &mut B::Act,
+) {
+    if bias.is_none() && post.is_none() {
+        return be.matmul_add(a, w, x);
+    }
+    let Some(mut o) = be.matmul(a, &[w]).pop() else { return };
+    if let Some(b) = bias {
+        be.add_bias(&mut o, b);
+    }
+    match post {
+        Some(pn) => be.add_assign(x, &be.rms_norm(&o, pn, eps)),
+        None => be.add_assign(x, &o),
     }
 }

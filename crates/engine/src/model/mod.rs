@@ -172,6 +172,10 @@ impl<'m, B: Backend> Session<'m, B> {
         if let Some(s) = cfg.block.embed_scale {
             be.scale(&mut x, s);
         }
+        if let Some(table) = &w.pos_embd {
+            let pos: Vec<u32> = (self.pos..self.pos + ids.len()).map(|p| p as u32).collect();
+            be.add_assign(&mut x, &be.embed(table, &pos)?);
+        }
         for (l, lw) in w.layers.iter().enumerate() {
             block::forward(
                 be,
@@ -187,10 +191,18 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         self.pos += ids.len();
         let x = if which == LogitsFor::Last { be.last_row(&x) } else { x };
-        let x = be.rms_norm(&x, &w.out_norm, cfg.rms_eps);
+        let x = match &w.out_norm_b {
+            Some(b) => be.layer_norm(&x, &w.out_norm, b, cfg.rms_eps),
+            None => be.rms_norm(&x, &w.out_norm, cfg.rms_eps),
+        };
         let head = w.lm_head.as_ref().unwrap_or(&w.embed);
-        be.matmul(&x, &[head])
+        let mut logits = be
+            .matmul(&x, &[head])
             .pop()
-            .ok_or_else(|| Error::Backend("the LM head produced no logits".into()))
+            .ok_or_else(|| Error::Backend("the LM head produced no logits".into()))?;
+        if let Some(cap) = cfg.block.final_softcap {
+            be.softcap(&mut logits, cap);
+        }
+        Ok(logits)
     }
 }

@@ -1,4 +1,5 @@
-//! Weights of a model on a backend: the Llama layout, plus the norms some families add.
+//! Weights of a model on a backend: the Llama layout, plus the norms, biases and position
+//! table some families add.
 
 use crate::backend::{Backend, Precision};
 use crate::Result;
@@ -6,6 +7,14 @@ use tiller_model::{Gguf, ModelConfig};
 
 pub struct LayerWeights<B: Backend> {
     pub attn_norm: B::Vector,
+    /// LayerNorm biases of the two input norms (`NormKind::Layer`: GPT-2).
+    pub attn_norm_b: Option<B::Vector>,
+    pub ffn_norm_b: Option<B::Vector>,
+    /// Biases of the attention output and the MLP's up and down products
+    /// (`BlockConfig::out_biases`).
+    pub wo_b: Option<B::Vector>,
+    pub up_b: Option<B::Vector>,
+    pub down_b: Option<B::Vector>,
     /// The attention-input norm's gain on the host (for analysis: ObsProp's head features).
     pub attn_norm_host: Vec<f32>,
     pub wq: B::Matrix,
@@ -13,7 +22,8 @@ pub struct LayerWeights<B: Backend> {
     pub wv: B::Matrix,
     pub wo: B::Matrix,
     pub ffn_norm: B::Vector,
-    pub gate: B::Matrix,
+    /// `None` for an ungated MLP (`act(up)`: GPT-2).
+    pub gate: Option<B::Matrix>,
     pub up: B::Matrix,
     pub down: B::Matrix,
     /// Biases of the q, k and v projections (`BlockConfig::qkv_bias`).
@@ -29,6 +39,10 @@ pub struct LayerWeights<B: Backend> {
 pub struct Weights<B: Backend> {
     pub embed: B::Matrix,
     pub out_norm: B::Vector,
+    /// The final LayerNorm's bias (GPT-2).
+    pub out_norm_b: Option<B::Vector>,
+    /// Learned absolute position embeddings (GPT-2), a row per position.
+    pub pos_embd: Option<B::Matrix>,
     /// The final norm's gain on the host (for analysis: unembedding a direction).
     pub out_norm_host: Vec<f32>,
     /// `None` when the embedding is tied and doubles as the LM head.
@@ -59,7 +73,13 @@ impl<B: Backend> Weights<B> {
             let t = info(name)?;
             be.vector(tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?)
         };
+        let host = |name: &str| -> Result<Vec<f32>> {
+            let t = info(name)?;
+            Ok(tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?)
+        };
         let bias = |l: usize, s: &str| vec(&format!("blk.{l}.{s}.bias"));
+        let layer_norm = cfg.block.norm == tiller_model::NormKind::Layer;
+        let out_b = cfg.block.out_biases;
         // Rows `first..first + n` of a matrix (a fused tensor's part): every row is a whole
         // number of blocks, so the part is a contiguous slice of the stored bytes.
         let part = |name: &str, first: usize, n: usize| -> Result<B::Matrix> {
@@ -94,6 +114,8 @@ impl<B: Backend> Weights<B> {
             tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?
         };
         let out_norm = be.vector(out_norm_host.clone())?;
+        let out_norm_b = layer_norm.then(|| vec("output_norm.bias")).transpose()?;
+        let pos_embd = cfg.block.pos_embed.then(|| mat("position_embd.weight")).transpose()?;
         let lm_head = if cfg.tied_embeddings { None } else { Some(mat("output.weight")?) };
         progress(3, total);
         let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -103,8 +125,24 @@ impl<B: Backend> Weights<B> {
                 let t = info(&n("attn_norm"))?;
                 tiller_model::gguf::dequantize(t, g.data(bytes, t)?)?
             };
+            let qkv_bias = match (cfg.block.qkv_bias, cfg.block.fused_qkv) {
+                (false, _) => None,
+                (true, false) => Some([bias(l, "attn_q")?, bias(l, "attn_k")?, bias(l, "attn_v")?]),
+                (true, true) => {
+                    // One bias for the fused product, split as its rows are.
+                    let b = host(&format!("blk.{l}.attn_qkv.bias"))?;
+                    let (q, k) = (b[..q_rows].to_vec(), b[q_rows..q_rows + kv_rows].to_vec());
+                    let v = b[q_rows + kv_rows..].to_vec();
+                    Some([be.vector(q)?, be.vector(k)?, be.vector(v)?])
+                }
+            };
             layers.push(LayerWeights {
                 attn_norm: be.vector(attn_norm_host.clone())?,
+                attn_norm_b: layer_norm.then(|| bias(l, "attn_norm")).transpose()?,
+                ffn_norm_b: layer_norm.then(|| bias(l, "ffn_norm")).transpose()?,
+                wo_b: out_b.then(|| bias(l, "attn_output")).transpose()?,
+                up_b: out_b.then(|| bias(l, "ffn_up")).transpose()?,
+                down_b: out_b.then(|| bias(l, "ffn_down")).transpose()?,
                 attn_norm_host,
                 wq: match cfg.block.fused_qkv {
                     true => part(&n("attn_qkv"), 0, q_rows)?,
@@ -120,19 +158,17 @@ impl<B: Backend> Weights<B> {
                 },
                 wo: mat(&n("attn_output"))?,
                 ffn_norm: vec(&n("ffn_norm"))?,
-                gate: match cfg.block.fused_gate_up {
-                    true => part(&n("ffn_up"), 0, ff)?,
-                    false => mat(&n("ffn_gate"))?,
+                gate: match (cfg.block.gated, cfg.block.fused_gate_up) {
+                    (false, _) => None,
+                    (true, true) => Some(part(&n("ffn_up"), 0, ff)?),
+                    (true, false) => Some(mat(&n("ffn_gate"))?),
                 },
-                up: match cfg.block.fused_gate_up {
+                up: match cfg.block.gated && cfg.block.fused_gate_up {
                     true => part(&n("ffn_up"), ff, ff)?,
                     false => mat(&n("ffn_up"))?,
                 },
                 down: mat(&n("ffn_down"))?,
-                qkv_bias: match cfg.block.qkv_bias {
-                    true => Some([bias(l, "attn_q")?, bias(l, "attn_k")?, bias(l, "attn_v")?]),
-                    false => None,
-                },
+                qkv_bias,
                 q_norm: cfg.block.qk_norm.then(|| vec(&n("attn_q_norm"))).transpose()?,
                 k_norm: cfg.block.qk_norm.then(|| vec(&n("attn_k_norm"))).transpose()?,
                 post_attn_norm: cfg
@@ -148,6 +184,6 @@ impl<B: Backend> Weights<B> {
             });
             progress(4 + l, total);
         }
-        Ok(Weights { embed, out_norm, out_norm_host, lm_head, layers })
+        Ok(Weights { embed, out_norm, out_norm_b, pos_embd, out_norm_host, lm_head, layers })
     }
 }

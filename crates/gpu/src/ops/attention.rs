@@ -16,6 +16,10 @@ pub struct Shape {
     pub pos0: usize,
     /// Sliding window (positions a query attends to, itself included); 0 = all.
     pub window: usize,
+    /// The factor on `q . k`.
+    pub scale: f32,
+    /// Scores become `cap * tanh(s / cap)`; 0 = none.
+    pub softcap: f32,
 }
 
 pub fn attention(
@@ -37,16 +41,15 @@ pub fn attention(
     {
         return Err(Error::Shape(format!("attention {s:?}")));
     }
-    let scale = 1.0 / (s.head_dim as f32).sqrt();
     let p = gpu.uniform(&[
         s.rows as u32,
         s.n_head as u32,
         s.n_kv as u32,
         s.head_dim as u32,
         s.pos0 as u32,
-        scale.to_bits(),
+        s.scale.to_bits(),
         s.window.min(u32::MAX as usize) as u32,
-        0,
+        s.softcap.to_bits(),
     ]);
     gpu.dispatch(
         &gpu.pipelines().attention,
@@ -67,14 +70,26 @@ mod tests {
         let mut r = rng(6);
         // SmolLM2-135M's shape (9 heads, 3 KV heads, 64 wide) for decode deep in the context
         // and for a prefill; MHA and MQA too.
+        let sh = |rows, n_head, n_kv, head_dim: usize, pos0, window| Shape {
+            rows,
+            n_head,
+            n_kv,
+            head_dim,
+            pos0,
+            window,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            softcap: 0.0,
+        };
         for s in [
-            Shape { rows: 1, n_head: 9, n_kv: 3, head_dim: 64, pos0: 200, window: 0 },
-            Shape { rows: 12, n_head: 9, n_kv: 3, head_dim: 64, pos0: 0, window: 0 },
-            Shape { rows: 3, n_head: 4, n_kv: 4, head_dim: 32, pos0: 70, window: 0 },
-            Shape { rows: 2, n_head: 8, n_kv: 1, head_dim: 128, pos0: 5, window: 0 },
+            sh(1, 9, 3, 64, 200, 0),
+            sh(12, 9, 3, 64, 0, 0),
+            sh(3, 4, 4, 32, 70, 0),
+            sh(2, 8, 1, 128, 5, 0),
             // Gemma 3's shape (4 heads, 1 KV head, 256 wide), through a sliding window.
-            Shape { rows: 5, n_head: 4, n_kv: 1, head_dim: 256, pos0: 150, window: 100 },
-            Shape { rows: 1, n_head: 4, n_kv: 1, head_dim: 256, pos0: 3, window: 100 },
+            sh(5, 4, 1, 256, 150, 100),
+            sh(1, 4, 1, 256, 3, 100),
+            // Gemma 2: scores soft-capped at 50 (scaled up so the cap bites), another scale.
+            Shape { scale: 4.0, softcap: 50.0, ..sh(4, 8, 4, 256, 20, 16) },
         ] {
             let ctx = s.pos0 + s.rows;
             let (qw, kw) = (s.n_head * s.head_dim, s.n_kv * s.head_dim);
@@ -100,8 +115,13 @@ mod tests {
                     let sc: Vec<f64> = (first..=p)
                         .map(|j| {
                             let kv = &kc[j * kw + g * hd..j * kw + (g + 1) * hd];
-                            qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
-                                / (hd as f64).sqrt()
+                            let x =
+                                qv.iter().zip(kv).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                                    * s.scale as f64;
+                            match s.softcap as f64 {
+                                0.0 => x,
+                                c => c * (x / c).tanh(),
+                            }
                         })
                         .collect();
                     let mx = sc.iter().cloned().fold(f64::MIN, f64::max);

@@ -4,9 +4,10 @@
 // online softmax: each thread scores one key of the chunk, the chunk's max rescales the running
 // sums, then thread i accumulates output dims i, i + 64, i + 128 and i + 192 over the chunk's
 // keys. With `window` > 0 a query attends to its last `window` positions only (sliding-window
-// layers). Workgroup memory: 512 bytes (WebGPU's default limit is 16 KiB), head widths up to
+// layers). `scale` multiplies q . k; with `softcap` > 0 the scores are soft-capped
+// (Gemma 2). Workgroup memory: 512 bytes (WebGPU's default limit is 16 KiB), head widths up to
 // 256.
-struct Params { rows: u32, n_head: u32, n_kv: u32, hd: u32, pos0: u32, scale: f32, window: u32, pad1: u32 }
+struct Params { rows: u32, n_head: u32, n_kv: u32, hd: u32, pos0: u32, scale: f32, window: u32, softcap: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
@@ -20,7 +21,13 @@ fn score(qo: u32, ko: u32) -> f32 {
     for (var i = 0u; i < p.hd; i++) {
         s += q[qo + i] * kc[ko + i];
     }
-    return s * p.scale;
+    s *= p.scale;
+    if (p.softcap > 0.0) {
+        // cap * tanh(s / cap), tanh through exp of a clamped argument.
+        let e = exp(2.0 * clamp(s / p.softcap, -15.0, 15.0));
+        s = p.softcap * (e - 1.0) / (e + 1.0);
+    }
+    return s;
 }
 
 @compute @workgroup_size(64)

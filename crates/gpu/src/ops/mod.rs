@@ -4,6 +4,7 @@ pub mod add;
 pub mod argmax;
 pub mod attention;
 pub mod edit;
+pub mod layer_norm;
 pub mod matvec;
 pub mod mlp;
 pub mod qkv;
@@ -18,6 +19,7 @@ use wgpu::util::DeviceExt;
 /// Every op's compute pipeline, built once per device.
 pub struct Pipelines {
     pub rms_norm: wgpu::ComputePipeline,
+    pub layer_norm: wgpu::ComputePipeline,
     pub matvec_q4_1: wgpu::ComputePipeline,
     pub matvec_q8_0: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
@@ -58,6 +60,7 @@ impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
         Pipelines {
             rms_norm: pipeline(device, "rms_norm", include_str!("rms_norm.wgsl")),
+            layer_norm: pipeline(device, "layer_norm", include_str!("layer_norm.wgsl")),
             matvec_q4_1: pipeline(device, "matvec_q4_1", include_str!("matvec_q4_1.wgsl")),
             matvec_q8_0: pipeline(device, "matvec_q8_0", include_str!("matvec_q8_0.wgsl")),
             rope: pipeline(device, "rope", include_str!("rope.wgsl")),

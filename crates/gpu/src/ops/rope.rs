@@ -29,6 +29,9 @@ pub fn rope_qk(
     theta: f32,
     style: RopeStyle,
 ) -> Result<()> {
+    if style == RopeStyle::None {
+        return Ok(());
+    }
     let n_head_k = k.map_or(0, |k| k.1);
     let pairs = rows * (n_head + n_head_k) * (head_dim / 2);
     if pairs == 0 || !head_dim.is_multiple_of(2) || pairs > u32::MAX as usize {
@@ -98,7 +101,7 @@ mod tests {
                             let (s, c) = ang.sin_cos();
                             let (ia, ib) = match style {
                                 RopeStyle::Normal => (2 * k, 2 * k + 1),
-                                RopeStyle::Neox => (k, k + hd / 2),
+                                RopeStyle::Neox | RopeStyle::None => (k, k + hd / 2),
                             };
                             let (a, b) = (v[h * hd + ia], v[h * hd + ib]);
                             v[h * hd + ia] = a * c - b * s;

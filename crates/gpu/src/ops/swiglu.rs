@@ -14,6 +14,16 @@ pub fn swiglu(
     gated(gpu, g, u, y, n, Activation::Silu)
 }
 
+/// `y = gelu(g)`, tanh approximation (an ungated MLP: GPT-2).
+pub fn gelu(gpu: &Gpu, g: &wgpu::Buffer, y: &wgpu::Buffer, n: usize) -> Result<()> {
+    if n == 0 || n > u32::MAX as usize {
+        return Err(Error::Shape(format!("gelu of {n}")));
+    }
+    let p = gpu.uniform(&[n as u32, 1, 1, 0]);
+    gpu.dispatch(&gpu.pipelines().swiglu, &[&p, g, g, y], super::groups(n, 256));
+    Ok(())
+}
+
 pub fn gated(
     gpu: &Gpu,
     g: &wgpu::Buffer,
@@ -64,6 +74,17 @@ mod tests {
                 })
                 .collect();
             check(&format!("geglu {n} on {}", gpu.name()), &got, &want, 1e-5);
+            let yb = gpu.filled("y", n, f32::NAN).unwrap();
+            gelu(&gpu, &gb, &yb, n).unwrap();
+            let got = gpu.read_f32(&yb, n).unwrap();
+            let want: Vec<f64> = g
+                .iter()
+                .map(|a| {
+                    let a = *a as f64;
+                    0.5 * a * (1.0 + (0.7978845608028654 * (a + 0.044715 * a * a * a)).tanh())
+                })
+                .collect();
+            check(&format!("gelu {n} on {}", gpu.name()), &got, &want, 1e-5);
         }
     }
 }

@@ -1,6 +1,7 @@
 // Gated activation, elementwise: y = silu(g) * u (SwiGLU) or, with `gelu` set,
-// y = gelu(g) * u with GELU's tanh approximation (GeGLU, Gemma).
-struct Params { n: u32, gelu: u32, pad1: u32, pad2: u32 }
+// y = gelu(g) * u with GELU's tanh approximation (GeGLU, Gemma); with `ungated` set,
+// y = gelu(g) (GPT-2; u is not read).
+struct Params { n: u32, gelu: u32, ungated: u32, pad2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> u: array<f32>;
@@ -18,7 +19,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         // argument (WGSL's tanh overflows to NaN for large inputs on some drivers).
         let t = clamp(0.7978846 * (a + 0.044715 * a * a * a), -15.0, 15.0);
         let e = exp(2.0 * t);
-        y[i] = 0.5 * a * (1.0 + (e - 1.0) / (e + 1.0)) * u[i];
+        let ga = 0.5 * a * (1.0 + (e - 1.0) / (e + 1.0));
+        if (p.ungated != 0u) {
+            y[i] = ga;
+        } else {
+            y[i] = ga * u[i];
+        }
     } else {
         y[i] = a / (1.0 + exp(-a)) * u[i];
     }
