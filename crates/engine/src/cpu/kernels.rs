@@ -3,13 +3,15 @@
 //! here: AMD EPYC runs 512-bit ops in two halves), simd128 in wasm, scalar otherwise.
 //! `TILLER_KERNELS=scalar|avx2|avx512` forces a set natively.
 
-use super::quant::{self, DotQ4_1, DotQ8_0};
+use super::quant::{self, DotQ4_1, DotQ5, DotQ8_0, DotQ8x16};
 use super::vecops::{self, Axpy, Dot};
 
 #[derive(Clone, Copy)]
 pub struct Kernels {
     pub q4_1: DotQ4_1,
     pub q8_0: DotQ8_0,
+    pub q5: DotQ5,
+    pub q8x16: DotQ8x16,
     pub dot_f32: Dot,
     pub axpy_f32: Axpy,
     pub name: &'static str,
@@ -20,6 +22,8 @@ impl Kernels {
         Kernels {
             q4_1: quant::dot_q4_1_scalar,
             q8_0: quant::dot_q8_0_scalar,
+            q5: quant::dot_q5_scalar,
+            q8x16: quant::dot_q8x16_scalar,
             dot_f32: vecops::dot_portable,
             axpy_f32: vecops::axpy_portable,
             name: "scalar",
@@ -33,6 +37,8 @@ impl Kernels {
         ok.then_some(Kernels {
             q4_1: quant::avx2::dot_q4_1,
             q8_0: quant::avx2::dot_q8_0,
+            q5: quant::avx2::dot_q5,
+            q8x16: quant::avx2::dot_q8x16,
             dot_f32: vecops::avx2::dot,
             axpy_f32: vecops::avx2::axpy,
             name: "avx2",
@@ -43,7 +49,7 @@ impl Kernels {
     fn avx512() -> Option<Self> {
         let ok = std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw");
-        // Every AVX-512 CPU has AVX2 and FMA for the f32 ops.
+        // Every AVX-512 CPU has AVX2 and FMA for the f32 ops (and the Q5 and Q8x16 kernels).
         Self::avx2().filter(|_| ok).map(|a| Kernels {
             q4_1: quant::avx512::dot_q4_1,
             q8_0: quant::avx512::dot_q8_0,
@@ -57,6 +63,8 @@ impl Kernels {
         Some(Kernels {
             q4_1: quant::simd128::dot_q4_1,
             q8_0: quant::simd128::dot_q8_0,
+            q5: quant::simd128::dot_q5,
+            q8x16: quant::simd128::dot_q8x16,
             name: "simd128",
             ..Self::scalar()
         })

@@ -9,9 +9,9 @@
 
 use super::kernels::Kernels;
 use super::par;
-use super::quant::{dequant_q4_1, dequant_q8_0, QAct, QK};
+use super::quant::{dequant_q4_1, dequant_q5, dequant_q8_0, dequant_q8x16, QAct, QK};
 use crate::{Error, Precision, Result};
-use tiller_model::{GgmlType, TensorInfo};
+use tiller_model::TensorInfo;
 
 /// Weight rows per parallel task on the GEMM path.
 const TILE: usize = 64;
@@ -22,10 +22,33 @@ pub const GEMM_MIN_ROWS: usize = 8;
 #[cfg(target_arch = "wasm32")]
 pub const GEMM_MIN_ROWS: usize = usize::MAX;
 
+/// How a matrix is held (see [`super::layout`] for which GGUF types land in which).
 pub enum Format {
     F32(Vec<f32>),
-    Q4_1 { d: Vec<f32>, m: Vec<f32>, qs: Vec<u8> },
-    Q8_0 { d: Vec<f32>, qs: Vec<i8> },
+    /// 4-bit codes, `w = d q + m` per 32 (Q4_1, Q4_0, Q4_K).
+    Q4_1 {
+        d: Vec<f32>,
+        m: Vec<f32>,
+        qs: Vec<u8>,
+    },
+    /// 5-bit codes, `w = d q + m` per 32; bit 4 of code j in bit j of the block's `qh`
+    /// (Q5_0, Q5_1, Q5_K).
+    Q5 {
+        d: Vec<f32>,
+        m: Vec<f32>,
+        qs: Vec<u8>,
+        qh: Vec<u32>,
+    },
+    /// Signed 8-bit codes, `w = d q` per 32 (Q8_0; the re-quantized types).
+    Q8_0 {
+        d: Vec<f32>,
+        qs: Vec<i8>,
+    },
+    /// Signed codes with a scale per 16 (Q6_K).
+    Q8x16 {
+        d: Vec<f32>,
+        qs: Vec<i8>,
+    },
 }
 
 /// One weight row (by index) dot one quantized activation row (qs, scales, sums).
@@ -37,10 +60,6 @@ pub struct CpuMatrix {
     pub format: Format,
 }
 
-fn f16(b: &[u8]) -> f32 {
-    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
-}
-
 impl CpuMatrix {
     pub fn from_gguf(t: &TensorInfo, data: &[u8], precision: Precision) -> Result<Self> {
         if t.dims.len() != 2 {
@@ -50,41 +69,25 @@ impl CpuMatrix {
             )));
         }
         let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
-        let format = match (precision, t.dtype) {
-            (Precision::Fast, GgmlType::Q4_1) => {
-                let nb = rows * cols / QK;
-                let (mut d, mut m, mut qs) =
-                    (Vec::with_capacity(nb), Vec::with_capacity(nb), Vec::with_capacity(nb * 16));
-                for blk in data.chunks_exact(20) {
-                    d.push(f16(&blk[0..2]));
-                    m.push(f16(&blk[2..4]));
-                    qs.extend_from_slice(&blk[4..20]);
+        let format = match precision {
+            Precision::Fast if cols % QK == 0 => match super::layout::from_gguf(t, data)? {
+                Some(f) => f,
+                None => {
+                    // Q2_K, Q3_K and the float types are re-quantized to Q8_0: near-lossless,
+                    // not exact.
+                    let w = tiller_model::gguf::dequantize(t, data)?;
+                    let nb = w.len() / QK;
+                    let (mut d, mut qs) = (Vec::with_capacity(nb), Vec::with_capacity(w.len()));
+                    for blk in w.chunks_exact(QK) {
+                        let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+                        let db = half::f16::from_f32(amax / 127.0).to_f32();
+                        let id = if db > 0.0 { 1.0 / db } else { 0.0 };
+                        d.push(db);
+                        qs.extend(blk.iter().map(|v| (v * id).round().clamp(-127.0, 127.0) as i8));
+                    }
+                    Format::Q8_0 { d, qs }
                 }
-                Format::Q4_1 { d, m, qs }
-            }
-            (Precision::Fast, GgmlType::Q8_0) => {
-                let nb = rows * cols / QK;
-                let (mut d, mut qs) = (Vec::with_capacity(nb), Vec::with_capacity(nb * QK));
-                for blk in data.chunks_exact(34) {
-                    d.push(f16(&blk[0..2]));
-                    qs.extend(blk[2..34].iter().map(|&b| b as i8));
-                }
-                Format::Q8_0 { d, qs }
-            }
-            (Precision::Fast, _) if cols % QK == 0 => {
-                // Other types (K-quants, Q5, f16...) are repacked to Q8_0: near-lossless, one kernel.
-                let w = tiller_model::gguf::dequantize(t, data)?;
-                let nb = w.len() / QK;
-                let (mut d, mut qs) = (Vec::with_capacity(nb), Vec::with_capacity(w.len()));
-                for blk in w.chunks_exact(QK) {
-                    let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
-                    let db = half::f16::from_f32(amax / 127.0).to_f32();
-                    let id = if db > 0.0 { 1.0 / db } else { 0.0 };
-                    d.push(db);
-                    qs.extend(blk.iter().map(|v| (v * id).round().clamp(-127.0, 127.0) as i8));
-                }
-                Format::Q8_0 { d, qs }
-            }
+            },
             _ => Format::F32(tiller_model::gguf::dequantize(t, data)?),
         };
         Ok(CpuMatrix { rows, cols, format })
@@ -103,7 +106,13 @@ impl CpuMatrix {
             Format::Q4_1 { d, m, qs } => {
                 dequant_q4_1(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], out)
             }
+            Format::Q5 { d, m, qs, qh } => {
+                dequant_q5(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], &qh[b0..b1], out)
+            }
             Format::Q8_0 { d, qs } => dequant_q8_0(&d[b0..b1], &qs[b0 * QK..b1 * QK], out),
+            Format::Q8x16 { d, qs } => {
+                dequant_q8x16(&d[2 * b0..2 * b1], &qs[b0 * QK..b1 * QK], out)
+            }
         }
     }
 
@@ -116,9 +125,17 @@ impl CpuMatrix {
                 let (b0, b1) = (r * nbr, (r + 1) * nbr);
                 (k.q4_1)(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], xq, xd, xs)
             }),
+            Format::Q5 { d, m, qs, qh } => Box::new(move |r, xq, xd, xs| {
+                let (b0, b1) = (r * nbr, (r + 1) * nbr);
+                (k.q5)(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], &qh[b0..b1], xq, xd, xs)
+            }),
             Format::Q8_0 { d, qs } => Box::new(move |r, xq, xd, _| {
                 let (b0, b1) = (r * nbr, (r + 1) * nbr);
                 (k.q8_0)(&d[b0..b1], &qs[b0 * QK..b1 * QK], xq, xd)
+            }),
+            Format::Q8x16 { d, qs } => Box::new(move |r, xq, xd, _| {
+                let (b0, b1) = (r * nbr, (r + 1) * nbr);
+                (k.q8x16)(&d[2 * b0..2 * b1], &qs[b0 * QK..b1 * QK], xq, xd)
             }),
             // `matmul` sends f32 weights to the GEMM path; should one get here, it is still right.
             Format::F32(w) => Box::new(move |r, xq, xd, _| {

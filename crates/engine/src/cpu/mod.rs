@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod kernels;
+pub mod layout;
 pub mod matmul;
 pub mod par;
 pub mod quant;

@@ -1,6 +1,6 @@
 //! Quantized blocks and the kernels that read them.
 //!
-//! Formats (ggml): Q4_1 blocks of 32 weights = f16 scale d, f16 min m, 16 bytes of nibbles;
+//! Formats (ggml; [`super::layout`] brings the other GGUF types to these, code for code): Q4_1 blocks of 32 weights = f16 scale d, f16 min m, 16 bytes of nibbles;
 //! weight j = d * (qs[j] & 15) + m and weight j + 16 = d * (qs[j] >> 4) + m. Q8_0 blocks of
 //! 32 = f16 scale d, 32 signed bytes; weight j = d * qs[j]. Scales are widened to f32 at load.
 //!
@@ -63,6 +63,82 @@ impl QAct {
 pub type DotQ4_1 = fn(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32;
 /// Q8_0 row dot a quantized activation row.
 pub type DotQ8_0 = fn(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32;
+
+/// Q5 row (5-bit codes: nibbles, high bits, `w = d q + m`) dot a quantized activation row.
+pub type DotQ5 =
+    fn(d: &[f32], m: &[f32], qs: &[u8], qh: &[u32], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32;
+/// Q8x16 row (signed codes, two scales per 32-block) dot a quantized activation row.
+pub type DotQ8x16 = fn(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32;
+
+/// The slice lengths every Q5 kernel relies on.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn check_q5(d: &[f32], m: &[f32], qs: &[u8], qh: &[u32], xq: &[i16], xd: &[f32], xs: &[f32]) {
+    check_q4_1(d, m, qs, xq, xd, xs);
+    assert!(qh.len() >= d.len());
+}
+
+/// The slice lengths every Q8x16 kernel relies on.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn check_q8x16(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) {
+    let nb = d.len() / 2;
+    assert!(qs.len() >= nb * QK && xq.len() >= nb * QK && xd.len() >= nb);
+}
+
+/// Code j (0..32) of a Q5 block.
+#[inline]
+fn code5(qs: &[u8], h: u32, j: usize) -> u8 {
+    let nib = if j < 16 { qs[j] & 15 } else { qs[j - 16] >> 4 };
+    nib | (((h >> j) & 1) as u8) << 4
+}
+
+pub fn dot_q5_scalar(
+    d: &[f32],
+    m: &[f32],
+    qs: &[u8],
+    qh: &[u32],
+    xq: &[i16],
+    xd: &[f32],
+    xs: &[f32],
+) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..d.len() {
+        let q = &qs[b * 16..b * 16 + 16];
+        let x = &xq[b * QK..b * QK + QK];
+        let sum: i32 = (0..QK).map(|j| code5(q, qh[b], j) as i32 * x[j] as i32).sum();
+        acc += d[b] * xd[b] * sum as f32 + m[b] * xs[b];
+    }
+    acc
+}
+
+pub fn dot_q8x16_scalar(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for b in 0..d.len() / 2 {
+        let dot = |r: std::ops::Range<usize>| -> i32 {
+            r.map(|j| qs[b * QK + j] as i32 * xq[b * QK + j] as i32).sum()
+        };
+        acc += xd[b] * (d[2 * b] * dot(0..16) as f32 + d[2 * b + 1] * dot(16..32) as f32);
+    }
+    acc
+}
+
+pub fn dequant_q5(d: &[f32], m: &[f32], qs: &[u8], qh: &[u32], out: &mut [f32]) {
+    for b in 0..d.len() {
+        let (q, h, (db, mb)) = (&qs[b * 16..b * 16 + 16], qh[b], (d[b], m[b]));
+        let o = &mut out[b * QK..b * QK + QK];
+        for j in 0..16 {
+            let lo = (q[j] & 15) as u32 | ((h >> j) & 1) << 4;
+            let hi = (q[j] >> 4) as u32 | ((h >> (j + 16)) & 1) << 4;
+            o[j] = db * lo as f32 + mb;
+            o[j + 16] = db * hi as f32 + mb;
+        }
+    }
+}
+
+pub fn dequant_q8x16(d: &[f32], qs: &[i8], out: &mut [f32]) {
+    for ((o, q), s) in out.chunks_exact_mut(16).zip(qs.chunks_exact(16)).zip(d) {
+        o.iter_mut().zip(q).for_each(|(o, q)| *o = s * *q as f32);
+    }
+}
 
 /// The slice lengths every Q4_1 kernel relies on (checked before any SIMD code runs).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
@@ -211,6 +287,115 @@ pub(super) mod avx2 {
         hsum(acc)
     }
 
+    /// i32x8 partial sums of one Q5 block (nibbles at `q`, high bits `h`) times 32 i16
+    /// activations: the Q4 block with bit j of `h` adding 16 to code j.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block_q5(q: *const u8, h: u32, x: *const i16) -> __m256i {
+        let mask = _mm_set1_epi8(0x0F);
+        let raw = _mm_loadu_si128(q as *const __m128i);
+        let lo = _mm256_cvtepu8_epi16(_mm_and_si128(raw, mask));
+        let hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), mask));
+        let sel = _mm256_setr_epi16(
+            1,
+            2,
+            4,
+            8,
+            16,
+            32,
+            64,
+            128,
+            256,
+            512,
+            1024,
+            2048,
+            4096,
+            8192,
+            16384,
+            i16::MIN,
+        );
+        let sixteen = _mm256_set1_epi16(16);
+        let bits = |v: u32| {
+            let b = _mm256_set1_epi16(v as u16 as i16);
+            _mm256_and_si256(_mm256_cmpeq_epi16(_mm256_and_si256(b, sel), sel), sixteen)
+        };
+        let lo = _mm256_or_si256(lo, bits(h & 0xFFFF));
+        let hi = _mm256_or_si256(hi, bits(h >> 16));
+        let x0 = _mm256_loadu_si256(x as *const __m256i);
+        let x1 = _mm256_loadu_si256(x.add(16) as *const __m256i);
+        _mm256_add_epi32(_mm256_madd_epi16(lo, x0), _mm256_madd_epi16(hi, x1))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q5(
+        d: &[f32],
+        m: &[f32],
+        qs: &[u8],
+        qh: &[u32],
+        xq: &[i16],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        let (qp, xp) = (qs.as_ptr(), xq.as_ptr());
+        for b in 0..d.len() {
+            let p = block_q5(qp.add(b * 16), *qh.get_unchecked(b), xp.add(b * QK));
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(*d.get_unchecked(b) * *xd.get_unchecked(b)),
+                _mm256_cvtepi32_ps(p),
+                acc,
+            );
+            mins += *m.get_unchecked(b) * *xs.get_unchecked(b);
+        }
+        hsum(acc) + mins
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q8x16(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for b in 0..d.len() / 2 {
+            let w0 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(qs.as_ptr().add(b * QK) as *const __m128i));
+            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                qs.as_ptr().add(b * QK + 16) as *const __m128i
+            ));
+            let x0 = _mm256_loadu_si256(xq.as_ptr().add(b * QK) as *const __m256i);
+            let x1 = _mm256_loadu_si256(xq.as_ptr().add(b * QK + 16) as *const __m256i);
+            let dx = *xd.get_unchecked(b);
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(*d.get_unchecked(2 * b) * dx),
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(w0, x0)),
+                acc,
+            );
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(*d.get_unchecked(2 * b + 1) * dx),
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(w1, x1)),
+                acc,
+            );
+        }
+        hsum(acc)
+    }
+
+    pub fn dot_q5(
+        d: &[f32],
+        m: &[f32],
+        qs: &[u8],
+        qh: &[u32],
+        xq: &[i16],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> f32 {
+        super::check_q5(d, m, qs, qh, xq, xd, xs);
+        // SAFETY: chosen only after `is_x86_feature_detected!("avx2")` and "fma"; bounds asserted above.
+        unsafe { q5(d, m, qs, qh, xq, xd, xs) }
+    }
+    pub fn dot_q8x16(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
+        super::check_q8x16(d, qs, xq, xd);
+        // SAFETY: as above.
+        unsafe { q8x16(d, qs, xq, xd) }
+    }
+
     pub fn dot_q4_1(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32 {
         super::check_q4_1(d, m, qs, xq, xd, xs);
         // SAFETY: chosen only after `is_x86_feature_detected!("avx2")` and "fma"; bounds asserted above.
@@ -323,6 +508,69 @@ pub(super) mod simd128 {
         hsum(acc) + mins
     }
 
+    /// 16 in i16x8 halves plus 16 where bits 0..8 / 8..16 of `h` are set.
+    fn with_bits(lo: v128, hi: v128, h: u32) -> (v128, v128) {
+        let sel = i16x8(1, 2, 4, 8, 16, 32, 64, 128);
+        let sixteen = i16x8_splat(16);
+        let bits = |v: u32| {
+            let b = i16x8_splat((v & 0xFF) as i16);
+            v128_and(i16x8_eq(v128_and(b, sel), sel), sixteen)
+        };
+        (v128_or(lo, bits(h)), v128_or(hi, bits(h >> 8)))
+    }
+
+    pub fn dot_q5(
+        d: &[f32],
+        m: &[f32],
+        qs: &[u8],
+        qh: &[u32],
+        xq: &[i16],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> f32 {
+        let mut acc = f32x4_splat(0.0);
+        let mut mins = 0f32;
+        let mask = u8x16_splat(15);
+        for b in 0..d.len() {
+            let q = &qs[b * 16..b * 16 + 16];
+            let x = &xq[b * QK..b * QK + QK];
+            let h = qh[b];
+            // SAFETY: `q` is exactly 16 bytes.
+            let qv = unsafe { v128_load(q.as_ptr() as *const v128) };
+            let lo = v128_and(qv, mask);
+            let hi = u8x16_shr(qv, 4);
+            let (l0, l1) = with_bits(u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo), h);
+            let (h0, h1) =
+                with_bits(u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi), h >> 16);
+            let s = i32x4_add(dot16(l0, l1, &x[..16]), dot16(h0, h1, &x[16..]));
+            acc = f32x4_add(acc, f32x4_mul(f32x4_splat(d[b] * xd[b]), f32x4_convert_i32x4(s)));
+            mins += m[b] * xs[b];
+        }
+        hsum(acc) + mins
+    }
+
+    pub fn dot_q8x16(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
+        let mut acc = f32x4_splat(0.0);
+        for b in 0..d.len() / 2 {
+            let w = &qs[b * QK..b * QK + QK];
+            let x = &xq[b * QK..b * QK + QK];
+            // SAFETY: `w` is exactly 32 bytes.
+            let (w0, w1) = unsafe {
+                (v128_load(w.as_ptr() as *const v128), v128_load(w.as_ptr().add(16) as *const v128))
+            };
+            let s0 = dot16(i16x8_extend_low_i8x16(w0), i16x8_extend_high_i8x16(w0), &x[..16]);
+            let s1 = dot16(i16x8_extend_low_i8x16(w1), i16x8_extend_high_i8x16(w1), &x[16..]);
+            acc = f32x4_add(
+                acc,
+                f32x4_add(
+                    f32x4_mul(f32x4_splat(d[2 * b] * xd[b]), f32x4_convert_i32x4(s0)),
+                    f32x4_mul(f32x4_splat(d[2 * b + 1] * xd[b]), f32x4_convert_i32x4(s1)),
+                ),
+            );
+        }
+        hsum(acc)
+    }
+
     pub fn dot_q8_0(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
         let mut acc = f32x4_splat(0.0);
         for b in 0..d.len() {
@@ -409,6 +657,37 @@ mod tests {
             for (what, err) in
                 [("q8_0 scalar vs f32", (s - exact).abs() / scale), (k.name, (f - s).abs() / scale)]
             {
+                if err > worst.0 {
+                    worst = (err, format!("{what} at cols {cols}"));
+                }
+            }
+            // Q5 weights (5-bit codes) and Q8x16 (two scales per block).
+            let qh: Vec<u32> =
+                rand(&mut seed, nb).iter().map(|v| (v.to_bits() ^ 0x5a5a_a5a5)).collect();
+            let mut w = vec![f32::NAN; cols];
+            dequant_q5(&d, &m, &qs, &qh, &mut w);
+            let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let s = dot_q5_scalar(&d, &m, &qs, &qh, q, xd, xs);
+            let f = (k.q5)(&d, &m, &qs, &qh, q, xd, xs);
+            let scale = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>();
+            for (what, err) in
+                [("q5 scalar vs f32", (s - exact).abs() / scale), (k.name, (f - s).abs() / scale)]
+            {
+                if err > worst.0 {
+                    worst = (err, format!("{what} at cols {cols}"));
+                }
+            }
+            let d16: Vec<f32> = rand(&mut seed, 2 * nb).iter().map(|v| v * 0.1).collect();
+            let mut w = vec![f32::NAN; cols];
+            dequant_q8x16(&d16, &q8, &mut w);
+            let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();
+            let s = dot_q8x16_scalar(&d16, &q8, q, xd);
+            let f = (k.q8x16)(&d16, &q8, q, xd);
+            let scale = w.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>();
+            for (what, err) in [
+                ("q8x16 scalar vs f32", (s - exact).abs() / scale),
+                (k.name, (f - s).abs() / scale),
+            ] {
                 if err > worst.0 {
                     worst = (err, format!("{what} at cols {cols}"));
                 }
