@@ -103,3 +103,55 @@ fn gemma_directions_and_steering_reproduce_reference() {
     assert!(worst.0 >= 0.999);
     steering_cases_with(m, &md, &gemma_reference("steering.json"), "Gemma CPU");
 }
+
+/// The same on the GPU backend (lavapipe here): Gemma's fast weights on the device (Q5_0 and
+/// Q8_0 as stored, K-quants re-quantized to Q8_0, the 262k-token table in parts of one storage
+/// binding each), teacher-forced agreement batched and through the KV cache against
+/// llama.cpp's on the same file, and steering.json's cases with the interventions as device
+/// edits. About 2 minutes on lavapipe by default (batched agreement on every case, the first
+/// steering case); `TILLER_GPU_GOLDEN=full` adds agreement through the KV cache (measured
+/// the same: 0.975) and every steering case (about 3 more minutes).
+#[test]
+fn gemma_on_the_gpu() {
+    let gpu = pollster::block_on(tiller_gpu::Gpu::request()).unwrap_or_else(|e| {
+        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
+    });
+    let name = format!("GPU ({})", gpu.name());
+    let bytes = std::fs::read(gemma_path()).unwrap();
+    let m = tiller_engine::Model::load(&bytes, gpu, Precision::Fast).expect("Gemma on the GPU");
+    let r = gemma_reference("greedy.json");
+    let llama = gemma_reference("llamacpp-yardstick.json")["teacher_forced_top1_agreement"]
+        .as_f64()
+        .unwrap();
+    let full = std::env::var("TILLER_GPU_GOLDEN").is_ok_and(|v| v == "full");
+    for incremental in [false, true] {
+        let how = if incremental { "through the KV cache" } else { "batched" };
+        if incremental && !full {
+            println!("Gemma {name}, {how}: skipped (TILLER_GPU_GOLDEN=full runs it)");
+            continue;
+        }
+        let cases = usize::MAX;
+        let t0 = std::time::Instant::now();
+        let a = agreement_with(&m, &r, incremental, &format!("Gemma {name}, fast, {how}"), cases);
+        println!("({:.1} s) against llama.cpp's {llama:.4}", t0.elapsed().as_secs_f64());
+        assert!(a >= llama, "Gemma on the GPU, {how}: agreement {a} below llama.cpp's {llama}");
+    }
+    use tiller_steer::concept::{capture_concept, Concept};
+    let cpu = gemma(Precision::F32);
+    let c: Concept = serde_json::from_value(serde_json::json!({
+        "name": "sentiment", "pairs": gemma_reference("concept-sentiment.json")["pairs"],
+        "read": "last_token"
+    }))
+    .unwrap();
+    let (pos, neg) = capture_concept(cpu, &c).unwrap();
+    let md = tiller_steer::directions::mean_diff(&pos, &neg).unwrap();
+    let mut st = gemma_reference("steering.json");
+    if !full {
+        let first = st["cases"][0].clone();
+        st["cases"] = serde_json::json!([first]);
+        println!("Gemma {name}: the first steering case (TILLER_GPU_GOLDEN=full runs all)");
+    }
+    let t0 = std::time::Instant::now();
+    steering_cases_with(&m, &md, &st, &format!("Gemma {name}"));
+    println!("(steering: {:.1} s)", t0.elapsed().as_secs_f64());
+}

@@ -17,7 +17,11 @@ use tiller_model::{GgmlType, TensorInfo};
 /// A weight matrix `[rows, cols]` on the GPU. The token embedding also keeps its GGUF bytes
 /// on the host: embedding a prompt reads a few rows there.
 pub struct GpuMatrix {
+    /// The weights (the first part's when the matrix is held in parts).
     pub buf: wgpu::Buffer,
+    /// A matrix larger than one storage binding is held as row ranges `(first row, rows,
+    /// buffer)`, multiplied part by part; empty for a matrix in one buffer.
+    pub parts: Vec<(usize, usize, wgpu::Buffer)>,
     pub rows: usize,
     pub cols: usize,
     pub format: Format,
@@ -93,7 +97,7 @@ impl Gpu {
 fn fusable(x: &GpuAct, ws: &[&GpuMatrix]) -> bool {
     x.rows == 1
         && x.cols <= mlp::MAX_COLS
-        && ws.iter().all(|w| w.format == Format::Q4_1 && w.cols == x.cols)
+        && ws.iter().all(|w| w.format == Format::Q4_1 && w.cols == x.cols && w.parts.is_empty())
 }
 
 impl Backend for Gpu {
@@ -116,18 +120,45 @@ impl Backend for Gpu {
             d => return Err(Error::Unsupported(format!("tensor {} of dims {d:?}", t.name))),
         };
         let (format, bytes) = match (t.dtype, precision) {
-            (GgmlType::Q4_1, Precision::Fast) => (Format::Q4_1, data.to_vec()),
-            (GgmlType::Q8_0, Precision::Fast) => (Format::Q8_0, data.to_vec()),
+            (GgmlType::Q4_1 | GgmlType::Q8_0, Precision::Fast) => {
+                (format_of(t.dtype), data.to_vec())
+            }
+            // Exactly: Q4_0 as Q4_1 blocks with minimum -8 d, Q5_0 as Q8_0 codes q - 16.
+            (GgmlType::Q4_0, Precision::Fast) => (Format::Q4_1, q4_0_as_q4_1(data)),
+            (GgmlType::Q5_0, Precision::Fast) => (Format::Q8_0, q5_0_as_q8_0(data)),
+            // K-quants, Q5_1 and the float types: re-quantized to Q8_0 (no WGSL kernel reads
+            // them as stored yet).
+            (_, Precision::Fast) if cols.is_multiple_of(32) => {
+                (Format::Q8_0, requantize_q8_0(&dequantize(t, data)?))
+            }
             _ => {
                 let f = dequantize(t, data)?;
                 (Format::F32, f.iter().flat_map(|x| x.to_le_bytes()).collect())
             }
         };
-        let buf = self.upload(&t.name, &bytes).map_err(gpu_err)?;
+        // In parts of whole rows when one binding cannot hold it (Gemma's 262k-token table).
+        let row_bytes = bytes.len() / rows.max(1);
+        let max = self.limits.max_storage_buffer_binding_size as usize;
+        let per_part = (max / row_bytes.max(1)).max(1);
+        let mut parts = Vec::new();
+        if bytes.len() > max {
+            let mut r0 = 0;
+            while r0 < rows {
+                let n = per_part.min(rows - r0);
+                let b = &bytes[r0 * row_bytes..(r0 + n) * row_bytes];
+                let label = format!("{}[{r0}..{}]", t.name, r0 + n);
+                parts.push((r0, n, self.upload(&label, b).map_err(gpu_err)?));
+                r0 += n;
+            }
+        }
+        let buf = match parts.first() {
+            Some(p) => p.2.clone(),
+            None => self.upload(&t.name, &bytes).map_err(gpu_err)?,
+        };
         // Tables read by row (`embed`) keep their bytes on the host too.
         let table = t.name == "token_embd.weight" || t.name == "position_embd.weight";
         let host = table.then(|| data.to_vec());
-        Ok(GpuMatrix { buf, rows, cols, format, host, dtype: t.dtype })
+        Ok(GpuMatrix { buf, parts, rows, cols, format, host, dtype: t.dtype })
     }
 
     fn vector(&self, v: Vec<f32>) -> Result<wgpu::Buffer> {
@@ -181,18 +212,32 @@ impl Backend for Gpu {
         ws.iter()
             .map(|w| {
                 let y = self.act(x.rows, w.rows);
-                let r = matvec(
-                    self,
-                    w.format,
-                    &w.buf,
-                    &x.buf,
-                    &y.buf,
-                    w.rows,
-                    w.cols,
-                    x.rows,
-                    Out::Set,
-                );
-                must(r, "matmul");
+                if w.parts.is_empty() {
+                    let (f, n) = (w.format, x.rows);
+                    let r = matvec(self, f, &w.buf, &x.buf, &y.buf, w.rows, w.cols, n, Out::Set);
+                    must(r, "matmul");
+                    return y;
+                }
+                // Part by part, each part's rows copied into place in every output row.
+                for (r0, n, buf) in &w.parts {
+                    let part = self.act(x.rows, *n);
+                    let r = matvec(
+                        self,
+                        w.format,
+                        buf,
+                        &x.buf,
+                        &part.buf,
+                        *n,
+                        w.cols,
+                        x.rows,
+                        Out::Set,
+                    );
+                    must(r, "matmul");
+                    for t in 0..x.rows {
+                        let (from, to) = ((t * n * 4) as u64, ((t * w.rows + r0) * 4) as u64);
+                        self.copy(&part.buf, from, &y.buf, to, (n * 4) as u64);
+                    }
+                }
                 y
             })
             .collect()
@@ -423,6 +468,10 @@ impl Backend for Gpu {
     }
 
     fn matmul_add(&self, x: &GpuAct, w: &GpuMatrix, into: &mut GpuAct) {
+        if !w.parts.is_empty() {
+            let y = self.matmul(x, &[w]).pop().expect("one product");
+            return self.add_assign(into, &y);
+        }
         let r = matvec(self, w.format, &w.buf, &x.buf, &into.buf, w.rows, w.cols, x.rows, Out::Add);
         must(r, "matmul_add");
     }
@@ -439,5 +488,98 @@ impl Backend for Gpu {
         let id = must(self.read_u32(&out, 1), "read-back")[0];
         self.release(out);
         Some(id)
+    }
+}
+
+fn format_of(t: GgmlType) -> Format {
+    match t {
+        GgmlType::Q4_1 => Format::Q4_1,
+        _ => Format::Q8_0,
+    }
+}
+
+/// Q4_0 blocks (f16 d, 16 bytes of nibbles; `w = d (q - 8)`) as Q4_1 blocks with minimum
+/// `-8 d`: the same values (both products are exact in f32).
+fn q4_0_as_q4_1(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 18 * 20);
+    for b in data.chunks_exact(18) {
+        let d = half::f16::from_le_bytes([b[0], b[1]]);
+        out.extend_from_slice(&b[0..2]);
+        out.extend(half::f16::from_f32(-8.0 * d.to_f32()).to_le_bytes());
+        out.extend_from_slice(&b[2..18]);
+    }
+    out
+}
+
+/// Q5_0 blocks (f16 d, 32 high bits, 16 bytes of nibbles; `w = d (q - 16)`) as Q8_0 blocks
+/// with codes `q - 16`: the same values.
+fn q5_0_as_q8_0(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 22 * 34);
+    for b in data.chunks_exact(22) {
+        let h = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let q = &b[6..22];
+        out.extend_from_slice(&b[0..2]);
+        out.extend((0..32).map(|j| {
+            let nib = if j < 16 { q[j] & 15 } else { q[j - 16] >> 4 };
+            ((nib | (((h >> j) & 1) as u8) << 4) as i8 - 16) as u8
+        }));
+    }
+    out
+}
+
+/// f32 weights (a multiple of 32) as Q8_0 blocks: f16 scale max|w| / 127, rounded codes.
+fn requantize_q8_0(w: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(w.len() / 32 * 34);
+    for blk in w.chunks_exact(32) {
+        let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = half::f16::from_f32(amax / 127.0);
+        let id = if d.to_f32() > 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+        out.extend(d.to_le_bytes());
+        out.extend(blk.iter().map(|v| (v * id).round().clamp(-127.0, 127.0) as i8 as u8));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(t: GgmlType, n: usize, bytes: usize) -> TensorInfo {
+        TensorInfo { name: "w".into(), dims: vec![n as u64], dtype: t, start: 0, n_bytes: bytes }
+    }
+
+    /// The exact conversions give candle's values; the re-quantization stays within half a
+    /// code step of each block's scale.
+    #[test]
+    fn conversions_keep_the_values() {
+        let mut s = 7u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 32) as u8
+        };
+        let mut blocks = |by: usize| -> Vec<u8> {
+            (0..8)
+                .flat_map(|_| {
+                    let mut b: Vec<u8> = (0..by).map(|_| next()).collect();
+                    let d = half::f16::from_f32((b[0] as f32 - 128.0) / 4096.0);
+                    b[0..2].copy_from_slice(&d.to_le_bytes());
+                    b
+                })
+                .collect()
+        };
+        let deq = |t, data: &[u8]| dequantize(&info(t, 256, data.len()), data).unwrap();
+        let q4_0 = blocks(18);
+        assert_eq!(deq(GgmlType::Q4_0, &q4_0), deq(GgmlType::Q4_1, &q4_0_as_q4_1(&q4_0)));
+        let q5_0 = blocks(22);
+        assert_eq!(deq(GgmlType::Q5_0, &q5_0), deq(GgmlType::Q8_0, &q5_0_as_q8_0(&q5_0)));
+        let w = deq(GgmlType::Q5_0, &q5_0);
+        let back = deq(GgmlType::Q8_0, &requantize_q8_0(&w));
+        for (blk, (a, b)) in w.chunks(32).zip(back.chunks(32)).enumerate() {
+            let step = a.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err <= 0.51 * step + 1e-7, "block {blk}: error {err}, step {step}");
+        }
     }
 }

@@ -663,7 +663,7 @@ mod tests {
             }
             // Q5 weights (5-bit codes) and Q8x16 (two scales per block).
             let qh: Vec<u32> =
-                rand(&mut seed, nb).iter().map(|v| (v.to_bits() ^ 0x5a5a_a5a5)).collect();
+                rand(&mut seed, nb).iter().map(|v| v.to_bits() ^ 0x5a5a_a5a5).collect();
             let mut w = vec![f32::NAN; cols];
             dequant_q5(&d, &m, &qs, &qh, &mut w);
             let exact: f32 = w.iter().zip(&x).map(|(a, b)| a * b).sum();

@@ -38,7 +38,7 @@ pub fn matvec(
 ) -> Result<()> {
     let max = gpu.limits.max_compute_workgroups_per_dimension as usize;
     let blocks = format == Format::F32 || cols.is_multiple_of(32);
-    if !blocks || cols == 0 || rows == 0 || rows > max || n_tok == 0 || n_tok > max {
+    if !blocks || cols == 0 || rows == 0 || rows.div_ceil(16) > max || n_tok == 0 || n_tok > max {
         return Err(Error::Shape(format!("{format:?} matvec of {rows}x{cols} by {n_tok} rows")));
     }
     let pl = gpu.pipelines();
