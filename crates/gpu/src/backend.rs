@@ -128,9 +128,7 @@ impl Backend for Gpu {
             (GgmlType::Q5_0, Precision::Fast) => (Format::Q8_0, q5_0_as_q8_0(data)),
             // K-quants, Q5_1 and the float types: re-quantized to Q8_0 (no WGSL kernel reads
             // them as stored yet).
-            (_, Precision::Fast) if cols.is_multiple_of(32) => {
-                (Format::Q8_0, requantize_q8_0(&dequantize(t, data)?))
-            }
+            (_, Precision::Fast) if cols.is_multiple_of(32) => (Format::Q8_0, requantize(t, data)?),
             _ => {
                 let f = dequantize(t, data)?;
                 (Format::F32, f.iter().flat_map(|x| x.to_le_bytes()).collect())
@@ -525,6 +523,35 @@ fn q5_0_as_q8_0(data: &[u8]) -> Vec<u8> {
         }));
     }
     out
+}
+
+/// A matrix of any type as Q8_0 blocks, a few hundred rows at a time so a large table (a 1B
+/// model's 262M-value embedding) never exists as f32 all at once (the page's worker lives in
+/// wasm32's 4 GiB).
+fn requantize(t: &TensorInfo, data: &[u8]) -> Result<Vec<u8>> {
+    let (el, by) = t.dtype.block();
+    let cols = t.dims.first().copied().unwrap_or(0);
+    let rows = (t.dims.iter().product::<u64>() / cols.max(1)) as usize;
+    let row_bytes = (cols / el.max(1) * by) as usize;
+    let chunk = (1 << 22) / (cols as usize).max(1) + 1;
+    let mut out = Vec::with_capacity(rows * cols as usize / 32 * 34);
+    let mut r0 = 0;
+    while r0 < rows {
+        let n = chunk.min(rows - r0);
+        let part = TensorInfo {
+            name: t.name.clone(),
+            dims: vec![cols, n as u64],
+            dtype: t.dtype,
+            start: 0,
+            n_bytes: n * row_bytes,
+        };
+        let bytes = data.get(r0 * row_bytes..(r0 + n) * row_bytes).ok_or_else(|| {
+            Error::Backend(format!("tensor `{}`: {} bytes are too few", t.name, data.len()))
+        })?;
+        out.extend(requantize_q8_0(&dequantize(&part, bytes)?));
+        r0 += n;
+    }
+    Ok(out)
 }
 
 /// f32 weights (a multiple of 32) as Q8_0 blocks: f16 scale max|w| / 127, rounded codes.

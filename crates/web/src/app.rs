@@ -102,6 +102,7 @@ fn on_message(st: AppState, msg: FromWorker) {
             load_ms,
             sha256,
             memory_bytes,
+            wasm_bytes,
         } => {
             st.status.set(ModelStatus {
                 state: Some(LoadState::Ready),
@@ -114,7 +115,11 @@ fn on_message(st: AppState, msg: FromWorker) {
                     Some(why) => format!("{backend}; {why}"),
                     None => format!("{backend}; concepts on the CPU"),
                 },
-                memory: format!("{} of weights", mb(memory_bytes)),
+                memory: format!(
+                    "{} file, worker memory {} at its peak",
+                    mb(memory_bytes),
+                    mb(wasm_bytes)
+                ),
                 sha256,
             });
             st.computed.set(Default::default());

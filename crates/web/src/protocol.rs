@@ -128,8 +128,12 @@ pub enum FromWorker {
         load_ms: f64,
         /// sha256 of the GGUF (hex).
         sha256: String,
-        /// Bytes the weights take in memory.
+        /// Bytes of the GGUF file.
         memory_bytes: f64,
+        /// The worker's wasm memory once loaded: its peak, since wasm memory never shrinks
+        /// (the file's bytes and the weights were both held while loading).
+        #[serde(default)]
+        wasm_bytes: f64,
     },
     /// Generation moved from WebGPU to the CPU (the device failed or was lost).
     Fallback {

@@ -93,6 +93,16 @@ impl CpuMatrix {
         Ok(CpuMatrix { rows, cols, format })
     }
 
+    /// Bytes the matrix takes in memory.
+    pub fn bytes(&self) -> usize {
+        match &self.format {
+            Format::F32(w) => w.len() * 4,
+            Format::Q4_1 { d, m, qs } => (d.len() + m.len()) * 4 + qs.len(),
+            Format::Q5 { d, m, qs, qh } => (d.len() + m.len() + qh.len()) * 4 + qs.len(),
+            Format::Q8_0 { d, qs } | Format::Q8x16 { d, qs } => d.len() * 4 + qs.len(),
+        }
+    }
+
     pub fn is_quantized(&self) -> bool {
         !matches!(self.format, Format::F32(_))
     }

@@ -63,7 +63,7 @@ pub fn ModelBar() -> impl IntoView {
                 <span class="model-message">{move || status.get().message}</span>
                 <span class="backend" class:hidden=move || status.get().backend.is_empty()>
                     "backend: " <b data-testid="backend-name">{move || status.get().backend}</b>
-                    " · " {move || status.get().memory}
+                    " · " <span data-testid="memory">{move || status.get().memory}</span>
                 </span>
             </div>
             <progress

@@ -299,12 +299,23 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
         load_ms: now() - t0,
         sha256,
         memory_bytes: bytes.len() as f64,
+        wasm_bytes: wasm_memory_bytes(),
     });
     let mut s = state.borrow_mut();
     s.model = Some(Rc::new(model));
     s.gpu_model = gpu_model.ok();
     s.prepared.clear();
     Ok(bytes)
+}
+
+/// The size of this worker's wasm memory (its high-water mark: wasm memory only grows).
+fn wasm_memory_bytes() -> f64 {
+    use wasm_bindgen::JsCast;
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map_or(0.0, |b| b.byte_length() as f64)
 }
 
 fn key(c: &Concept) -> String {
