@@ -10,8 +10,8 @@
 //!   `GGUFGemmaConverter`, `GGUFLlamaConverter`): a BPE with byte fallback whose merges are every
 //!   split of a vocabulary entry into two entries, ranked by the entry's score (or, for Gemma,
 //!   whose scores are placeholders for whitespace runs, by its position); spaces become `▁`
-//!   (Gemma: a normalizer; others: a Metaspace pre-tokenizer that also adds the space prefix
-//!   when `tokenizer.ggml.add_space_prefix` says so). Control tokens are special tokens.
+//!   (Gemma: a normalizer; others: a normalizer that also prepends the space prefix to each
+//!   stretch of text when `tokenizer.ggml.add_space_prefix` says so, as llama.cpp does). Control tokens are special tokens.
 
 use crate::{Error, Gguf, Result};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -150,7 +150,7 @@ impl Tokenizer {
             byte_fallback::ByteFallback, fuse::Fuse, sequence::Sequence as DecSeq, strip::Strip,
         };
         use tokenizers::normalizers::replace::Replace;
-        use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+        use tokenizers::normalizers::{prepend::Prepend, Sequence as NormSeq};
         let raw = strings(g, "tokenizer.ggml.tokens")?;
         let n = raw.len();
         let scores: Vec<f64> = match g.get("tokenizer.ggml.scores").and_then(|v| v.as_array()) {
@@ -238,8 +238,17 @@ impl Tokenizer {
             dec.push(ByteFallback::default().into());
             dec.push(Fuse::default().into());
         } else {
-            let scheme = if prefix { PrependScheme::First } else { PrependScheme::Never };
-            inner.with_pre_tokenizer(Some(Metaspace::new('\u{2581}', scheme, false)));
+            // As llama.cpp (and SentencePiece) do: spaces escaped to U+2581 and, with
+            // `add_space_prefix`, one prepended to every stretch of text (the first, and each
+            // after a special token), even one that starts with a space.
+            let mut norm: Vec<tokenizers::NormalizerWrapper> = Vec::new();
+            if prefix {
+                norm.push(Prepend::new("\u{2581}".into()).into());
+            }
+            norm.push(replace(" ", "\u{2581}")?.into());
+            inner
+                .with_normalizer(Some(NormSeq::new(norm)))
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
             dec.push(ByteFallback::default().into());
             dec.push(Fuse::default().into());
             dec.push(replace("\u{2581}", " ")?.into());
@@ -255,6 +264,17 @@ impl Tokenizer {
             .map(|(s, _)| AddedToken::from(s.clone(), true))
             .collect();
         inner.add_special_tokens(special).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if !gemma {
+            // User-defined pieces split the text as llama.cpp splits it (and the stretch after
+            // one gets its own space prefix).
+            let user: Vec<AddedToken> = tokens
+                .iter()
+                .zip(&types)
+                .filter(|(_, t)| **t == 4)
+                .map(|(s, _)| AddedToken::from(s.clone(), false).normalized(false))
+                .collect();
+            inner.add_tokens(user);
+        }
         let (bos, eos, add_bos, stop) = specials(g, n);
         Ok(Tokenizer { inner, bos, eos, add_bos, stop, warnings: Vec::new() })
     }
