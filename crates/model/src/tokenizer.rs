@@ -273,7 +273,7 @@ impl Tokenizer {
                 .filter(|(_, t)| **t == 4)
                 .map(|(s, _)| AddedToken::from(s.clone(), false).normalized(false))
                 .collect();
-            inner.add_tokens(user);
+            inner.add_tokens(user).map_err(|e| Error::Tokenizer(e.to_string()))?;
         }
         let (bos, eos, add_bos, stop) = specials(g, n);
         Ok(Tokenizer { inner, bos, eos, add_bos, stop, warnings: Vec::new() })
