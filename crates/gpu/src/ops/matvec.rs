@@ -14,6 +14,72 @@ pub enum Format {
     Q4_1,
     /// 32 weights in 34 bytes: f16 scale, 32 signed bytes.
     Q8_0,
+    /// Integer codes with f32 scales in word-aligned blocks, the CPU backend's exact layouts
+    /// (`matvec_codes.wgsl`): 4-bit (Q4_0, Q4_K), 5-bit (Q5_0, Q5_1, Q5_K), signed 8-bit
+    /// with a scale per 16 (Q6_K).
+    Q4,
+    Q5,
+    Q8x16,
+}
+
+impl Format {
+    /// (kind, u32 words a block of 32) of the code formats.
+    fn codes(self) -> Option<(u32, u32)> {
+        match self {
+            Format::Q4 => Some((0, 6)),
+            Format::Q5 => Some((1, 7)),
+            Format::Q8x16 => Some((2, 10)),
+            _ => None,
+        }
+    }
+}
+
+/// A matrix's blocks (any GGUF type [`tiller_engine::cpu::layout`] keeps code for code) in the
+/// word layout `matvec_codes.wgsl` reads, or `None` for the types it does not.
+pub fn code_words(t: &tiller_model::TensorInfo, data: &[u8]) -> Result<Option<(Format, Vec<u8>)>> {
+    use tiller_engine::cpu::matmul::Format as Cpu;
+    use tiller_model::GgmlType;
+    if !matches!(
+        t.dtype,
+        GgmlType::Q4_0
+            | GgmlType::Q4K
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q5K
+            | GgmlType::Q6K
+    ) {
+        return Ok(None);
+    }
+    let f =
+        tiller_engine::cpu::layout::from_gguf(t, data).map_err(|e| Error::Shape(e.to_string()))?;
+    let mut out: Vec<u32> = Vec::new();
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let format = match f {
+        Some(Cpu::Q4_1 { d, m, qs }) => {
+            for (i, q) in qs.chunks_exact(16).enumerate() {
+                out.extend([d[i].to_bits(), m[i].to_bits()]);
+                out.extend(q.chunks_exact(4).map(word));
+            }
+            Format::Q4
+        }
+        Some(Cpu::Q5 { d, m, qs, qh }) => {
+            for (i, q) in qs.chunks_exact(16).enumerate() {
+                out.extend([d[i].to_bits(), m[i].to_bits(), qh[i]]);
+                out.extend(q.chunks_exact(4).map(word));
+            }
+            Format::Q5
+        }
+        Some(Cpu::Q8x16 { d, qs }) => {
+            for (i, q) in qs.chunks_exact(32).enumerate() {
+                out.extend([d[2 * i].to_bits(), d[2 * i + 1].to_bits()]);
+                let bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
+                out.extend(bytes.chunks_exact(4).map(word));
+            }
+            Format::Q8x16
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((format, bytemuck::cast_slice(&out).to_vec())))
 }
 
 /// Whether the product replaces `y` or is added to it.
@@ -50,8 +116,13 @@ pub fn matvec(
         (Format::Q4_1, _) => (&pl.matmul_q4_1, 8),
         (Format::Q8_0, _) => (&pl.matvec_q8_0, 1),
         (Format::F32, _) => (&pl.matvec_f32, 1),
+        (Format::Q4 | Format::Q5 | Format::Q8x16, _) => (&pl.matvec_codes, 1),
     };
-    let p = gpu.uniform(&[rows as u32, cols as u32, n_tok as u32, (out == Out::Add) as u32]);
+    let mut words = vec![rows as u32, cols as u32, n_tok as u32, (out == Out::Add) as u32];
+    if let Some((kind, block)) = format.codes() {
+        words.extend([kind, block, 0, 0]);
+    }
+    let p = gpu.uniform(&words);
     let groups = (rows.div_ceil(16) as u32, n_tok.div_ceil(tile) as u32, 1);
     gpu.dispatch(pipeline, &[&p, w, x, y], groups);
     Ok(())
@@ -89,6 +160,87 @@ mod tests {
                     out.extend((0..32).map(|_| r.random::<u8>()));
                 }
                 (out, GgmlType::Q8_0)
+            }
+            _ => unreachable!("the code formats have their own test"),
+        }
+    }
+
+    /// Random GGUF blocks of `t` (modest f16 scales in the scale fields).
+    fn gguf_blocks(r: &mut StdRng, t: GgmlType, n: usize) -> Vec<u8> {
+        let (el, by) = t.block();
+        let mut out = Vec::new();
+        for _ in 0..n / el as usize {
+            let mut b: Vec<u8> = (0..by).map(|_| r.random::<u8>()).collect();
+            let mut scale = |at: usize, lo: f32, hi: f32| {
+                b[at..at + 2].copy_from_slice(&f16::from_f32(r.random_range(lo..hi)).to_le_bytes())
+            };
+            match t {
+                GgmlType::Q4_0 | GgmlType::Q5_0 => scale(0, 0.001, 0.05),
+                GgmlType::Q5_1 => {
+                    scale(0, 0.001, 0.05);
+                    scale(2, -0.2, 0.0)
+                }
+                GgmlType::Q4K | GgmlType::Q5K => {
+                    scale(0, 0.0001, 0.002);
+                    scale(2, 0.0001, 0.004)
+                }
+                GgmlType::Q6K => scale(208, 0.0001, 0.002),
+                _ => unreachable!(),
+            }
+            out.extend(b);
+        }
+        out
+    }
+
+    /// The code formats (Q4_0, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K in the CPU's exact layouts)
+    /// against the GGUF de-quantizer, decode and prefill shapes, set and accumulated.
+    #[test]
+    fn code_formats_match_the_cpu_reference() {
+        let gpu = gpu();
+        let mut r = rng(3);
+        for t in [
+            GgmlType::Q4_0,
+            GgmlType::Q4K,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q5K,
+            GgmlType::Q6K,
+        ] {
+            for (rows, cols, n_tok) in [(64usize, 512usize, 1usize), (37, 256, 5)] {
+                let data = gguf_blocks(&mut r, t, rows * cols);
+                let info = TensorInfo {
+                    name: "w".into(),
+                    dims: vec![cols as u64, rows as u64],
+                    dtype: t,
+                    start: 0,
+                    n_bytes: data.len(),
+                };
+                let (format, words) = code_words(&info, &data).unwrap().expect("a code format");
+                let wf = dequantize(&info, &data).unwrap();
+                let x = random(&mut r, n_tok * cols, 2.0);
+                let want: Vec<f64> = (0..n_tok)
+                    .flat_map(|tk| {
+                        let (wf, x) = (&wf, &x);
+                        (0..rows).map(move |i| {
+                            (0..cols)
+                                .map(|c| wf[i * cols + c] as f64 * x[tk * cols + c] as f64)
+                                .sum()
+                        })
+                    })
+                    .collect();
+                let wb = gpu.upload("w", &words).unwrap();
+                let xb = gpu.upload_f32("x", &x).unwrap();
+                let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
+                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Set).unwrap();
+                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
+                let what = format!("{t:?} as {format:?}: {rows}x{cols} x{n_tok} on {}", gpu.name());
+                check(&what, &got, &want, 1e-4);
+                let base = random(&mut r, n_tok * rows, 3.0);
+                let yb = gpu.upload_f32("y", &base).unwrap();
+                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Add).unwrap();
+                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
+                let want: Vec<f64> = want.iter().zip(&base).map(|(w, b)| w + *b as f64).collect();
+                check(&format!("{what}, accumulated"), &got, &want, 1e-4);
             }
         }
     }
