@@ -9,9 +9,11 @@
 //! - [`Format::Q8_0`]: signed 8-bit codes, `w = d q` per 32.
 //! - [`Format::Q8x16`]: signed codes with a scale per 16: Q6_K (`q - 32`, `d * scale`).
 //!
-//! Bytes per weight in memory against the file: Q4_1 1.2 (1.0), Q4_0 and Q4_K 0.75 (0.56),
-//! Q5_x 0.75 (0.69 / 0.75 / 0.69), Q8_0 1.125 (1.06), Q6_K 1.25 (0.82). Q2_K, Q3_K and the
-//! float types are re-quantized to Q8_0 (not exact; said in the README).
+//! - [`Format::F16`], [`Format::BF16`]: the half-precision values as stored.
+//!
+//! Bytes per weight in memory against the file: Q4_1 0.75 (0.625), Q4_0 and Q4_K 0.75 (0.56),
+//! Q5_x 0.875 (0.69 / 0.75 / 0.69), Q8_0 1.125 (1.06), Q6_K 1.25 (0.82), F16 and BF16 2 (2).
+//! Q2_K and Q3_K are re-quantized to Q8_0 (not exact; said in the README).
 
 use super::matmul::Format;
 use super::quant::QK;
@@ -156,6 +158,14 @@ pub fn from_gguf(t: &TensorInfo, data: &[u8]) -> Result<Option<Format>> {
             }
             Format::Q8x16 { d: d16, qs: q8 }
         }
+        GgmlType::F16 | GgmlType::BF16 => {
+            let h: Vec<u16> =
+                data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+            match t.dtype {
+                GgmlType::F16 => Format::F16(h),
+                _ => Format::BF16(h),
+            }
+        }
         _ => return Ok(None),
     };
     Ok(Some(f))
@@ -191,6 +201,12 @@ mod tests {
                     scale(2)
                 }
                 GgmlType::Q6K => scale(208),
+                // Half floats: every 16-bit pattern but NaN and infinity, scaled down.
+                GgmlType::F16 | GgmlType::BF16 => {
+                    for c in b.chunks_exact_mut(2) {
+                        c[1] &= 0x3f;
+                    }
+                }
                 _ => unreachable!(),
             }
             out.extend(b);
@@ -211,6 +227,8 @@ mod tests {
             GgmlType::Q5K,
             GgmlType::Q8_0,
             GgmlType::Q6K,
+            GgmlType::F16,
+            GgmlType::BF16,
         ] {
             let (rows, cols) = (3usize, 512usize);
             let data = random_blocks(t, rows * cols / t.block().0 as usize, &mut seed);
@@ -230,7 +248,31 @@ mod tests {
             if let Some(i) = bad {
                 panic!("{t:?}: value {i} is {} in our layout, {} by candle", got[i], want[i]);
             }
-            println!("{t:?}: {} values, all equal", want.len());
+            // The decode product (integer activations) and the prefill one (GEMM over
+            // de-quantized tiles) against f64 sums over candle's values.
+            for n in [1usize, 9] {
+                let x: Vec<f32> =
+                    (0..n * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+                let k = crate::cpu::kernels::Kernels::detect();
+                let y = crate::cpu::matmul::matmul(&k, &x, n, &[&mat]).remove(0);
+                let (mut worst, mut scale) = (0f64, 0f64);
+                for t_ in 0..n {
+                    for r in 0..rows {
+                        let (w, xr) =
+                            (&want[r * cols..(r + 1) * cols], &x[t_ * cols..(t_ + 1) * cols]);
+                        let exact: f64 = w.iter().zip(xr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                        scale = scale.max(
+                            w.iter().zip(xr).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum(),
+                        );
+                        worst = worst.max((y[t_ * rows + r] as f64 - exact).abs());
+                    }
+                }
+                assert!(
+                    worst <= 1e-4 * scale,
+                    "{t:?}, {n} rows: product off by {worst} (scale {scale})"
+                );
+            }
+            println!("{t:?}: {} values, all equal; products within 1e-4", want.len());
         }
     }
 }

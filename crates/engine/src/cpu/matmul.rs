@@ -49,6 +49,20 @@ pub enum Format {
         d: Vec<f32>,
         qs: Vec<i8>,
     },
+    /// Half-precision values as stored (F16, BF16).
+    F16(Vec<u16>),
+    BF16(Vec<u16>),
+}
+
+fn f16_to_f32(h: &[u16], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    // SAFETY: half::f16 is a repr(transparent) u16.
+    let h: &[half::f16] = unsafe { std::slice::from_raw_parts(h.as_ptr().cast(), h.len()) };
+    h.convert_to_f32_slice(out);
+}
+
+fn bf16_to_f32(h: &[u16], out: &mut [f32]) {
+    out.iter_mut().zip(h).for_each(|(o, &b)| *o = f32::from_bits((b as u32) << 16));
 }
 
 /// One weight row (by index) dot one quantized activation row (qs, scales, sums).
@@ -100,6 +114,7 @@ impl CpuMatrix {
             Format::Q4_1 { d, m, qs } => (d.len() + m.len()) * 4 + qs.len(),
             Format::Q5 { d, m, qs, qh } => (d.len() + m.len() + qh.len()) * 4 + qs.len(),
             Format::Q8_0 { d, qs } | Format::Q8x16 { d, qs } => d.len() * 4 + qs.len(),
+            Format::F16(h) | Format::BF16(h) => h.len() * 2,
         }
     }
 
@@ -123,6 +138,18 @@ impl CpuMatrix {
             Format::Q8x16 { d, qs } => {
                 dequant_q8x16(&d[2 * b0..2 * b1], &qs[b0 * QK..b1 * QK], out)
             }
+            Format::F16(h) => f16_to_f32(&h[r0 * c..(r0 + n) * c], out),
+            Format::BF16(h) => bf16_to_f32(&h[r0 * c..(r0 + n) * c], out),
+        }
+    }
+
+    /// Block `b` (32 values) of row `r` of a half-float matrix, as f32.
+    fn dequant_rows_part(&self, r: usize, b: usize, out: &mut [f32; QK]) {
+        let at = r * self.cols + b * QK;
+        match &self.format {
+            Format::F16(h) => f16_to_f32(&h[at..at + QK], out),
+            Format::BF16(h) => bf16_to_f32(&h[at..at + QK], out),
+            _ => unreachable!("half-float matrices only"),
         }
     }
 
@@ -146,6 +173,18 @@ impl CpuMatrix {
             Format::Q8x16 { d, qs } => Box::new(move |r, xq, xd, _| {
                 let (b0, b1) = (r * nbr, (r + 1) * nbr);
                 (k.q8x16)(&d[2 * b0..2 * b1], &qs[b0 * QK..b1 * QK], xq, xd)
+            }),
+            // Half floats against the activation's codes: converted a block at a time.
+            Format::F16(_) | Format::BF16(_) => Box::new(move |r, xq, xd, _| {
+                let mut w = [0f32; QK];
+                let mut acc = 0f32;
+                let mut x = [0f32; QK];
+                for (b, (qb, d)) in xq.chunks_exact(QK).zip(xd).enumerate() {
+                    self.dequant_rows_part(r, b, &mut w);
+                    x.iter_mut().zip(qb).for_each(|(x, q)| *x = *q as f32);
+                    acc += d * (k.dot_f32)(&w, &x);
+                }
+                acc
             }),
             // `matmul` sends f32 weights to the GEMM path; should one get here, it is still right.
             Format::F32(w) => Box::new(move |r, xq, xd, _| {

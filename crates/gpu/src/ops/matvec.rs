@@ -20,6 +20,9 @@ pub enum Format {
     Q4,
     Q5,
     Q8x16,
+    /// Half floats as stored (also read by `matvec_codes.wgsl`).
+    F16,
+    BF16,
 }
 
 impl Format {
@@ -29,6 +32,8 @@ impl Format {
             Format::Q4 => Some((0, 6)),
             Format::Q5 => Some((1, 7)),
             Format::Q8x16 => Some((2, 10)),
+            Format::F16 => Some((3, 16)),
+            Format::BF16 => Some((4, 16)),
             _ => None,
         }
     }
@@ -39,6 +44,12 @@ impl Format {
 pub fn code_words(t: &tiller_model::TensorInfo, data: &[u8]) -> Result<Option<(Format, Vec<u8>)>> {
     use tiller_engine::cpu::matmul::Format as Cpu;
     use tiller_model::GgmlType;
+    let cols = t.dims.first().copied().unwrap_or(0);
+    match t.dtype {
+        GgmlType::F16 if cols % 32 == 0 => return Ok(Some((Format::F16, data.to_vec()))),
+        GgmlType::BF16 if cols % 32 == 0 => return Ok(Some((Format::BF16, data.to_vec()))),
+        _ => {}
+    }
     if !matches!(
         t.dtype,
         GgmlType::Q4_0
@@ -116,7 +127,9 @@ pub fn matvec(
         (Format::Q4_1, _) => (&pl.matmul_q4_1, 8),
         (Format::Q8_0, _) => (&pl.matvec_q8_0, 1),
         (Format::F32, _) => (&pl.matvec_f32, 1),
-        (Format::Q4 | Format::Q5 | Format::Q8x16, _) => (&pl.matvec_codes, 1),
+        (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, _) => {
+            (&pl.matvec_codes, 1)
+        }
     };
     let mut words = vec![rows as u32, cols as u32, n_tok as u32, (out == Out::Add) as u32];
     if let Some((kind, block)) = format.codes() {
@@ -185,6 +198,11 @@ mod tests {
                     scale(2, 0.0001, 0.004)
                 }
                 GgmlType::Q6K => scale(208, 0.0001, 0.002),
+                GgmlType::F16 | GgmlType::BF16 => {
+                    for c in b.chunks_exact_mut(2) {
+                        c[1] &= 0x3f;
+                    }
+                }
                 _ => unreachable!(),
             }
             out.extend(b);
@@ -192,7 +210,8 @@ mod tests {
         out
     }
 
-    /// The code formats (Q4_0, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K in the CPU's exact layouts)
+    /// The code formats (Q4_0, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K in the CPU's exact layouts; F16
+    /// and BF16 as stored)
     /// against the GGUF de-quantizer, decode and prefill shapes, set and accumulated.
     #[test]
     fn code_formats_match_the_cpu_reference() {
@@ -205,6 +224,8 @@ mod tests {
             GgmlType::Q5_1,
             GgmlType::Q5K,
             GgmlType::Q6K,
+            GgmlType::F16,
+            GgmlType::BF16,
         ] {
             for (rows, cols, n_tok) in [(64usize, 512usize, 1usize), (37, 256, 5)] {
                 let data = gguf_blocks(&mut r, t, rows * cols);

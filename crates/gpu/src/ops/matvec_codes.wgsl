@@ -6,7 +6,9 @@
 //   kind 1 (Q5: Q5_0, Q5_1, Q5_K), 7 words: d, m, the 32 high bits, 4 words of nibbles;
 //     code j = nibble | bit j << 4;
 //   kind 2 (Q8x16: Q6_K), 10 words: a scale for codes 0..16, one for 16..32, 8 words of
-//     signed bytes; w = d q.
+//     signed bytes; w = d q;
+//   kind 3 (F16) and 4 (BF16), 16 words: the half floats as stored, two a word (no shader-f16
+//     needed: unpack2x16float, or the bits shifted into an f32).
 // Sixteen rows a workgroup, four threads a row, as the other matvec kernels.
 struct Params { rows: u32, cols: u32, n_tok: u32, acc: u32, kind: u32, words: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -26,7 +28,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var b = lane; b < nb; b += 4u) {
             let o = (r * nb + b) * p.words;
             let xb = t * p.cols + b * 32u;
-            if (p.kind == 2u) {
+            if (p.kind >= 3u) {
+                var a = 0.0;
+                for (var i = 0u; i < 16u; i++) {
+                    let v = w[o + i];
+                    var pair = vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
+                    if (p.kind == 3u) {
+                        pair = unpack2x16float(v);
+                    }
+                    a += pair.x * x[xb + 2u * i] + pair.y * x[xb + 2u * i + 1u];
+                }
+                s += a;
+            } else if (p.kind == 2u) {
                 var a0 = 0.0;
                 var a1 = 0.0;
                 for (var i = 0u; i < 4u; i++) {
