@@ -230,7 +230,7 @@ mod tests {
             GgmlType::F16,
             GgmlType::BF16,
         ] {
-            let (rows, cols) = (3usize, 512usize);
+            let (rows, cols) = (3usize, 2560usize);
             let data = random_blocks(t, rows * cols / t.block().0 as usize, &mut seed);
             let info = TensorInfo {
                 name: format!("{t:?}"),
