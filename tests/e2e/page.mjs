@@ -30,7 +30,8 @@ try {
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
   const t0 = Date.now();
-  await page.goto(base);
+  // SwiftShader is a software adapter: the page uses it only when asked.
+  await page.goto(base + '?backend=webgpu');
   const status = page.getByTestId('model-status');
   await page.waitForSelector('[data-testid=model-status][data-state=ready], [data-testid=model-status][data-state=error]', { timeout: 300000 });
   out.load_state = await status.getAttribute('data-state');
@@ -80,7 +81,7 @@ try {
   // The WebGPU device is lost after 3 tokens (test hook): the page says so, the generation is
   // rerun on the CPU and finishes with the same tokens.
   const lost = await browser.newPage();
-  await lost.goto(base + '?lose-gpu-after=3');
+  await lost.goto(base + '?backend=webgpu&lose-gpu-after=3');
   await lost.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
   await lost.getByTestId('prompt-input').fill(prompt);
   await lost.getByTestId('max-tokens').fill(String(n));
@@ -89,6 +90,13 @@ try {
   out.lost_backend = await lost.getByTestId('backend-name').innerText();
   out.lost_ids = (await lost.getByTestId('baseline-output').getAttribute('data-ids')).split(',').filter(Boolean).map(Number);
   await lost.close();
+
+  // Not asked for WebGPU, on a software adapter: the page runs on the CPU and says why.
+  const soft = await browser.newPage();
+  await soft.goto(base);
+  await soft.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
+  out.soft_backend = await soft.getByTestId('backend-name').innerText();
+  await soft.close();
 
   // Without WebGPU (no --enable-unsafe-webgpu): the page says it runs on the CPU, and why,
   // and generates the same greedy tokens.

@@ -22,7 +22,8 @@ try {
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
   const t0 = Date.now();
-  await page.goto(base);
+  // WebGPU on SwiftShader (a software adapter the page uses only when asked).
+  await page.goto(base + '?backend=webgpu');
   await page.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: T });
   out.ready_ms = Date.now() - t0;
   out.backend = await page.getByTestId('backend-name').innerText();

@@ -60,9 +60,14 @@ fn page_loads_generates_stops_and_reports_errors() {
     println!("page {:?}\ncli  {:?}", page_ids, cli);
     assert_eq!(page_ids.len(), N, "the page produced {} tokens", page_ids.len());
     assert_eq!(page_ids, cli, "page and CLI greedy tokens differ");
-    // Chromium with --enable-unsafe-webgpu: generation ran on WebGPU (SwiftShader).
+    // Chromium with --enable-unsafe-webgpu and ?backend=webgpu: generation ran on WebGPU
+    // (SwiftShader).
     let backend = v["backend"].as_str().unwrap_or_default();
     assert!(backend.starts_with("webgpu"), "the page did not pick WebGPU: {backend:?}");
+    // Not asked for: a software adapter is not used by default (issue #13).
+    let soft = v["soft_backend"].as_str().unwrap_or_default();
+    println!("software adapter, not asked for: {soft}");
+    assert!(soft.starts_with("cpu") && soft.contains("software adapter"), "{soft:?}");
     // The device lost mid-generation: the page moves to the CPU, says why, same tokens.
     let lost = v["lost_backend"].as_str().unwrap_or_default();
     println!("device lost after 3 tokens: {lost}");

@@ -60,6 +60,7 @@ fn on_message(st: AppState, msg: FromWorker) {
             st.model_id.set(url.clone());
             st.send(&ToWorker::Backend {
                 webgpu: query("backend").as_deref() != Some("cpu"),
+                force: query("backend").as_deref() == Some("webgpu"),
                 lose_after: query("lose-gpu-after").and_then(|n| n.parse().ok()),
             });
             st.send(&ToWorker::Load { url });

@@ -15,10 +15,15 @@ pub const WORKER_URL: &str = "./tiller-worker_loader.js";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
-    /// Which backend generation may use: WebGPU when `webgpu` and the browser offers an
-    /// adapter (else the CPU, and `Ready` says why). Sent before the first `Load`.
+    /// Which backend generation may use: WebGPU when `webgpu` and the browser offers a
+    /// hardware adapter, or any adapter when `force` (`?backend=webgpu`); else the CPU, and
+    /// `Ready` says why. Sent before the first `Load`.
     Backend {
         webgpu: bool,
+        /// Use WebGPU even on a software adapter (SwiftShader, llvmpipe), which is slower than
+        /// the CPU backend (tests use it to run the GPU path).
+        #[serde(default)]
+        force: bool,
         /// Test hook (`?lose-gpu-after=N`): destroy the WebGPU device after N generated tokens,
         /// as a driver reset would, to exercise the fallback.
         #[serde(default)]

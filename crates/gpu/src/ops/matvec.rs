@@ -63,34 +63,37 @@ pub fn code_words(t: &tiller_model::TensorInfo, data: &[u8]) -> Result<Option<(F
     }
     let f =
         tiller_engine::cpu::layout::from_gguf(t, data).map_err(|e| Error::Shape(e.to_string()))?;
-    let mut out: Vec<u32> = Vec::new();
-    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    // Little-endian words, written as bytes (no second copy of a large table).
+    let mut out: Vec<u8> = Vec::new();
+    let words = |out: &mut Vec<u8>, w: &[u32]| w.iter().for_each(|x| out.extend(x.to_le_bytes()));
     let format = match f {
         Some(Cpu::Q4_1 { d, m, qs }) => {
+            out.reserve(qs.len() / 16 * 24);
             for (i, q) in qs.chunks_exact(16).enumerate() {
-                out.extend([d[i].to_bits(), m[i].to_bits()]);
-                out.extend(q.chunks_exact(4).map(word));
+                words(&mut out, &[d[i].to_bits(), m[i].to_bits()]);
+                out.extend_from_slice(q);
             }
             Format::Q4
         }
         Some(Cpu::Q5 { d, m, qs, qh }) => {
+            out.reserve(qs.len() / 16 * 28);
             for (i, q) in qs.chunks_exact(16).enumerate() {
-                out.extend([d[i].to_bits(), m[i].to_bits(), qh[i]]);
-                out.extend(q.chunks_exact(4).map(word));
+                words(&mut out, &[d[i].to_bits(), m[i].to_bits(), qh[i]]);
+                out.extend_from_slice(q);
             }
             Format::Q5
         }
         Some(Cpu::Q8x16 { d, qs }) => {
+            out.reserve(qs.len() / 32 * 40);
             for (i, q) in qs.chunks_exact(32).enumerate() {
-                out.extend([d[2 * i].to_bits(), d[2 * i + 1].to_bits()]);
-                let bytes: Vec<u8> = q.iter().map(|&v| v as u8).collect();
-                out.extend(bytes.chunks_exact(4).map(word));
+                words(&mut out, &[d[2 * i].to_bits(), d[2 * i + 1].to_bits()]);
+                out.extend(q.iter().map(|&v| v as u8));
             }
             Format::Q8x16
         }
         _ => return Ok(None),
     };
-    Ok(Some((format, bytemuck::cast_slice(&out).to_vec())))
+    Ok(Some((format, out)))
 }
 
 /// Whether the product replaces `y` or is added to it.

@@ -27,6 +27,8 @@ pub(crate) struct State {
     pub(crate) device: Device,
     /// Test hook: destroy the WebGPU device after this many generated tokens.
     pub(crate) lose_after: Option<usize>,
+    /// `?backend=webgpu`: use WebGPU even on a software adapter.
+    pub(crate) force_webgpu: bool,
     /// Prepared concepts by their JSON (a changed example is a different concept).
     pub(crate) prepared: HashMap<String, Rc<Prepared>>,
     pub(crate) queue: std::collections::VecDeque<ToWorker>,
@@ -140,9 +142,10 @@ fn task_of(m: &ToWorker) -> Task {
 
 async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
     match msg {
-        ToWorker::Backend { webgpu, lose_after } => {
+        ToWorker::Backend { webgpu, force, lose_after } => {
             let mut s = state.borrow_mut();
             s.lose_after = lose_after;
+            s.force_webgpu = force;
             if !webgpu {
                 s.device = Device::Off("the page asked for the CPU (?backend=cpu)".into());
             } else if matches!(s.device, Device::Off(_)) {
@@ -261,7 +264,15 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
         })
     })
     .map_err(|e| format!("cannot load {name}: {e}"))?;
+    let force = state.borrow().force_webgpu;
     let gpu_model = match device(state).await {
+        // A software adapter runs the GPU path on the CPU, slower than the CPU backend itself:
+        // not used unless the page asks for it.
+        Ok(gpu) if gpu.info.device_type == wgpu::DeviceType::Cpu && !force => {
+            Err("WebGPU here is a software adapter, slower than the CPU backend, so the page runs \
+             on the CPU (?backend=webgpu uses the adapter anyway)"
+                .to_string())
+        }
         Ok(gpu) => {
             post(&FromWorker::Progress {
                 stage: Stage::Parsing,
@@ -284,7 +295,10 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
     let (backend, fallback) = match &gpu_model {
         Ok(g) if g.backend.info.device_type == wgpu::DeviceType::Cpu => {
             let name = tiller_engine::Backend::name(&g.backend);
-            (format!("{name} (the CPU backend is faster here: open with ?backend=cpu)"), None)
+            (
+                format!("{name} (asked for with ?backend=webgpu; the CPU backend is faster here)"),
+                None,
+            )
         }
         Ok(g) => (tiller_engine::Backend::name(&g.backend), None),
         Err(why) => (tiller_engine::Backend::name(&model.backend), Some(why.clone())),
