@@ -8,7 +8,7 @@ const backend_asked = process.argv[3] || 'cpu';
 const browser = await launch();
 const page = await browser.newPage();
 const t0 = Date.now();
-await page.goto(backend_asked === 'cpu' ? base + '?backend=cpu' : base);
+await page.goto(base + '?backend=' + (backend_asked === 'cpu' ? 'cpu' : 'webgpu'));
 await page.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
 const ready_ms = Date.now() - t0;
 const unit = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made and read across Europe. ';
