@@ -17,7 +17,13 @@ use tiller_tests::*;
 const CASES: [&[u32]; 3] =
     [&[5, 60, 130, 7, 200], &[250, 3, 3, 90, 17, 40, 41, 42, 100, 2, 77], &[9]];
 
-fn llama_cpp(path: &std::path::Path) -> Vec<Vec<Vec<f64>>> {
+/// Run `scripts/SCRIPT` in the llama.cpp venv with `args`, `input` as JSON on stdin; its
+/// stdout as JSON.
+fn llama_venv(
+    script: &str,
+    args: &[&std::path::Path],
+    input: serde_json::Value,
+) -> serde_json::Value {
     let python = workspace().join("tools/llama-venv/bin/python");
     assert!(
         python.is_file(),
@@ -25,26 +31,21 @@ fn llama_cpp(path: &std::path::Path) -> Vec<Vec<Vec<f64>>> {
         python.display()
     );
     let mut child = Command::new(python)
-        .arg(workspace().join("scripts/llamacpp_logits.py"))
-        .arg(path)
+        .arg(workspace().join("scripts").join(script))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json!({ "cases": CASES }).to_string().as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "llamacpp_logits.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn llama_cpp(path: &std::path::Path) -> Vec<Vec<Vec<f64>>> {
+    let v = llama_venv("llamacpp_logits.py", &[path], json!({ "cases": CASES }));
     v["logits"]
         .as_array()
         .unwrap()
@@ -140,27 +141,9 @@ const SPM_TEXTS: [&str; 12] = [
 /// vocabulary ships with the registries).
 #[test]
 fn sentencepiece_llama_vocabulary_matches_llama_cpp() {
-    let python = workspace().join("tools/llama-venv/bin/python");
-    assert!(python.is_file(), "llama-cpp-python is not installed: run `./dev test`");
     let out_path = std::env::temp_dir().join(format!("tiller-spm-{}.gguf", std::process::id()));
-    let mut child = Command::new(python)
-        .arg(workspace().join("scripts/spm_llamacpp.py"))
-        .arg(gemma_path())
-        .arg(&out_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json!({ "texts": SPM_TEXTS }).to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "spm_llamacpp.py: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v =
+        llama_venv("spm_llamacpp.py", &[&gemma_path(), &out_path], json!({ "texts": SPM_TEXTS }));
     let bytes = std::fs::read(&out_path).unwrap();
     let g = tiller_model::Gguf::parse(&bytes).unwrap();
     let tok = tiller_model::Tokenizer::from_gguf(&g).unwrap();

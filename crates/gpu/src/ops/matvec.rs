@@ -181,6 +181,43 @@ mod tests {
         }
     }
 
+    /// `format` weights (`bytes`, de-quantized by the GGUF reader to `wf`) times random
+    /// activations on the GPU, set and accumulated into a residual, against f64 sums.
+    #[allow(clippy::too_many_arguments)]
+    fn check_product(
+        gpu: &Gpu,
+        r: &mut StdRng,
+        format: Format,
+        bytes: &[u8],
+        wf: &[f32],
+        (rows, cols, n_tok): (usize, usize, usize),
+        what: &str,
+    ) {
+        let x = random(r, n_tok * cols, 2.0);
+        let want: Vec<f64> = (0..n_tok)
+            .flat_map(|t| {
+                let x = &x;
+                (0..rows).map(move |i| {
+                    (0..cols).map(|c| wf[i * cols + c] as f64 * x[t * cols + c] as f64).sum()
+                })
+            })
+            .collect();
+        let wb = gpu.upload("w", bytes).unwrap();
+        let xb = gpu.upload_f32("x", &x).unwrap();
+        let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
+        matvec(gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Set).unwrap();
+        let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
+        let what = format!("{what}: {rows}x{cols} x{n_tok} on {}", gpu.name());
+        check(&what, &got, &want, 1e-4);
+        // Accumulating into a residual.
+        let base = random(r, n_tok * rows, 3.0);
+        let yb = gpu.upload_f32("y", &base).unwrap();
+        matvec(gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Add).unwrap();
+        let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
+        let want: Vec<f64> = want.iter().zip(&base).map(|(w, b)| w + *b as f64).collect();
+        check(&format!("{what}, accumulated"), &got, &want, 1e-4);
+    }
+
     /// Random GGUF blocks of `t` (modest f16 scales in the scale fields).
     fn gguf_blocks(r: &mut StdRng, t: GgmlType, n: usize) -> Vec<u8> {
         let (el, by) = t.block();
@@ -241,30 +278,8 @@ mod tests {
                 };
                 let (format, words) = code_words(&info, &data).unwrap().expect("a code format");
                 let wf = dequantize(&info, &data).unwrap();
-                let x = random(&mut r, n_tok * cols, 2.0);
-                let want: Vec<f64> = (0..n_tok)
-                    .flat_map(|tk| {
-                        let (wf, x) = (&wf, &x);
-                        (0..rows).map(move |i| {
-                            (0..cols)
-                                .map(|c| wf[i * cols + c] as f64 * x[tk * cols + c] as f64)
-                                .sum()
-                        })
-                    })
-                    .collect();
-                let wb = gpu.upload("w", &words).unwrap();
-                let xb = gpu.upload_f32("x", &x).unwrap();
-                let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
-                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Set).unwrap();
-                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
-                let what = format!("{t:?} as {format:?}: {rows}x{cols} x{n_tok} on {}", gpu.name());
-                check(&what, &got, &want, 1e-4);
-                let base = random(&mut r, n_tok * rows, 3.0);
-                let yb = gpu.upload_f32("y", &base).unwrap();
-                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Add).unwrap();
-                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
-                let want: Vec<f64> = want.iter().zip(&base).map(|(w, b)| w + *b as f64).collect();
-                check(&format!("{what}, accumulated"), &got, &want, 1e-4);
+                let what = format!("{t:?} as {format:?}");
+                check_product(&gpu, &mut r, format, &words, &wf, (rows, cols, n_tok), &what);
             }
         }
     }
@@ -286,7 +301,6 @@ mod tests {
         for format in [Format::Q4_1, Format::Q8_0, Format::F32] {
             for (rows, cols, n_tok) in shapes {
                 let (wq, dtype) = weights(&mut r, format, rows, cols);
-                let x = random(&mut r, n_tok * cols, 2.0);
                 let info = TensorInfo {
                     name: "w".into(),
                     dims: vec![cols as u64, rows as u64],
@@ -296,30 +310,8 @@ mod tests {
                 };
                 // The CPU reference: the GGUF de-quantizer the CPU backend uses, then f64 sums.
                 let wf = dequantize(&info, &wq).unwrap();
-                let want: Vec<f64> = (0..n_tok)
-                    .flat_map(|t| {
-                        let (wf, x) = (&wf, &x);
-                        (0..rows).map(move |i| {
-                            (0..cols)
-                                .map(|c| wf[i * cols + c] as f64 * x[t * cols + c] as f64)
-                                .sum()
-                        })
-                    })
-                    .collect();
-                let wb = gpu.upload("w", &wq).unwrap();
-                let xb = gpu.upload_f32("x", &x).unwrap();
-                let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
-                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Set).unwrap();
-                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
-                let what = format!("{format:?} matvec {rows}x{cols} x{n_tok} on {}", gpu.name());
-                check(&what, &got, &want, 1e-4);
-                // Accumulating into a residual.
-                let base = random(&mut r, n_tok * rows, 3.0);
-                let yb = gpu.upload_f32("y", &base).unwrap();
-                matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Add).unwrap();
-                let got = gpu.read_f32(&yb, n_tok * rows).unwrap();
-                let want: Vec<f64> = want.iter().zip(&base).map(|(w, b)| w + *b as f64).collect();
-                check(&format!("{what}, accumulated"), &got, &want, 1e-4);
+                let what = format!("{format:?} matvec");
+                check_product(&gpu, &mut r, format, &wq, &wf, (rows, cols, n_tok), &what);
             }
         }
         let wb = gpu.upload("w", &[0u8; 68]).unwrap();
