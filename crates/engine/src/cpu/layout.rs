@@ -8,12 +8,12 @@
 //!   32: Q5_0 (`m = -16 d`), Q5_1, Q5_K.
 //! - [`Format::Q8_0`]: signed 8-bit codes, `w = d q` per 32.
 //! - [`Format::Q8x16`]: signed codes with a scale per 16: Q6_K (`q - 32`, `d * scale`).
-//!
 //! - [`Format::F16`], [`Format::BF16`]: the half-precision values as stored.
 //!
 //! Bytes per weight in memory against the file: Q4_1 0.75 (0.625), Q4_0 and Q4_K 0.75 (0.56),
 //! Q5_x 0.875 (0.69 / 0.75 / 0.69), Q8_0 1.125 (1.06), Q6_K 1.25 (0.82), F16 and BF16 2 (2).
-//! Q2_K and Q3_K are re-quantized to Q8_0 (not exact; said in the README).
+//! Q2_K and Q3_K are re-quantized to Q8_0 (not exact; said in the README). The GPU backend
+//! uploads these same layouts (`tiller_gpu::ops::matvec::code_words`).
 
 use super::matmul::Format;
 use super::quant::QK;
