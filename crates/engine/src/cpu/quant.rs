@@ -1,8 +1,9 @@
 //! Quantized blocks and the kernels that read them.
 //!
-//! Formats (ggml; [`super::layout`] brings the other GGUF types to these, code for code): Q4_1 blocks of 32 weights = f16 scale d, f16 min m, 16 bytes of nibbles;
-//! weight j = d * (qs[j] & 15) + m and weight j + 16 = d * (qs[j] >> 4) + m. Q8_0 blocks of
-//! 32 = f16 scale d, 32 signed bytes; weight j = d * qs[j]. Scales are widened to f32 at load.
+//! Formats (ggml; [`super::layout`] brings the other GGUF types to these, code for code):
+//! Q4_1 blocks of 32 weights = f16 scale d, f16 min m, 16 bytes of nibbles; weight j =
+//! `d * (qs[j] & 15) + m` and weight j + 16 = `d * (qs[j] >> 4) + m`. Q8_0 blocks of 32 = f16
+//! scale d, 32 signed bytes; weight j = `d * qs[j]`. Scales are widened to f32 at load.
 //!
 //! Activations are quantized per 32-block to **int16** with scale dx = max|x| / 32767 and the
 //! block sum sx = dx * sum(q), so a Q4_1 block dot product is `dw * dx * sum(nib * q) + m * sx`.
