@@ -25,13 +25,17 @@ const { server, base } = await serve(dist, p => {
 });
 const browser = await launch();
 const out = { console_errors: [] };
+// A setup with one tiny concept (a pair of one-word texts): the page computes the concepts of
+// its setup on load, on the model's device, and SwiftShader runs the GPU path about 50 times
+// slower than the CPU backend; the default setup's 16 pairs would take minutes there.
+const small = fs.readFileSync(new URL('../data/share-links/v1/minimal.link', import.meta.url), 'utf8').trim();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
   const t0 = Date.now();
   // SwiftShader is a software adapter: the page uses it only when asked.
-  await page.goto(base + '?backend=webgpu');
+  await page.goto(base + '?backend=webgpu' + small);
   const status = page.getByTestId('model-status');
   await page.waitForSelector('[data-testid=model-status][data-state=ready], [data-testid=model-status][data-state=error]', { timeout: 300000 });
   out.load_state = await status.getAttribute('data-state');
@@ -81,7 +85,7 @@ try {
   // The WebGPU device is lost after 3 tokens (test hook): the page says so, the generation is
   // rerun on the CPU and finishes with the same tokens.
   const lost = await browser.newPage();
-  await lost.goto(base + '?backend=webgpu&lose-gpu-after=3');
+  await lost.goto(base + '?backend=webgpu&lose-gpu-after=3' + small);
   await lost.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
   await lost.getByTestId('prompt-input').fill(prompt);
   await lost.getByTestId('max-tokens').fill(String(n));

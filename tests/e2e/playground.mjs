@@ -22,8 +22,9 @@ try {
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
   const t0 = Date.now();
-  // WebGPU on SwiftShader (a software adapter the page uses only when asked).
-  await page.goto(base + '?backend=webgpu');
+  // On the CPU backend: the flow on WebGPU (SwiftShader here, ~50x slower) is webgpu.mjs's,
+  // on a smaller setup.
+  await page.goto(base + '?backend=cpu');
   await page.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: T });
   out.ready_ms = Date.now() - t0;
   out.backend = await page.getByTestId('backend-name').innerText();

@@ -6,6 +6,7 @@ pub mod gguf_writer;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use tiller_engine::Wait;
 use tiller_engine::{Cpu, Hooks, LogitsFor, Model, Precision, Sampler, Site};
 use tiller_steer::concept::{Acts, Concept, Read};
 
@@ -155,6 +156,7 @@ pub fn greedy<B: tiller_engine::Backend>(
 ) -> Vec<u32> {
     let s = Sampler::new(Default::default()).expect("greedy sampler");
     tiller_engine::generate(m, prompt, n, s, hooks, &mut |_| std::ops::ControlFlow::Continue(()))
+        .wait()
         .expect("generation")
         .ids
 }
@@ -195,14 +197,14 @@ pub fn agreement_with<B: tiller_engine::Backend>(
         let v = m.config.vocab;
         let rows: Vec<Vec<f32>> = if incremental {
             let mut s = m.session();
-            let mut rows = vec![s.forward(&prompt, None, LogitsFor::Last).unwrap()];
+            let mut rows = vec![s.forward(&prompt, None, LogitsFor::Last).wait().unwrap()];
             for &t in &gen[..gen.len() - 1] {
-                rows.push(s.forward(&[t], None, LogitsFor::Last).unwrap());
+                rows.push(s.forward(&[t], None, LogitsFor::Last).wait().unwrap());
             }
             rows
         } else {
             let all: Vec<u32> = prompt.iter().chain(&gen).copied().collect();
-            let l = m.session().forward(&all, None, LogitsFor::All).unwrap();
+            let l = m.session().forward(&all, None, LogitsFor::All).wait().unwrap();
             (0..gen.len())
                 .map(|j| l[(prompt.len() - 1 + j) * v..(prompt.len() + j) * v].to_vec())
                 .collect()
@@ -309,7 +311,7 @@ pub fn steering_cases_with<B: tiller_engine::Backend>(
         let same = same_prefix(&got, &want);
         // Teacher-forced: the reference's steered continuation fed in, our argmax at each step.
         let all: Vec<u32> = prompt.iter().chain(&want).copied().collect();
-        let l = m.session().forward(&all, Some(&mut plan), LogitsFor::All).expect("forward");
+        let l = m.session().forward(&all, Some(&mut plan), LogitsFor::All).wait().expect("forward");
         let v = m.config.vocab;
         let tf = c["teacher_forced_top5"].as_array().expect("top5");
         let agree = (0..want.len())
@@ -373,7 +375,7 @@ pub fn reference_style(m: &Model<Cpu>, mut a: Acts) -> Acts {
 pub fn directions(m: &Model<Cpu>) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     use tiller_steer::concept::capture_concept;
     use tiller_steer::directions::{mean_diff, pca_diff};
-    let (pos, neg) = capture_concept(m, &sentiment()).expect("reference directions");
+    let (pos, neg) = capture_concept(m, &sentiment()).wait().expect("reference directions");
     let (pos, neg) = (reference_style(m, pos), reference_style(m, neg));
     (
         mean_diff(&pos, &neg).expect("reference directions"),

@@ -9,6 +9,7 @@
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use tiller_engine::Wait;
 use tiller_engine::{Cpu, LogitsFor, Model, Precision};
 use tiller_tests::gguf_writer::{Tiny, TinyModel};
 use tiller_tests::*;
@@ -69,7 +70,7 @@ fn compare<B: tiller_engine::Backend>(
     let vocab = m.config.vocab;
     let mut md = MaxDiff::default();
     for (c, ids) in CASES.iter().enumerate() {
-        let ours = m.session().forward(ids, None, LogitsFor::All).unwrap();
+        let ours = m.session().forward(ids, None, LogitsFor::All).wait().unwrap();
         for (p, row) in ours.chunks_exact(vocab).enumerate() {
             for (t, (a, b)) in row.iter().zip(&theirs[c][p]).enumerate() {
                 md.see(*a, *b as f32, || format!("case {c} position {p} token {t}"));

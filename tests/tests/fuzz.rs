@@ -10,6 +10,7 @@ use base64::Engine;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+use tiller_engine::Wait;
 use tiller_engine::{Cpu, Model, Precision};
 use tiller_tests::gguf_writer::{Tiny, TinyModel};
 use tiller_tests::workspace;
@@ -163,7 +164,8 @@ fn fuzz_model_gguf_parse_and_load() {
     fuzz("model-gguf", &seeds, &|b| {
         if tiller_model::Gguf::parse(b).is_ok() {
             if let Ok(m) = Model::load(b, Cpu::default(), Precision::Fast) {
-                let _ = m.session().forward(&[3, 4, 5], None, tiller_engine::LogitsFor::Last);
+                let _ =
+                    m.session().forward(&[3, 4, 5], None, tiller_engine::LogitsFor::Last).wait();
             }
         }
     });

@@ -2,6 +2,7 @@
 //! float32, on the same GGUF). Every id list there starts with BOS; tokenize.json's cases are
 //! the bare texts. Each test prints its largest difference and where.
 
+use tiller_engine::Wait;
 use tiller_tests::*;
 
 #[test]
@@ -43,7 +44,7 @@ fn gemma_f32_next_token_logits_match_reference() {
     let (mut md, mut lse) = (MaxDiff::default(), MaxDiff::default());
     for c in r["cases"].as_array().unwrap() {
         let ids = ids(&c["ids"]);
-        let logits = m.session().forward(&ids, None, LogitsFor::Last).unwrap();
+        let logits = m.session().forward(&ids, None, LogitsFor::Last).wait().unwrap();
         let prompt = c["prompt"].as_str().unwrap();
         for (id, want) in pairs(&c["top50"]) {
             md.see(logits[id as usize], want, || format!("prompt {prompt:?}, token {id}"));
@@ -88,7 +89,7 @@ fn gemma_directions_and_steering_reproduce_reference() {
         "name": "sentiment", "pairs": r["pairs"], "read": "last_token"
     }))
     .unwrap();
-    let (pos, neg) = capture_concept(m, &c).unwrap();
+    let (pos, neg) = capture_concept(m, &c).wait().unwrap();
     let md = mean_diff(&pos, &neg).unwrap();
     let mut worst = (1f64, 0usize);
     for (l, want) in r["mean_diff"].as_array().unwrap().iter().enumerate() {
@@ -144,7 +145,7 @@ fn gemma_on_the_gpu() {
         "read": "last_token"
     }))
     .unwrap();
-    let (pos, neg) = capture_concept(cpu, &c).unwrap();
+    let (pos, neg) = capture_concept(cpu, &c).wait().unwrap();
     let md = tiller_steer::directions::mean_diff(&pos, &neg).unwrap();
     let mut st = gemma_reference("steering.json");
     if !full {

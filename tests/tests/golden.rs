@@ -1,6 +1,7 @@
 //! Golden tests against ../shared/reference (HF transformers, float32, same GGUF).
 //! Each prints the largest difference it saw and where.
 
+use tiller_engine::Wait;
 use tiller_engine::{Capture, LogitsFor, Precision, Site};
 use tiller_tests::*;
 
@@ -37,7 +38,7 @@ fn f32_next_token_logits_match_reference() {
     let mut lse = MaxDiff::default();
     for c in r["cases"].as_array().unwrap() {
         let ids = ids(&c["ids"]);
-        let logits = m.session().forward(&ids, None, LogitsFor::Last).unwrap();
+        let logits = m.session().forward(&ids, None, LogitsFor::Last).wait().unwrap();
         let prompt = c["prompt"].as_str().unwrap();
         for (id, want) in pairs(&c["top50"]) {
             md.see(logits[id as usize], want, || format!("prompt {prompt:?}, token {id}"));
@@ -96,7 +97,7 @@ fn capture_hook_matches_reference_residual() {
     let r = reference("residual.json");
     let ids = ids(&r["ids"]);
     let mut cap = Capture::new(0..m.config.n_layer);
-    m.session().forward(&ids, Some(&mut cap), LogitsFor::Last).unwrap();
+    m.session().forward(&ids, Some(&mut cap), LogitsFor::Last).wait().unwrap();
     // HF's last hidden_states entry is taken after the final RMSNorm (a quirk of
     // transformers' LlamaModel), so the reference's layer 29 is norm(block 29 output).
     let last = m.config.n_layer - 1;
@@ -138,7 +139,7 @@ fn no_hook_and_zero_hook_give_identical_logits() {
     use tiller_steer::intervene::{add, Intervention, Plan, Positions};
     let m = model(Precision::Fast);
     let ids = m.tokenizer.encode("Hooks cost nothing when idle").unwrap();
-    let a = m.session().forward(&ids, None, LogitsFor::All).unwrap();
+    let a = m.session().forward(&ids, None, LogitsFor::All).wait().unwrap();
     let zero = vec![vec![0.0; m.config.d_model]; m.config.n_layer];
     let mut plan = Plan {
         interventions: vec![Intervention {
@@ -148,6 +149,6 @@ fn no_hook_and_zero_hook_give_identical_logits() {
         }],
         prompt_len: ids.len(),
     };
-    let b = m.session().forward(&ids, Some(&mut plan), LogitsFor::All).unwrap();
+    let b = m.session().forward(&ids, Some(&mut plan), LogitsFor::All).wait().unwrap();
     assert_eq!(a, b);
 }

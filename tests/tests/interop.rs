@@ -8,6 +8,7 @@
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use tiller_engine::Wait;
 use tiller_engine::{LogitsFor, Precision, Site};
 use tiller_share::cvec::{self, ControlVector};
 use tiller_steer::concept::Concept;
@@ -32,7 +33,7 @@ fn llama_cpp_applies_our_control_vector_like_we_do() {
     );
     let m = model(Precision::F32);
     let c: Concept = serde_json::from_value(reference("concept-sentiment.json")).unwrap();
-    let prepared = tiller_steer::plan::prepare(m, &c).unwrap();
+    let prepared = tiller_steer::plan::prepare(m, &c).wait().unwrap();
     let cv = ControlVector {
         model_hint: m.config.architecture.clone(),
         directions: LAYERS
@@ -108,7 +109,7 @@ fn llama_cpp_applies_our_control_vector_like_we_do() {
             let mut pl = plan(n);
             let hooks: Option<&mut dyn tiller_engine::Hooks> =
                 if k == 0 { None } else { Some(&mut pl) };
-            let lg = m.session().forward(&all, hooks, LogitsFor::All).unwrap();
+            let lg = m.session().forward(&all, hooks, LogitsFor::All).wait().unwrap();
             assert_eq!(&argmax_rows(&lg, vocab)[n - 1..n - 1 + teacher.len()], &teacher[..]);
         }
         let a = agree as f64 / total as f64;

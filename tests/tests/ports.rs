@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use tiller_engine::Precision;
+use tiller_engine::Wait;
 use tiller_steer::concept::{capture_concept, capture_concept_mlp, capture_sites, Acts, Read};
 use tiller_steer::directions::{directions, Method};
 use tiller_steer::intervene::Op;
@@ -64,8 +65,8 @@ fn selective_steering_matches_the_authors_code() {
     let c = sentiment();
     let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
     let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
-    let p = capture_sites(m, &pos, Read::LastToken, &SITES).unwrap();
-    let n = capture_sites(m, &neg, Read::LastToken, &SITES).unwrap();
+    let p = capture_sites(m, &pos, Read::LastToken, &SITES).wait().unwrap();
+    let n = capture_sites(m, &neg, Read::LastToken, &SITES).wait().unwrap();
     let ours = plane(&[(p[0].clone(), n[0].clone()), (p[1].clone(), n[1].clone())]).unwrap();
     let mut sites = serde_json::Map::new();
     for l in 0..m.config.n_layer {
@@ -100,11 +101,15 @@ fn selective_steering_matches_the_authors_code() {
     }
     let chosen: Vec<usize> = (0..m.config.n_layer).filter(|&l| ours.mask[l]).collect();
     println!("blocks steered: {chosen:?}; b1 from {want_best}");
-    let op = Op::Rotate { b1: ours.b1.clone(), b2: ours.b2.clone(), theta: 60f32.to_radians() };
+    let op = Op::Rotate {
+        b1: ours.b1.as_slice().into(),
+        b2: ours.b2.as_slice().into(),
+        theta: 60f32.to_radians(),
+    };
     let mut md = MaxDiff::default();
     for (k, (h, want)) in probe.iter().zip(theirs["steered"].as_array().unwrap()).enumerate() {
         let mut h = h.clone();
-        op.apply(&mut h);
+        op.edit((0, usize::MAX)).apply(&mut h);
         let scale = h.iter().fold(0f32, |a, x| a.max(x.abs()));
         for (i, (a, b)) in h.iter().zip(f64s(want)).enumerate() {
             md.see(*a / scale, b as f32 / scale, || format!("vector {k} entry {i}"));
@@ -119,7 +124,7 @@ fn selective_steering_matches_the_authors_code() {
 #[test]
 fn snmf_matches_the_reference_update() {
     let m = model(Precision::Fast);
-    let (_, _, mlp) = capture_concept_mlp(m, &sentiment()).unwrap();
+    let (_, _, mlp) = capture_concept_mlp(m, &sentiment()).wait().unwrap();
     let (l, width) = (10, mlp.width);
     let rows: Vec<usize> = (0..mlp.tokens.len()).filter(|&r| mlp.tokens[r].1 != 0).collect();
     let a: Vec<f32> =
@@ -193,7 +198,7 @@ fn snmf_matches_the_reference_update() {
 #[test]
 fn probe_and_held_out_protocol_match_scikit_learn() {
     let m = model(Precision::Fast);
-    let (pos, neg) = capture_concept(m, &formality16()).unwrap();
+    let (pos, neg) = capture_concept(m, &formality16()).wait().unwrap();
     let layers = [2usize, 10, 20, 29];
     let input = json!({
         "lambda": probe::LAMBDA,
@@ -252,7 +257,7 @@ fn probe_and_held_out_protocol_match_scikit_learn() {
 #[test]
 fn geometric_stability_matches_shesha() {
     let m = model(Precision::Fast);
-    let (pos, neg) = capture_concept(m, &sentiment()).unwrap();
+    let (pos, neg) = capture_concept(m, &sentiment()).wait().unwrap();
     let layers = [3usize, 15, 27];
     let parts: Vec<Vec<geometry::Partition>> = layers
         .iter()

@@ -4,6 +4,7 @@
 //! weights say.
 
 use tiller_engine::Precision;
+use tiller_engine::Wait;
 use tiller_steer::concept::Concept;
 use tiller_steer::directions::Method;
 use tiller_steer::report::{analyze, ConceptReport, Options};
@@ -11,7 +12,7 @@ use tiller_tests::*;
 
 fn report(c: &Concept, method: Method) -> ConceptReport {
     let m = model(Precision::Fast);
-    analyze(m, c, method, &Options::default(), &mut |_, _, _| {}).unwrap()
+    analyze(m, c, method, &Options::default(), &mut |_, _, _| {}).wait().unwrap()
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
@@ -93,14 +94,14 @@ fn obsprop_head_features_follow_the_weights() {
     let m = model(Precision::F32);
     let cfg = &m.config;
     let tok = |s: &str| m.tokenizer.encode(s).unwrap()[0];
-    let y = observable(m, tok(" good"), tok(" bad")).unwrap();
-    let heads = head_features(m, &y).unwrap();
+    let y = observable(m, tok(" good"), tok(" bad")).wait().unwrap();
+    let heads = head_features(m, &y).wait().unwrap();
     assert_eq!(heads.len(), cfg.n_layer * cfg.n_head);
     let (d, hd) = (cfg.d_model, cfg.head_dim);
     let l = 7;
     let lw = &m.weights.layers[l];
-    let wo_t = m.dense_transposed(&lw.wo, cfg.n_head * hd).unwrap();
-    let wv_t = m.dense_transposed(&lw.wv, d).unwrap();
+    let wo_t = m.dense_transposed(&lw.wo, cfg.n_head * hd).wait().unwrap();
+    let wv_t = m.dense_transposed(&lw.wv, d).wait().unwrap();
     // The same matrices from the file.
     let bytes = std::fs::read(model_path()).unwrap();
     let g = tiller_model::Gguf::parse(&bytes).unwrap();

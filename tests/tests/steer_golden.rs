@@ -2,6 +2,7 @@
 //! (concept-sentiment.json) and the add / ablate / rotate cases of steering.json.
 
 use tiller_engine::Precision;
+use tiller_engine::Wait;
 use tiller_steer::concept::capture_concept;
 use tiller_steer::directions::mean_diff;
 use tiller_tests::*;
@@ -59,7 +60,7 @@ fn steering_cases_reproduce_reference() {
 #[test]
 fn diagnostics_of_the_sentiment_direction() {
     let m = model(Precision::Fast);
-    let (pos, neg) = capture_concept(m, &sentiment()).unwrap();
+    let (pos, neg) = capture_concept(m, &sentiment()).wait().unwrap();
     let md = mean_diff(&pos, &neg).unwrap();
     let mut opposite = Vec::new();
     for (l, v) in md.iter().enumerate().skip(12) {
@@ -73,7 +74,7 @@ fn diagnostics_of_the_sentiment_direction() {
     let last = m.config.n_layer - 1;
     println!("opposite-sign criterion holds at layers {opposite:?} (of 12..={last})");
     assert!(opposite.contains(&last));
-    let (_, down) = tiller_steer::diagnostics::top_tokens(m, &md[last], 10);
+    let (_, down) = tiller_steer::diagnostics::top_tokens(m, &md[last], 10).wait().unwrap();
     let words: Vec<String> = down.iter().map(|(i, _)| m.tokenizer.decode(&[*i]).unwrap()).collect();
     println!("layer {last} suppresses {words:?}");
     assert!(words.iter().any(|w| w.trim().eq_ignore_ascii_case("worse")), "{words:?}");
@@ -87,7 +88,7 @@ fn diagnostics_of_the_sentiment_direction() {
 fn stability_and_probe_accuracy() {
     use tiller_steer::directions::{bootstrap_cosine as stability, directions, Method};
     let m = model(Precision::Fast);
-    let (pos, neg) = capture_concept(m, &sentiment()).unwrap();
+    let (pos, neg) = capture_concept(m, &sentiment()).wait().unwrap();
     let md = directions(Method::MeanDiff, &pos, &neg).unwrap();
     let pca = directions(Method::Pca, &pos, &neg).unwrap();
     let s_md = stability(Method::MeanDiff, &pos, &neg, &md, 16, 1).unwrap();
@@ -118,14 +119,14 @@ fn stability_and_probe_accuracy() {
 fn observable_directions_couple_with_the_concept() {
     use tiller_steer::observable::{coupling, observable};
     let m = model(Precision::Fast);
-    let (pos, neg) = capture_concept(m, &sentiment()).unwrap();
+    let (pos, neg) = capture_concept(m, &sentiment()).wait().unwrap();
     let md = mean_diff(&pos, &neg).unwrap();
     let tok = |s: &str| m.tokenizer.encode(s).unwrap()[0];
     let (good, bad) = (tok(" good"), tok(" bad"));
-    let y = observable(m, good, bad).unwrap();
+    let y = observable(m, good, bad).wait().unwrap();
     let last = m.config.n_layer - 1;
     let (c1, c2) =
-        (coupling(&md[last], &y), coupling(&md[last], &observable(m, bad, good).unwrap()));
+        (coupling(&md[last], &y), coupling(&md[last], &observable(m, bad, good).wait().unwrap()));
     println!("coupling of sentiment (layer {last}) with good-bad: {c1:.4}, with bad-good: {c2:.4}");
     assert!(c1 > 0.0 && c2 < 0.0 && (c1 + c2).abs() < 1e-6);
 }

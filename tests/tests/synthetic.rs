@@ -1,6 +1,7 @@
 //! Synthetic tiny GGUF models written by a test helper: shapes, GQA, tied and untied
 //! embeddings against a plain f64 reference forward pass, and the error paths.
 
+use tiller_engine::Wait;
 use tiller_engine::{Capture, Cpu, Hooks, LogitsFor, Model, Precision, Site};
 use tiller_tests::gguf_writer::{write, Meta, Tensor, Tiny, TinyModel};
 use tiller_tests::MaxDiff;
@@ -16,14 +17,14 @@ fn check(t: Tiny, seed: u64) {
     let ids: Vec<u32> = vec![5, 77, 3, 200, 9, 41, 120];
     let want = tm.reference_logits(t, &ids);
     // All positions in one call, then the same through the KV cache one token at a time.
-    let all = m.session().forward(&ids, None, LogitsFor::All).unwrap();
+    let all = m.session().forward(&ids, None, LogitsFor::All).wait().unwrap();
     let mut s = m.session();
     let mut inc = Vec::new();
     for (i, &id) in ids.iter().enumerate() {
         let l = if i == 0 {
-            s.forward(&ids[..1], None, LogitsFor::Last)
+            s.forward(&ids[..1], None, LogitsFor::Last).wait()
         } else {
-            s.forward(&[id], None, LogitsFor::Last)
+            s.forward(&[id], None, LogitsFor::Last).wait()
         };
         inc.extend(l.unwrap());
     }
@@ -42,8 +43,10 @@ fn check(t: Tiny, seed: u64) {
     // within 1% of the logit scale, and the same top-1 token at every position.
     let fast = Model::load(&bytes, Cpu::default(), Precision::Fast).unwrap();
     let mut s = fast.session();
-    let f: Vec<f32> =
-        ids.iter().flat_map(|&id| s.forward(&[id], None, LogitsFor::Last).unwrap()).collect();
+    let f: Vec<f32> = ids
+        .iter()
+        .flat_map(|&id| s.forward(&[id], None, LogitsFor::Last).wait().unwrap())
+        .collect();
     let d = f.iter().zip(&all).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     let scale = all.iter().map(|a| a.abs()).fold(0f32, f32::max);
     println!("fast (Q8_0 repack) vs f32: max diff {d} (logit scale {scale})");
@@ -59,7 +62,7 @@ fn check(t: Tiny, seed: u64) {
 fn check_mlp_hook(m: &Model<Cpu>, tm: &TinyModel, t: Tiny, ids: &[u32]) {
     let (_, want) = tm.reference(t, ids);
     let mut cap = Capture::mlp(0..t.n_layer);
-    m.session().forward(ids, Some(&mut cap), LogitsFor::All).unwrap();
+    m.session().forward(ids, Some(&mut cap), LogitsFor::All).wait().unwrap();
     let mut md = MaxDiff::default();
     for (l, rows) in cap.rows.iter().enumerate() {
         for (p, r) in rows.chunks(cap.width).enumerate() {
@@ -71,21 +74,21 @@ fn check_mlp_hook(m: &Model<Cpu>, tm: &TinyModel, t: Tiny, ids: &[u32]) {
     println!("{t:?}: {}", md.report("MLP activations vs f64 reference", TOL));
     assert!(md.max < TOL, "{}", md.report("MLP activations", TOL));
     // Zeroing the last layer's MLP activation removes exactly its down projection's output.
-    struct Zero(usize);
+    struct Zero(usize, usize);
     impl Hooks for Zero {
         fn wants(&self, site: Site, l: usize) -> bool {
             site == Site::Mlp && l == self.0
         }
-        fn at(&mut self, _: Site, _: usize, _: usize, act: &mut [f32], _: usize) {
-            act.fill(0.0);
+        fn edits(&self, _: Site, _: usize) -> Vec<tiller_engine::Edit> {
+            vec![tiller_engine::Edit::scaled(vec![0.0; self.1].into())]
         }
     }
     let last = t.n_layer - 1;
     let mut before = Capture::new([last]);
-    m.session().forward(ids, Some(&mut before), LogitsFor::Last).unwrap();
-    let mut zeroed = (Zero(last), Capture::new([last]));
-    m.session().forward(ids, Some(&mut zeroed), LogitsFor::Last).unwrap();
-    let down = m.down_project(last, cap.rows[last].clone()).unwrap();
+    m.session().forward(ids, Some(&mut before), LogitsFor::Last).wait().unwrap();
+    let mut zeroed = (Zero(last, t.d_ff), Capture::new([last]));
+    m.session().forward(ids, Some(&mut zeroed), LogitsFor::Last).wait().unwrap();
+    let down = m.down_project(last, cap.rows[last].clone()).wait().unwrap();
     let mut md = MaxDiff::default();
     for (i, ((b, a), d)) in before.rows[0].iter().zip(&zeroed.1.rows[0]).zip(&down).enumerate() {
         md.see(b - a, *d, || format!("row value {i}"));
@@ -196,12 +199,13 @@ fn unsupported_architecture_is_an_error() {
 #[test]
 fn bad_tokens_and_empty_prompt_are_errors() {
     let m = Model::load(&tiny().bytes(), Cpu::default(), Precision::F32).unwrap();
-    let e = m.session().forward(&[100_000], None, LogitsFor::Last).err().unwrap().to_string();
+    let e =
+        m.session().forward(&[100_000], None, LogitsFor::Last).wait().err().unwrap().to_string();
     assert!(e.contains("outside the vocabulary"), "{e}");
-    let e = m.session().forward(&[], None, LogitsFor::Last).err().unwrap().to_string();
+    let e = m.session().forward(&[], None, LogitsFor::Last).wait().err().unwrap().to_string();
     assert!(e.contains("empty"), "{e}");
     let long = vec![3u32; 65];
-    let e = m.session().forward(&long, None, LogitsFor::Last).err().unwrap().to_string();
+    let e = m.session().forward(&long, None, LogitsFor::Last).wait().err().unwrap().to_string();
     assert!(e.contains("context is full"), "{e}");
 }
 

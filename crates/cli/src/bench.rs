@@ -5,7 +5,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use std::time::Instant;
-use tiller_engine::{sampling::argmax, Backend, Cpu, LogitsFor, Model};
+use tiller_engine::Wait;
+use tiller_engine::{Backend, Cpu, LogitsFor, Model};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -39,12 +40,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
             o
         }
         BackendKind::Gpu => {
-            if a.concept.is_some() {
-                bail!("--concept benchmarks the CPU backend; leave out --backend gpu");
-            }
             let g = gpu()?;
             let h = g.clone();
-            run_on(&a, g, Some(Box::new(move || h.stats())))?.0
+            let (mut o, model) = run_on(&a, g, Some(Box::new(move || h.stats())))?;
+            if let Some(p) = &a.concept {
+                let before = model.backend.stats();
+                o["concept"] = concept_bench(&model, p, a.reps)?;
+                let after = model.backend.stats();
+                o["concept"]["submits"] = json!(after.submits - before.submits);
+                o["concept"]["dispatches"] = json!(after.dispatches - before.dispatches);
+            }
+            o
         }
     };
     print(&a, &o);
@@ -79,18 +85,18 @@ fn run_on<B: Backend>(
     let (mut best_pf, mut best_dec) = (f64::MAX, f64::MAX);
     // The next token as a decoder picks it: argmax where the logits live (one id read back
     // from a GPU), else on the host.
-    let next = |l: &B::Act| be.argmax(l).unwrap_or_else(|| argmax(&be.to_host(l)));
+    let next = |l: &B::Act| be.argmax(l).wait();
     let mut per_token = None;
     // One untimed warm-up, then `reps` timed runs.
     for rep in 0..=a.reps {
         let mut s = model.session();
         let t = Instant::now();
-        let mut tok = next(&s.forward_act(&ids, None, LogitsFor::Last)?);
+        let mut tok = next(&s.forward_act(&ids, None, LogitsFor::Last).wait()?)?;
         let pf = t.elapsed().as_secs_f64();
         let before = stats.as_ref().map(|f| f());
         let t = Instant::now();
         for _ in 0..a.gen_tokens {
-            tok = next(&s.forward_act(&[tok], None, LogitsFor::Last)?);
+            tok = next(&s.forward_act(&[tok], None, LogitsFor::Last).wait()?)?;
         }
         let dec = t.elapsed().as_secs_f64();
         if let (Some(b), Some(f)) = (before, &stats) {
@@ -138,9 +144,10 @@ fn print(a: &BenchArgs, o: &serde_json::Value) {
 }
 
 /// Capture cost against a plain prefill, and the time of every direction method with its
-/// diagnostics, for 32 pairs (the concept's pairs repeated).
-fn concept_bench(
-    model: &tiller_engine::Model<tiller_engine::Cpu>,
+/// diagnostics, for 32 pairs (the concept's pairs repeated), on any backend (the capture and
+/// the model's products run where the model is; the statistics on the host).
+fn concept_bench<B: Backend>(
+    model: &tiller_engine::Model<B>,
     path: &std::path::Path,
     reps: usize,
 ) -> Result<serde_json::Value> {
@@ -161,14 +168,14 @@ fn concept_bench(
     for _ in 0..=reps {
         let t = Instant::now();
         for i in &ids {
-            model.session().forward(i, None, LogitsFor::Last)?;
+            model.session().forward(i, None, LogitsFor::Last).wait()?;
         }
         plain = plain.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        capture(model, &texts, c.read)?;
+        capture(model, &texts, c.read).wait()?;
         cap = cap.min(t.elapsed().as_secs_f64());
     }
-    let (p, n) = (capture(model, &pos, c.read)?, capture(model, &neg, c.read)?);
+    let (p, n) = (capture(model, &pos, c.read).wait()?, capture(model, &neg, c.read).wait()?);
     let big = Concept { pairs, ..c.clone() };
     let mut methods = serde_json::Map::new();
     for (name, m) in [
@@ -182,9 +189,9 @@ fn concept_bench(
         // The direction at every layer from captured activations (SNMF: from the MLP
         // activations, whose capture is not counted here).
         let dir_ms = if m == Method::Snmf {
-            let (_, _, mlp) = capture_concept_mlp(model, &big)?;
+            let (_, _, mlp) = capture_concept_mlp(model, &big).wait()?;
             let t = Instant::now();
-            concept_snmf(model, &mlp, big.pairs.len(), big.read, &SnmfParams::default())?;
+            concept_snmf(model, &mlp, big.pairs.len(), big.read, &SnmfParams::default()).wait()?;
             t.elapsed().as_secs_f64() * 1e3
         } else {
             let t = Instant::now();
@@ -200,7 +207,8 @@ fn concept_bench(
                 stages.insert(stage.clone(), json!(last.elapsed().as_secs_f64() * 1e3));
             }
             (last, stage) = (Instant::now(), s.to_string());
-        })?;
+        })
+        .wait()?;
         let all_ms = t.elapsed().as_secs_f64() * 1e3;
         eprintln!("concept bench: {name}: directions {dir_ms:.0} ms; capture + directions + diagnostics {all_ms:.0} ms; stages {stages:?}");
         methods.insert(

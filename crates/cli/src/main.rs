@@ -10,6 +10,7 @@ use serde_json::json;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use tiller_engine::Wait;
 use tiller_engine::{generate, Backend, Cpu, LogitsFor, Model, Precision, Sampler, SamplingParams};
 
 #[derive(Parser)]
@@ -194,11 +195,17 @@ pub fn load(m: &ModelArgs) -> Result<Model<Cpu>> {
 }
 
 /// The default GPU adapter's device (lavapipe where there is no GPU).
+/// Test hook: `TILLER_TEST_LOSE_GPU=1` destroys the device as soon as it is made (what a
+/// driver reset does), so the error path can be tested: a message and exit code 2.
 pub fn gpu() -> Result<tiller_gpu::Gpu> {
-    pollster::block_on(tiller_gpu::Gpu::request()).context(
+    let g = pollster::block_on(tiller_gpu::Gpu::request()).context(
         "--backend gpu needs a GPU adapter (Vulkan, Metal or DX12); on Debian without a GPU, \
          mesa-vulkan-drivers gives lavapipe",
-    )
+    )?;
+    if std::env::var_os("TILLER_TEST_LOSE_GPU").is_some() {
+        g.lose("the GPU device was lost (TILLER_TEST_LOSE_GPU)");
+    }
+    Ok(g)
 }
 
 /// The model on `backend` and the bytes of its file.
@@ -252,7 +259,7 @@ fn logits_on<B: Backend>(a: LogitsArgs, backend: B) -> Result<()> {
     let which = if a.all { LogitsFor::All } else { LogitsFor::Last };
     let mut plan = a.steer.plan(&model, ids.len())?;
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
-    let out = model.session().forward(&ids, hooks, which)?;
+    let out = model.session().forward(&ids, hooks, which).wait()?;
     let v = model.config.vocab;
     let top: Vec<Vec<(u32, f32)>> = out.chunks_exact(v).map(|r| top_k(r, a.top)).collect();
     println!("{}", json!({ "ids": ids, "top": top }));
@@ -321,7 +328,8 @@ fn gen_on<B: Backend>(a: GenerateArgs, backend: B) -> Result<()> {
             }
         }
         ControlFlow::Continue(())
-    })?;
+    })
+    .wait()?;
     if let Some(e) = err {
         return Err(e);
     }

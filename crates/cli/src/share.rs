@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
+use tiller_engine::Wait;
 use tiller_share::cvec::{self, ControlVector};
 use tiller_share::{url, SteeringConfig};
 use tiller_steer::concept::Concept;
@@ -109,7 +110,7 @@ pub fn export(a: ExportArgs) -> Result<()> {
     if let Some(l) = layers.iter().find(|&&l| l >= n_layer) {
         bail!("layer {l} is out of range: the model has layers 0..={}", n_layer - 1);
     }
-    let prepared = tiller_steer::plan::prepare(&model, &Concept { method, ..c.clone() })?;
+    let prepared = tiller_steer::plan::prepare(&model, &Concept { method, ..c.clone() }).wait()?;
     let directions = layers
         .iter()
         .map(|&l| {

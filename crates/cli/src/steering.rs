@@ -4,6 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
+use tiller_engine::Wait;
 use tiller_engine::{Backend, Model, Site};
 use tiller_share::SteeringConfig;
 use tiller_steer::concept::Concept;
@@ -205,9 +206,10 @@ impl SteerArgs {
             .concepts()?
             .iter()
             .filter(|c| specs.iter().any(|s| s.enabled && s.concept == c.name))
-            .map(|c| plan::prepare(model, c))
+            .map(|c| plan::prepare(model, c).wait())
             .collect::<Result<Vec<_>, _>>()?;
-        let mut plan = plan::build(model, &prepared, &specs, prompt_len, &LineasParams::default())?;
+        let mut plan =
+            plan::build(model, &prepared, &specs, prompt_len, &LineasParams::default()).wait()?;
         let positions = self.positions()?;
         for spec in &self.control_vectors {
             let (path, strength) = match spec.rsplit_once('=') {
@@ -284,13 +286,14 @@ pub fn concept(a: ConceptArgs) -> Result<()> {
         null_runs: a.null_runs,
         ..Default::default()
     };
-    let (r, prepared) = report::analyze_and_prepare(&model, &c, method, &opts, &mut |_, _, _| {})?;
+    let (r, prepared) =
+        report::analyze_and_prepare(&model, &c, method, &opts, &mut |_, _, _| {}).wait()?;
     let mut v = serde_json::to_value(&r)?;
     if !extra.is_empty() {
         let contexts = report::shift_contexts(&model, &c)?;
         let more = extra
             .iter()
-            .map(|&l| report::promotes_at(&model, &prepared, &contexts, None, l, opts.top_k))
+            .map(|&l| report::promotes_at(&model, &prepared, &contexts, None, l, opts.top_k).wait())
             .collect::<Result<Vec<_>, _>>()?;
         v["promotes_more"] = serde_json::to_value(more)?;
     }
@@ -375,7 +378,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         );
     }
     let prepared =
-        concepts.iter().map(|c| plan::prepare(&model, c)).collect::<Result<Vec<_>, _>>()?;
+        concepts.iter().map(|c| plan::prepare(&model, c).wait()).collect::<Result<Vec<_>, _>>()?;
     let prompt = model.encode_prompt(&a.prompt, a.chat)?;
     let neutral =
         a.neutral.iter().map(|t| model.encode_prompt(t, false)).collect::<Result<Vec<_>, _>>()?;
@@ -397,7 +400,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
         read_layer: read,
         control: !a.no_control,
     };
-    let r = sweep(&model, &prepared, &sw, &mut |_| {})?;
+    let r = sweep(&model, &prepared, &sw, &mut |_| {}).wait()?;
     println!(
         "{}",
         json!({
@@ -455,7 +458,7 @@ pub fn lineas(a: LineasArgs) -> Result<()> {
     layers.sort_unstable();
     layers.dedup();
     let t = std::time::Instant::now();
-    let fit = tiller_steer::lineas::fit(&model, &neg, &pos, &layers, &p)?;
+    let fit = tiller_steer::lineas::fit(&model, &neg, &pos, &layers, &p).wait()?;
     let secs = t.elapsed().as_secs_f64();
     let kept: Vec<_> = fit
         .layers
@@ -500,12 +503,12 @@ pub fn observable(a: ObservableArgs) -> Result<()> {
         }
     };
     let (ia, ib) = (id(ta)?, id(tb)?);
-    let y = observable(&model, ia, ib)?;
-    let heads = head_features(&model, &y)?;
+    let y = observable(&model, ia, ib).wait()?;
+    let heads = head_features(&model, &y).wait()?;
     let mut concepts = Vec::new();
     for p in &a.concepts {
         let c = read_concept(p)?;
-        concepts.push((c.name.clone(), plan::prepare(&model, &c)?));
+        concepts.push((c.name.clone(), plan::prepare(&model, &c).wait()?));
     }
     let couplings: Vec<_> = concepts
         .iter()

@@ -222,6 +222,19 @@ fn gpu_backend_matches_cpu() {
     assert_eq!(per["submits"].as_f64().unwrap(), 1.0, "one command buffer per token");
     assert_eq!(per["buffers_created"].as_f64().unwrap(), 0.0, "no allocation once warm");
     fails(&["concept", "--model", &m, "--pairs", &c, "--backend", "gpu"], "--backend gpu");
+    // A lost device is an error with its reason and exit code 2, never a panic.
+    for cmd in [&args("gpu")[..], &["logits", "--model", &m, "--prompt", "Hi", "--backend", "gpu"]]
+    {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_tiller"))
+            .args(cmd)
+            .env("TILLER_TEST_LOSE_GPU", "1")
+            .output()
+            .expect("running tiller");
+        let err = String::from_utf8_lossy(&o.stderr);
+        println!("lost device: {}", err.trim());
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}: exit code, stderr: {err}");
+        assert!(err.contains("lost") && !err.contains("panicked"), "{cmd:?}: {err}");
+    }
     // 700 rows of logits (131 MiB) exceed lavapipe's 128 MiB binding: said before any work.
     let long = vec!["504"; 700].join(",");
     fails(

@@ -2,9 +2,12 @@
 //!
 //! The forward pass in [`crate::model`] is written once against this trait. A backend owns
 //! its weights (`Matrix`, `Vector`), activations (`Act`, rows = tokens) and KV cache; the
-//! model never looks inside them except through [`Backend::with_host`], which hooks use.
+//! model never looks inside them: interventions are [`Edit`]s the backend applies, captures
+//! are copies it keeps ([`Backend::copy_rows`]) and hands back after the pass
+//! ([`Backend::read`]).
 
-use crate::Result;
+use crate::hooks::Edit;
+use crate::{Error, Result};
 use tiller_model::{RopeStyle, TensorInfo};
 
 /// How weight matrices are held.
@@ -46,6 +49,13 @@ pub struct AttnShape {
     pub softcap: Option<f32>,
 }
 
+/// The primitives of a forward pass. Every op that can fail returns `Result` (a GPU can run
+/// out of memory or lose its device); the forward pass passes errors up with `?`.
+///
+/// Ops only record work. Reading activations back is [`Backend::read`], asynchronous: on the
+/// CPU its future is ready at once; on a GPU it resolves once the device has done the work
+/// queued so far (in the browser the page awaits it; natively [`crate::wait`] blocks on it).
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     /// A weight matrix `[out, in]` (ggml dims `[in, out]`).
     type Matrix;
@@ -67,9 +77,9 @@ pub trait Backend {
 
     /// Rows of `table` for `ids` (the token embedding).
     fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Act>;
-    fn rms_norm(&self, x: &Self::Act, w: &Self::Vector, eps: f32) -> Self::Act;
+    fn rms_norm(&self, x: &Self::Act, w: &Self::Vector, eps: f32) -> Result<Self::Act>;
     /// `x @ w.T` for each `w`, sharing the work on `x` (fused QKV, fused gate/up).
-    fn matmul(&self, x: &Self::Act, ws: &[&Self::Matrix]) -> Vec<Self::Act>;
+    fn matmul(&self, x: &Self::Act, ws: &[&Self::Matrix]) -> Result<Vec<Self::Act>>;
     /// Rotary embedding of `n_heads` heads per row, row i at position `pos0 + i`: adjacent pairs
     /// (`RopeStyle::Normal`, ggml's mode for GGUF Llama weights) or halves (`Neox`).
     fn rope(
@@ -80,27 +90,34 @@ pub trait Backend {
         pos0: usize,
         theta: f32,
         style: RopeStyle,
-    );
+    ) -> Result<()>;
     /// RMSNorm of every `group` consecutive values of each row with the gain `w` (`group`
     /// long): the per-head q and k norms of Gemma 3 and Qwen 3.
-    fn rms_norm_groups(&self, x: &Self::Act, w: &Self::Vector, group: usize, eps: f32)
-        -> Self::Act;
+    fn rms_norm_groups(
+        &self,
+        x: &Self::Act,
+        w: &Self::Vector,
+        group: usize,
+        eps: f32,
+    ) -> Result<Self::Act>;
     /// `x[r] += b` for every row r (a projection's bias).
-    fn add_bias(&self, x: &mut Self::Act, b: &Self::Vector);
+    fn add_bias(&self, x: &mut Self::Act, b: &Self::Vector) -> Result<()>;
     /// `gelu(gate) * up` with the tanh approximation of GELU (GeGLU).
-    fn geglu(&self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
+    fn geglu(&self, gate: &Self::Act, up: &Self::Act) -> Result<Self::Act>;
     /// `gelu(x)`, tanh approximation (GPT-2's ungated MLP).
-    fn gelu(&self, x: &Self::Act) -> Self::Act;
+    fn gelu(&self, x: &Self::Act) -> Result<Self::Act>;
     /// LayerNorm of each row: `(x - mean) / sqrt(var + eps) * w + b` (GPT-2).
-    fn layer_norm(&self, x: &Self::Act, w: &Self::Vector, b: &Self::Vector, eps: f32) -> Self::Act;
-    /// `x = cap * tanh(x / cap)` (Gemma 2's final logits). The default goes through the host.
-    fn softcap(&self, x: &mut Self::Act, cap: f32) {
-        self.with_host(x, &mut |r| r.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh()));
-    }
-    /// `x *= s` (Gemma's embedding scale). The default goes through the host.
-    fn scale(&self, x: &mut Self::Act, s: f32) {
-        self.with_host(x, &mut |r| r.iter_mut().for_each(|v| *v *= s));
-    }
+    fn layer_norm(
+        &self,
+        x: &Self::Act,
+        w: &Self::Vector,
+        b: &Self::Vector,
+        eps: f32,
+    ) -> Result<Self::Act>;
+    /// `x = cap * tanh(x / cap)` (Gemma 2's final logits).
+    fn softcap(&self, x: &mut Self::Act, cap: f32) -> Result<()>;
+    /// `x *= s` (Gemma's embedding scale).
+    fn scale(&self, x: &mut Self::Act, s: f32) -> Result<()>;
     /// Append `k`, `v` to `cache` and attend causally from the rows of `q`.
     fn attention(
         &self,
@@ -109,18 +126,31 @@ pub trait Backend {
         v: &Self::Act,
         cache: &mut Self::KvCache,
         s: AttnShape,
-    ) -> Self::Act;
+    ) -> Result<Self::Act>;
     /// `silu(gate) * up`
-    fn swiglu(&self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
-    fn add_assign(&self, x: &mut Self::Act, y: &Self::Act);
+    fn swiglu(&self, gate: &Self::Act, up: &Self::Act) -> Result<Self::Act>;
+    fn add_assign(&self, x: &mut Self::Act, y: &Self::Act) -> Result<()>;
     /// The last row only.
-    fn last_row(&self, x: &Self::Act) -> Self::Act;
+    fn last_row(&self, x: &Self::Act) -> Result<Self::Act>;
     fn rows(&self, x: &Self::Act) -> usize;
-    fn to_host(&self, x: &Self::Act) -> Vec<f32>;
     /// Activations from a host buffer (`rows` x `cols`, row-major).
-    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> Self::Act;
-    /// Give `f` the activations as a host slice (row-major) and keep what it writes.
-    fn with_host(&self, x: &mut Self::Act, f: &mut dyn FnMut(&mut [f32]));
+    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> Result<Self::Act>;
+    /// A copy of `n` rows of `x` from row `first`, kept where the backend keeps activations
+    /// (what a capture records during a pass, to read after it).
+    fn copy_rows(&self, x: &Self::Act, first: usize, n: usize) -> Result<Self::Act>;
+    /// Apply `edits` (in order) to the rows of `x`, row i at absolute position `pos0 + i`:
+    /// the one form every intervention takes, on any backend.
+    fn edit(&self, x: &mut Self::Act, edits: &[Edit], pos0: usize) -> Result<()>;
+    /// Read activations back to the host (row-major), all of them after the work recorded so
+    /// far: one wait for the lot. Ready at once on the CPU.
+    async fn read(&self, xs: &[&Self::Act]) -> Result<Vec<Vec<f32>>>;
+    /// The index of the largest value of the last row (first index on ties), computed where
+    /// the activations live where a backend can (a GPU reads back one id, not the logits).
+    async fn argmax(&self, logits: &Self::Act) -> Result<u32> {
+        let last = self.last_row(logits)?;
+        let host = self.read(&[&last]).await?;
+        Ok(host.first().map_or(0, |l| crate::sampling::argmax(l)))
+    }
 
     /// The attention's input side: `h = RMSNorm(x) * norm`, then `h @ w.T` for each of `ws`
     /// (q, k, v; a backend may fuse it all).
@@ -130,8 +160,8 @@ pub trait Backend {
         norm: &Self::Vector,
         eps: f32,
         ws: &[&Self::Matrix],
-    ) -> Vec<Self::Act> {
-        let h = self.rms_norm(x, norm, eps);
+    ) -> Result<Vec<Self::Act>> {
+        let h = self.rms_norm(x, norm, eps)?;
         self.matmul(&h, ws)
     }
     /// The MLP's input side: `h = RMSNorm(x) * norm`, then `silu(h @ gate.T) * (h @ up.T)` (a
@@ -143,7 +173,7 @@ pub trait Backend {
         eps: f32,
         gate: &Self::Matrix,
         up: &Self::Matrix,
-    ) -> Self::Act {
+    ) -> Result<Self::Act> {
         mlp_in_unfused(self, x, norm, eps, gate, up)
     }
     /// RoPE on q (`n_head` heads) and k (`n_kv_head` heads) at the same positions (a backend
@@ -159,9 +189,9 @@ pub trait Backend {
         pos0: usize,
         theta: f32,
         style: RopeStyle,
-    ) {
-        self.rope(q, n_head, head_dim, pos0, theta, style);
-        self.rope(k, n_kv_head, head_dim, pos0, theta, style);
+    ) -> Result<()> {
+        self.rope(q, n_head, head_dim, pos0, theta, style)?;
+        self.rope(k, n_kv_head, head_dim, pos0, theta, style)
     }
     /// Can one forward pass of `rows` tokens returning `logit_rows` rows of logits run here?
     /// A backend with size limits (a GPU's largest storage binding) says why not, before any
@@ -175,21 +205,11 @@ pub trait Backend {
         Ok(())
     }
     /// `into += x @ w.T` (a backend may fuse the residual add into the product).
-    fn matmul_add(&self, x: &Self::Act, w: &Self::Matrix, into: &mut Self::Act) {
-        if let Some(y) = self.matmul(x, &[w]).pop() {
-            self.add_assign(into, &y);
+    fn matmul_add(&self, x: &Self::Act, w: &Self::Matrix, into: &mut Self::Act) -> Result<()> {
+        match self.matmul(x, &[w])?.pop() {
+            Some(y) => self.add_assign(into, &y),
+            None => Err(Error::Backend("the product returned nothing".into())),
         }
-    }
-    /// Apply `edits` on the device to rows at positions `pos0..`; `false` if this backend
-    /// has no device-side edits (the forward pass then hands the hook the host rows).
-    fn edit(&self, _x: &mut Self::Act, _edits: &[crate::hooks::Edit], _pos0: usize) -> bool {
-        false
-    }
-    /// The index of the largest value of the last row, computed where the activations live
-    /// so decoding reads back one id instead of the logits; `None`: not offered (the caller
-    /// reads the logits and samples on the host, with the same tie rule: first index).
-    fn argmax(&self, _logits: &Self::Act) -> Option<u32> {
-        None
     }
 }
 
@@ -202,11 +222,11 @@ pub fn mlp_in_unfused<B: Backend + ?Sized>(
     eps: f32,
     gate: &B::Matrix,
     up: &B::Matrix,
-) -> B::Act {
-    let h = be.rms_norm(x, norm, eps);
-    let mut gu = be.matmul(&h, &[gate, up]).into_iter();
+) -> Result<B::Act> {
+    let h = be.rms_norm(x, norm, eps)?;
+    let mut gu = be.matmul(&h, &[gate, up])?.into_iter();
     match (gu.next(), gu.next()) {
         (Some(g), Some(u)) => be.swiglu(&g, &u),
-        _ => unreachable!("Backend::matmul returns one output per matrix"),
+        _ => Err(Error::Backend("the gate and up products returned too little".into())),
     }
 }

@@ -68,14 +68,14 @@ impl<'m, B: Backend> Generator<'m, B> {
     }
 
     /// Produce the next token (the first call also runs the prompt), or `None` once stopped.
-    pub fn step(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<Option<u32>> {
+    pub async fn step(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<Option<u32>> {
         if self.stop.is_some() {
             return Ok(None);
         }
         let id = match self.next.take() {
             Some(id) => id,
-            None => match self.forward(hooks)? {
-                Some(logits) => self.pick(&logits),
+            None => match self.forward(hooks).await? {
+                Some(logits) => self.pick(&logits).await?,
                 None => return Ok(None),
             },
         };
@@ -86,21 +86,23 @@ impl<'m, B: Backend> Generator<'m, B> {
     /// Run the model on the token just produced and choose the next, so that the next `step`
     /// returns it. Split from `step` so a caller can show the token before paying for the
     /// next forward.
-    pub fn advance(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<()> {
+    pub async fn advance(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<()> {
         if self.next.is_none() && !self.ids.is_empty() {
-            if let Some(logits) = self.forward(hooks)? {
-                self.next = Some(self.pick(&logits));
+            if let Some(logits) = self.forward(hooks).await? {
+                self.next = Some(self.pick(&logits).await?);
             }
         }
         Ok(())
     }
 
-    /// The step split for callers that cannot block on the backend (the page's WebGPU
-    /// path): run the model on what comes next (the prompt first, then the last token) and
-    /// return the last row's logits where the backend keeps them; `None` once stopped. The
-    /// caller chooses the token ([`Generator::sample`], or an argmax on the device when
-    /// [`Generator::greedy`]) and gives it to [`Generator::accept`].
-    pub fn forward(&mut self, hooks: Option<&mut (dyn Hooks + '_)>) -> Result<Option<B::Act>> {
+    /// The step split for callers that choose the token themselves: run the model on what
+    /// comes next (the prompt first, then the last token) and return the last row's logits
+    /// where the backend keeps them; `None` once stopped. The caller chooses the token
+    /// ([`Generator::pick`]) and gives it to [`Generator::accept`].
+    pub async fn forward(
+        &mut self,
+        hooks: Option<&mut (dyn Hooks + '_)>,
+    ) -> Result<Option<B::Act>> {
         if self.stop.is_some() {
             return Ok(None);
         }
@@ -108,17 +110,7 @@ impl<'m, B: Backend> Generator<'m, B> {
             Some(&id) => vec![id],
             None => self.prompt.clone(),
         };
-        self.session.forward_act(&input, hooks, LogitsFor::Last).map(Some)
-    }
-
-    /// Does the sampler pick the largest logit (so an argmax on the device decides)?
-    pub fn greedy(&self) -> bool {
-        self.greedy
-    }
-
-    /// Choose a token from host logits with this generator's sampler.
-    pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        self.sampler.sample(logits)
+        self.session.forward_act(&input, hooks, LogitsFor::Last).await.map(Some)
     }
 
     /// Record the chosen token and update the stop state.
@@ -133,16 +125,15 @@ impl<'m, B: Backend> Generator<'m, B> {
         }
     }
 
-    /// The token for device logits: argmax on the device when greedy and offered (one id
-    /// read back), otherwise the logits read back and sampled on the host.
-    fn pick(&mut self, logits: &B::Act) -> u32 {
+    /// The token for logits where the backend keeps them: their argmax where they are when
+    /// greedy (a GPU reads back one id), otherwise the logits read back and sampled here.
+    pub async fn pick(&mut self, logits: &B::Act) -> Result<u32> {
         let be = &self.model.backend;
         if self.greedy {
-            if let Some(id) = be.argmax(logits) {
-                return id;
-            }
+            return be.argmax(logits).await;
         }
-        self.sampler.sample(&be.to_host(logits))
+        let host = be.read(&[logits]).await?;
+        Ok(self.sampler.sample(host.first().map_or(&[][..], |l| l.as_slice())))
     }
 
     pub fn cancel(&mut self) {
@@ -156,7 +147,7 @@ impl<'m, B: Backend> Generator<'m, B> {
 
 /// Generate up to `max_tokens` after `prompt`. `on_token` sees each new id as it is chosen
 /// and may stop the generation.
-pub fn generate<B: Backend>(
+pub async fn generate<B: Backend>(
     model: &Model<B>,
     prompt: &[u32],
     max_tokens: usize,
@@ -165,12 +156,12 @@ pub fn generate<B: Backend>(
     on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Generation> {
     let mut g = Generator::new(model, prompt, max_tokens, sampler)?;
-    while let Some(id) = g.step(hooks.as_deref_mut())? {
+    while let Some(id) = g.step(hooks.as_deref_mut()).await? {
         if on_token(id).is_break() {
             g.cancel();
             break;
         }
-        g.advance(hooks.as_deref_mut())?;
+        g.advance(hooks.as_deref_mut()).await?;
     }
     Ok(g.finish())
 }

@@ -4,8 +4,9 @@
 //! Besides the block output, a hook may ask for the outputs of the block's two input norms
 //! (what attention and the MLP read; Selective Steering rotates these) and the MLP hidden
 //! activation ([`Site`]). A hook sees the rows of one forward call, row `i` at absolute
-//! position `pos0 + i`; it may read (capture) and write (intervene). The forward pass asks
-//! [`Hooks::wants`] first, so sites nobody hooks cost nothing.
+//! position `pos0 + i`: it may write them as [`Edit`]s (intervene) and keep copies to read
+//! after the pass (capture). The forward pass asks [`Hooks::wants`] first, so sites nobody
+//! hooks cost nothing.
 
 /// Where in a block a hook reads or writes. "Layer l" means block l for every site.
 #[derive(
@@ -30,21 +31,51 @@ impl Site {
     pub const ALL: [Site; 4] = [Site::Residual, Site::AttnIn, Site::MlpIn, Site::Mlp];
 }
 
-/// Hooks see the rows of one forward call at the sites they ask for.
+/// Hooks see the rows of one forward call at the sites they ask for: they edit them (as
+/// [`Edit`]s, data any backend applies where the activations live) and keep copies of them to
+/// read after the pass ([`Keep`], delivered to [`Hooks::take`]). Nothing in a pass waits for a
+/// read-back, so the same hooks run on the CPU and on WebGPU.
 pub trait Hooks {
     /// Does this hook want `site` of block `layer`? Asked first: sites nobody wants cost
     /// nothing (and the fused kernels stay in use).
     fn wants(&self, site: Site, layer: usize) -> bool;
-    /// The rows at `site` of block `layer` (`[rows, width]` row-major, row `i` is absolute
-    /// position `pos0 + i`); the hook may read (capture) and write (intervene). Only called
-    /// when `wants` said yes and [`Hooks::edits`] gave `None` or the backend cannot apply edits.
-    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize);
-    /// What this hook does there, as data a backend can apply on its own device without
-    /// reading the activations back (the GPU backend does). `None`: the hook needs the host
-    /// rows ([`Hooks::at`] is called).
-    fn edits(&self, _site: Site, _layer: usize) -> Option<Vec<Edit>> {
-        None
+    /// The edits to apply there, in order.
+    fn edits(&self, _site: Site, _layer: usize) -> Vec<Edit> {
+        Vec::new()
     }
+    /// The copies to keep there (read back after the pass and handed to [`Hooks::take`]).
+    fn keeps(&self, _site: Site, _layer: usize) -> Vec<Keep> {
+        Vec::new()
+    }
+    /// Rows kept by the [`Keep`] tagged `tag` at `site` of block `layer`, read back after the
+    /// pass (`[rows, width]` row-major, row `i` at absolute position `pos0 + i`).
+    fn take(
+        &mut self,
+        _tag: u32,
+        _site: Site,
+        _layer: usize,
+        _pos0: usize,
+        _rows: &[f32],
+        _width: usize,
+    ) {
+    }
+}
+
+/// A copy a hook keeps at a site: which rows, whether before or after the edits there, and a
+/// tag the hook gets back with the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub rows: Rows,
+    /// Copy the rows before the edits at this site (what an intervention reads), not after.
+    pub before_edits: bool,
+    pub tag: u32,
+}
+
+/// Which rows of a forward call a [`Keep`] copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    All,
+    Last,
 }
 
 /// A residual-stream edit as data: for every row whose absolute position is in
@@ -67,7 +98,21 @@ pub struct Edit {
 }
 
 impl Edit {
-    /// Apply to one row on the host (the reference the device kernels are tested against).
+    /// `h' = scale * h` per neuron at every position.
+    pub fn scaled(scale: std::sync::Arc<[f32]>) -> Self {
+        Edit {
+            scale: Some(scale),
+            bias: None,
+            dirs: Vec::new(),
+            m: [[0.0; 2]; 2],
+            k: [0.0; 2],
+            start: 0,
+            end: usize::MAX,
+        }
+    }
+
+    /// Apply to one row on the host (the CPU backend's edit, and the reference the device
+    /// kernels are tested against).
     pub fn apply(&self, h: &mut [f32]) {
         let c: Vec<f64> = self
             .dirs
@@ -128,36 +173,53 @@ impl Hooks for Capture {
     fn wants(&self, site: Site, layer: usize) -> bool {
         self.site == site && self.layers.contains(&layer)
     }
-    fn at(&mut self, site: Site, layer: usize, _pos0: usize, rows: &mut [f32], width: usize) {
-        if site != self.site {
-            return;
-        }
+    fn keeps(&self, _site: Site, _layer: usize) -> Vec<Keep> {
+        vec![Keep { rows: Rows::All, before_edits: false, tag: 0 }]
+    }
+    fn take(&mut self, _: u32, _: Site, layer: usize, _: usize, rows: &[f32], width: usize) {
+        self.width = width;
         if let Some(i) = self.layers.iter().position(|&l| l == layer) {
-            self.width = width;
             self.rows[i].extend_from_slice(rows);
         }
     }
 }
 
-/// Two hooks as one: both see every site, the first before the second.
+/// Two hooks as one: both see every site, the first's edits before the second's.
 impl<A: Hooks, B: Hooks> Hooks for (A, B) {
     fn wants(&self, site: Site, layer: usize) -> bool {
         self.0.wants(site, layer) || self.1.wants(site, layer)
     }
-    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize) {
+    fn edits(&self, site: Site, layer: usize) -> Vec<Edit> {
+        let mut e = Vec::new();
         if self.0.wants(site, layer) {
-            self.0.at(site, layer, pos0, rows, width);
+            e.extend(self.0.edits(site, layer));
         }
         if self.1.wants(site, layer) {
-            self.1.at(site, layer, pos0, rows, width);
+            e.extend(self.1.edits(site, layer));
         }
+        e
     }
-    fn edits(&self, site: Site, layer: usize) -> Option<Vec<Edit>> {
-        match (self.0.wants(site, layer), self.1.wants(site, layer)) {
-            (true, true) => Some([self.0.edits(site, layer)?, self.1.edits(site, layer)?].concat()),
-            (true, false) => self.0.edits(site, layer),
-            (false, true) => self.1.edits(site, layer),
-            (false, false) => Some(Vec::new()),
+    fn keeps(&self, site: Site, layer: usize) -> Vec<Keep> {
+        let tagged = |h: &dyn Hooks, i: u32| -> Vec<Keep> {
+            if !h.wants(site, layer) {
+                return Vec::new();
+            }
+            h.keeps(site, layer).into_iter().map(|k| Keep { tag: k.tag * 2 + i, ..k }).collect()
+        };
+        [tagged(&self.0, 0), tagged(&self.1, 1)].concat()
+    }
+    fn take(
+        &mut self,
+        tag: u32,
+        site: Site,
+        layer: usize,
+        pos0: usize,
+        rows: &[f32],
+        width: usize,
+    ) {
+        match tag % 2 {
+            0 => self.0.take(tag / 2, site, layer, pos0, rows, width),
+            _ => self.1.take(tag / 2, site, layer, pos0, rows, width),
         }
     }
 }
@@ -167,37 +229,80 @@ impl<H: Hooks> Hooks for Vec<H> {
     fn wants(&self, site: Site, layer: usize) -> bool {
         self.iter().any(|h| h.wants(site, layer))
     }
-    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize) {
-        for h in self.iter_mut().filter(|h| h.wants(site, layer)) {
-            h.at(site, layer, pos0, rows, width);
-        }
+    fn edits(&self, site: Site, layer: usize) -> Vec<Edit> {
+        self.iter().filter(|h| h.wants(site, layer)).flat_map(|h| h.edits(site, layer)).collect()
     }
-    fn edits(&self, site: Site, layer: usize) -> Option<Vec<Edit>> {
+    fn keeps(&self, site: Site, layer: usize) -> Vec<Keep> {
+        let n = self.len() as u32;
         let mut out = Vec::new();
-        for h in self.iter().filter(|h| h.wants(site, layer)) {
-            out.extend(h.edits(site, layer)?);
+        for (i, h) in self.iter().enumerate().filter(|(_, h)| h.wants(site, layer)) {
+            out.extend(
+                h.keeps(site, layer).into_iter().map(|k| Keep { tag: k.tag * n + i as u32, ..k }),
+            );
         }
-        Some(out)
+        out
+    }
+    fn take(
+        &mut self,
+        tag: u32,
+        site: Site,
+        layer: usize,
+        pos0: usize,
+        rows: &[f32],
+        width: usize,
+    ) {
+        let n = self.len().max(1) as u32;
+        if let Some(h) = self.get_mut((tag % n) as usize) {
+            h.take(tag / n, site, layer, pos0, rows, width);
+        }
     }
 }
 
-/// Run the hook at `site` of block `layer` on `x` when it wants it: on the device when it
-/// describes itself as edits and the backend applies them, else on the host rows.
+/// A copy kept during a pass, waiting to be read: whose, where, and the rows.
+pub struct Kept<A> {
+    pub tag: u32,
+    pub site: Site,
+    pub layer: usize,
+    /// Absolute position of the first kept row.
+    pub pos0: usize,
+    pub width: usize,
+    pub act: A,
+}
+
+/// At `site` of block `layer`, when the hook wants it: keep what it keeps before the edits,
+/// apply its edits to `x` (rows at positions `pos0..`), keep what it keeps after.
+#[allow(clippy::too_many_arguments)]
 pub fn run<B: crate::Backend + ?Sized>(
     be: &B,
-    hooks: Option<&mut (dyn Hooks + '_)>,
+    hooks: Option<&(dyn Hooks + '_)>,
+    kept: &mut Vec<Kept<B::Act>>,
     site: Site,
     layer: usize,
     pos0: usize,
     x: &mut B::Act,
     width: usize,
-) {
-    let Some(h) = hooks else { return };
+) -> crate::Result<()> {
+    let Some(h) = hooks else { return Ok(()) };
     if !h.wants(site, layer) {
-        return;
+        return Ok(());
     }
-    let on_device = h.edits(site, layer).is_some_and(|e| be.edit(x, &e, pos0));
-    if !on_device {
-        be.with_host(x, &mut |r| h.at(site, layer, pos0, r, width));
+    let keeps = h.keeps(site, layer);
+    let mut keep = |k: &Keep, x: &B::Act| -> crate::Result<()> {
+        let n = be.rows(x);
+        let first = if k.rows == Rows::Last { n.saturating_sub(1) } else { 0 };
+        let act = be.copy_rows(x, first, n - first)?;
+        kept.push(Kept { tag: k.tag, site, layer, pos0: pos0 + first, width, act });
+        Ok(())
+    };
+    for k in keeps.iter().filter(|k| k.before_edits) {
+        keep(k, x)?;
     }
+    let edits = h.edits(site, layer);
+    if !edits.is_empty() {
+        be.edit(x, &edits, pos0)?;
+    }
+    for k in keeps.iter().filter(|k| !k.before_edits) {
+        keep(k, x)?;
+    }
+    Ok(())
 }

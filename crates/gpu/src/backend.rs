@@ -2,8 +2,9 @@
 //! A forward pass is recorded into one command buffer and submitted when something is read
 //! back (the logits, or with greedy decoding one token id from an argmax on the GPU).
 //! Activations come from a pool of buffers, bind groups and parameters are cached: a warm
-//! decode step creates no buffers. Steering runs on the GPU as [`Edit`]s; only hooks that
-//! need the rows themselves (capture) read them back.
+//! decode step creates no buffers. Steering runs on the GPU as [`Edit`]s; captures are copies
+//! made during the pass and read back with the logits in one mapping. Every op returns
+//! `Result`: the device's own errors (kept by [`Gpu`]) fail the next read-back.
 
 use crate::ops::matvec::{code_words, matvec, Format, Out};
 use crate::ops::{add, argmax, attention, edit, layer_norm, mlp, qkv, rms_norm, rope, swiglu};
@@ -55,23 +56,17 @@ fn gpu_err(e: crate::Error) -> Error {
     Error::Backend(e.to_string())
 }
 
-/// Ops on shapes the model itself built cannot fail; if one does, it is a bug worth a loud
-/// message rather than a wrong answer.
-fn must<T>(r: crate::Result<T>, what: &str) -> T {
-    r.unwrap_or_else(|e| panic!("GPU {what}: {e}"))
-}
-
 impl Gpu {
-    fn act(&self, rows: usize, cols: usize) -> GpuAct {
-        let buf = must(self.scratch(rows * cols), "allocation");
-        GpuAct { buf, rows, cols, pool: self.pool() }
+    fn act(&self, rows: usize, cols: usize) -> Result<GpuAct> {
+        let buf = self.scratch(rows * cols).map_err(gpu_err)?;
+        Ok(GpuAct { buf, rows, cols, pool: self.pool() })
     }
 
     /// The last row's argmax, recorded (read it with `read_u32`, blocking or not).
     pub fn argmax_buffer(&self, logits: &GpuAct) -> crate::Result<wgpu::Buffer> {
         let out = self.scratch(1)?;
         let n = logits.cols;
-        let last = self.act(1, n);
+        let last = GpuAct { buf: self.scratch(n)?, rows: 1, cols: n, pool: self.pool() };
         let bytes = (n * 4) as u64;
         self.copy(&logits.buf, (logits.rows as u64 - 1) * bytes, &last.buf, 0, bytes);
         argmax::argmax(self, &last.buf, &out, n)?;
@@ -84,11 +79,6 @@ impl Gpu {
         let id = self.read_u32_async(&out, 1).await?[0];
         self.release(out);
         Ok(id)
-    }
-
-    /// Logits (or any activations) read back without blocking (the page).
-    pub async fn read_act_async(&self, x: &GpuAct) -> crate::Result<Vec<f32>> {
-        self.read_f32_async(&x.buf, x.rows * x.cols).await
     }
 }
 
@@ -197,30 +187,30 @@ impl Backend for Gpu {
             };
             data.extend(dequantize(&info, &host[start..start + row_bytes as usize])?);
         }
-        let x = self.act(ids.len(), cols);
+        let x = self.act(ids.len(), cols)?;
         self.write(&x.buf, bytemuck::cast_slice(&data));
         Ok(x)
     }
 
-    fn rms_norm(&self, x: &GpuAct, w: &wgpu::Buffer, eps: f32) -> GpuAct {
-        let y = self.act(x.rows, x.cols);
-        must(rms_norm::rms_norm(self, &x.buf, w, &y.buf, x.rows, x.cols, eps), "rms_norm");
-        y
+    fn rms_norm(&self, x: &GpuAct, w: &wgpu::Buffer, eps: f32) -> Result<GpuAct> {
+        let y = self.act(x.rows, x.cols)?;
+        rms_norm::rms_norm(self, &x.buf, w, &y.buf, x.rows, x.cols, eps).map_err(gpu_err)?;
+        Ok(y)
     }
 
-    fn matmul(&self, x: &GpuAct, ws: &[&GpuMatrix]) -> Vec<GpuAct> {
+    fn matmul(&self, x: &GpuAct, ws: &[&GpuMatrix]) -> Result<Vec<GpuAct>> {
         ws.iter()
             .map(|w| {
-                let y = self.act(x.rows, w.rows);
+                let y = self.act(x.rows, w.rows)?;
                 if w.parts.is_empty() {
                     let (f, n) = (w.format, x.rows);
                     let r = matvec(self, f, &w.buf, &x.buf, &y.buf, w.rows, w.cols, n, Out::Set);
-                    must(r, "matmul");
-                    return y;
+                    r.map_err(gpu_err)?;
+                    return Ok(y);
                 }
                 // Part by part, each part's rows copied into place in every output row.
                 for (r0, n, buf) in &w.parts {
-                    let part = self.act(x.rows, *n);
+                    let part = self.act(x.rows, *n)?;
                     let r = matvec(
                         self,
                         w.format,
@@ -232,13 +222,13 @@ impl Backend for Gpu {
                         x.rows,
                         Out::Set,
                     );
-                    must(r, "matmul");
+                    r.map_err(gpu_err)?;
                     for t in 0..x.rows {
                         let (from, to) = ((t * n * 4) as u64, ((t * w.rows + r0) * 4) as u64);
                         self.copy(&part.buf, from, &y.buf, to, (n * 4) as u64);
                     }
                 }
-                y
+                Ok(y)
             })
             .collect()
     }
@@ -251,65 +241,77 @@ impl Backend for Gpu {
         pos0: usize,
         theta: f32,
         style: RopeStyle,
-    ) {
-        must(rope::rope(self, &x.buf, x.rows, n_heads, head_dim, pos0, theta, style), "rope");
+    ) -> Result<()> {
+        rope::rope(self, &x.buf, x.rows, n_heads, head_dim, pos0, theta, style).map_err(gpu_err)
     }
 
-    fn rms_norm_groups(&self, x: &GpuAct, w: &wgpu::Buffer, group: usize, eps: f32) -> GpuAct {
+    fn rms_norm_groups(
+        &self,
+        x: &GpuAct,
+        w: &wgpu::Buffer,
+        group: usize,
+        eps: f32,
+    ) -> Result<GpuAct> {
         // Each group is a row of its own: the activations are contiguous.
-        let y = self.act(x.rows, x.cols);
+        let y = self.act(x.rows, x.cols)?;
         let rows = x.rows * x.cols / group.max(1);
-        must(rms_norm::rms_norm(self, &x.buf, w, &y.buf, rows, group, eps), "rms_norm_groups");
-        y
+        rms_norm::rms_norm(self, &x.buf, w, &y.buf, rows, group, eps).map_err(gpu_err)?;
+        Ok(y)
     }
 
-    fn add_bias(&self, x: &mut GpuAct, b: &wgpu::Buffer) {
-        must(add::add_rows(self, &x.buf, b, x.rows * x.cols, x.cols), "bias");
+    fn add_bias(&self, x: &mut GpuAct, b: &wgpu::Buffer) -> Result<()> {
+        add::add_rows(self, &x.buf, b, x.rows * x.cols, x.cols).map_err(gpu_err)
     }
 
-    fn geglu(&self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
-        let y = self.act(gate.rows, gate.cols);
+    fn geglu(&self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
+        let y = self.act(gate.rows, gate.cols)?;
         let n = gate.rows * gate.cols;
-        must(swiglu::gated(self, &gate.buf, &up.buf, &y.buf, n, Activation::GeluTanh), "geglu");
-        y
+        swiglu::gated(self, &gate.buf, &up.buf, &y.buf, n, Activation::GeluTanh)
+            .map_err(gpu_err)?;
+        Ok(y)
     }
 
-    fn gelu(&self, x: &GpuAct) -> GpuAct {
-        let y = self.act(x.rows, x.cols);
-        must(swiglu::gelu(self, &x.buf, &y.buf, x.rows * x.cols), "gelu");
-        y
+    fn gelu(&self, x: &GpuAct) -> Result<GpuAct> {
+        let y = self.act(x.rows, x.cols)?;
+        swiglu::gelu(self, &x.buf, &y.buf, x.rows * x.cols).map_err(gpu_err)?;
+        Ok(y)
     }
 
-    fn layer_norm(&self, x: &GpuAct, w: &wgpu::Buffer, b: &wgpu::Buffer, eps: f32) -> GpuAct {
-        let y = self.act(x.rows, x.cols);
+    fn layer_norm(
+        &self,
+        x: &GpuAct,
+        w: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        eps: f32,
+    ) -> Result<GpuAct> {
+        let y = self.act(x.rows, x.cols)?;
         let r = layer_norm::layer_norm(self, &x.buf, w, b, &y.buf, x.rows, x.cols, eps);
-        must(r, "layer_norm");
-        y
+        r.map_err(gpu_err)?;
+        Ok(y)
     }
 
-    fn scale(&self, x: &mut GpuAct, s: f32) {
+    fn scale(&self, x: &mut GpuAct, s: f32) -> Result<()> {
         // On the device, as an edit whose per-neuron scale is s everywhere.
-        let e = Edit {
-            scale: Some(vec![s; x.cols].into()),
-            bias: None,
-            dirs: Vec::new(),
-            m: [[0.0; 2]; 2],
-            k: [0.0; 2],
-            start: 0,
-            end: usize::MAX,
-        };
-        must(edit::edit(self, &x.buf, x.rows, x.cols, 0, &e), "scale");
+        let e = Edit::scaled(vec![s; x.cols].into());
+        edit::edit(self, &x.buf, x.rows, x.cols, 0, &e).map_err(gpu_err)
     }
 
-    fn attention(&self, q: &GpuAct, k: &GpuAct, v: &GpuAct, c: &mut GpuKv, s: AttnShape) -> GpuAct {
+    fn attention(
+        &self,
+        q: &GpuAct,
+        k: &GpuAct,
+        v: &GpuAct,
+        c: &mut GpuKv,
+        s: AttnShape,
+    ) -> Result<GpuAct> {
         let need = s.pos0 + k.rows;
         let w = c.width;
         if need > c.cap || c.k.is_none() {
             // Grow (doubling), keeping what is cached.
             let cap = need.max(c.cap * 2).max(64);
             let (nk, nv) = (
-                must(self.zeros("k cache", cap * w), "cache"),
-                must(self.zeros("v cache", cap * w), "cache"),
+                self.zeros("k cache", cap * w).map_err(gpu_err)?,
+                self.zeros("v cache", cap * w).map_err(gpu_err)?,
             );
             if let (Some(ok), Some(ov)) = (&c.k, &c.v) {
                 let n = (c.len * w * 4) as u64;
@@ -320,13 +322,15 @@ impl Backend for Gpu {
             }
             (c.k, c.v, c.cap) = (Some(nk), Some(nv), cap);
         }
-        let (kc, vc) = (c.k.as_ref().expect("allocated"), c.v.as_ref().expect("allocated"));
+        let (Some(kc), Some(vc)) = (c.k.as_ref(), c.v.as_ref()) else {
+            return Err(Error::Backend("the KV cache was not allocated".into()));
+        };
         let off = (s.pos0 * w * 4) as u64;
         let n = (k.rows * w * 4) as u64;
         self.copy(&k.buf, 0, kc, off, n);
         self.copy(&v.buf, 0, vc, off, n);
         c.len = need;
-        let out = self.act(q.rows, s.n_head * s.head_dim);
+        let out = self.act(q.rows, s.n_head * s.head_dim)?;
         let shape = attention::Shape {
             rows: q.rows,
             n_head: s.n_head,
@@ -337,45 +341,60 @@ impl Backend for Gpu {
             scale: s.scale,
             softcap: s.softcap.unwrap_or(0.0),
         };
-        must(attention::attention(self, &q.buf, kc, vc, &out.buf, shape), "attention");
-        out
+        attention::attention(self, &q.buf, kc, vc, &out.buf, shape).map_err(gpu_err)?;
+        Ok(out)
     }
 
-    fn swiglu(&self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
-        let y = self.act(gate.rows, gate.cols);
-        must(swiglu::swiglu(self, &gate.buf, &up.buf, &y.buf, gate.rows * gate.cols), "swiglu");
-        y
+    fn swiglu(&self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
+        let y = self.act(gate.rows, gate.cols)?;
+        swiglu::swiglu(self, &gate.buf, &up.buf, &y.buf, gate.rows * gate.cols).map_err(gpu_err)?;
+        Ok(y)
     }
 
-    fn add_assign(&self, x: &mut GpuAct, y: &GpuAct) {
-        must(add::add(self, &x.buf, &y.buf, x.rows * x.cols), "add");
+    fn add_assign(&self, x: &mut GpuAct, y: &GpuAct) -> Result<()> {
+        add::add(self, &x.buf, &y.buf, x.rows * x.cols).map_err(gpu_err)
     }
 
-    fn last_row(&self, x: &GpuAct) -> GpuAct {
-        let y = self.act(1, x.cols);
-        let n = (x.cols * 4) as u64;
-        self.copy(&x.buf, (x.rows as u64 - 1) * n, &y.buf, 0, n);
-        y
+    fn last_row(&self, x: &GpuAct) -> Result<GpuAct> {
+        self.copy_rows(x, x.rows.saturating_sub(1), 1)
     }
 
     fn rows(&self, x: &GpuAct) -> usize {
         x.rows
     }
 
-    fn to_host(&self, x: &GpuAct) -> Vec<f32> {
-        must(self.read_f32(&x.buf, x.rows * x.cols), "read-back")
-    }
-
-    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> GpuAct {
-        let x = self.act(rows, cols);
+    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> Result<GpuAct> {
+        if data.len() != rows * cols {
+            return Err(Error::Backend(format!("{} values are not {rows} x {cols}", data.len())));
+        }
+        let x = self.act(rows, cols)?;
         self.write(&x.buf, bytemuck::cast_slice(&data));
-        x
+        Ok(x)
     }
 
-    fn with_host(&self, x: &mut GpuAct, f: &mut dyn FnMut(&mut [f32])) {
-        let mut h = self.to_host(x);
-        f(&mut h);
-        self.write(&x.buf, bytemuck::cast_slice(&h));
+    fn copy_rows(&self, x: &GpuAct, first: usize, n: usize) -> Result<GpuAct> {
+        if first + n > x.rows {
+            return Err(Error::Backend(format!("rows {first}..{} of {}", first + n, x.rows)));
+        }
+        let y = self.act(n, x.cols)?;
+        let row = (x.cols * 4) as u64;
+        if n > 0 {
+            self.copy(&x.buf, first as u64 * row, &y.buf, 0, n as u64 * row);
+        }
+        Ok(y)
+    }
+
+    async fn read(&self, xs: &[&GpuAct]) -> Result<Vec<Vec<f32>>> {
+        let bufs: Vec<(&wgpu::Buffer, usize)> =
+            xs.iter().map(|x| (&x.buf, x.rows * x.cols)).collect();
+        self.read_many_async(&bufs).await.map_err(gpu_err)
+    }
+
+    fn softcap(&self, x: &mut GpuAct, cap: f32) -> Result<()> {
+        let y = self.act(x.rows, x.cols)?;
+        swiglu::softcap(self, &x.buf, &y.buf, x.rows * x.cols, cap).map_err(gpu_err)?;
+        *x = y;
+        Ok(())
     }
 
     fn fits(&self, cfg: &tiller_model::ModelConfig, rows: usize, logit_rows: usize) -> Result<()> {
@@ -398,9 +417,15 @@ impl Backend for Gpu {
         Ok(())
     }
 
-    fn attn_in(&self, x: &GpuAct, norm: &wgpu::Buffer, eps: f32, ws: &[&GpuMatrix]) -> Vec<GpuAct> {
+    fn attn_in(
+        &self,
+        x: &GpuAct,
+        norm: &wgpu::Buffer,
+        eps: f32,
+        ws: &[&GpuMatrix],
+    ) -> Result<Vec<GpuAct>> {
         if let ([q, k, v], true) = (ws, fusable(x, ws)) {
-            let out = [self.act(1, q.rows), self.act(1, k.rows), self.act(1, v.rows)];
+            let out = [self.act(1, q.rows)?, self.act(1, k.rows)?, self.act(1, v.rows)?];
             let r = qkv::qkv_q4_1(
                 self,
                 &x.buf,
@@ -410,10 +435,10 @@ impl Backend for Gpu {
                 [q.rows, k.rows, v.rows],
                 x.cols,
             );
-            must(r, "fused attention input");
-            return out.into();
+            r.map_err(gpu_err)?;
+            return Ok(out.into());
         }
-        let h = self.rms_norm(x, norm, eps);
+        let h = self.rms_norm(x, norm, eps)?;
         self.matmul(&h, ws)
     }
 
@@ -424,9 +449,9 @@ impl Backend for Gpu {
         eps: f32,
         gate: &GpuMatrix,
         up: &GpuMatrix,
-    ) -> GpuAct {
+    ) -> Result<GpuAct> {
         if fusable(x, &[gate, up]) && gate.rows == up.rows {
-            let y = self.act(1, gate.rows);
+            let y = self.act(1, gate.rows)?;
             let r = mlp::gate_up_q4_1(
                 self,
                 &x.buf,
@@ -437,8 +462,8 @@ impl Backend for Gpu {
                 gate.rows,
                 gate.cols,
             );
-            must(r, "fused MLP input");
-            return y;
+            r.map_err(gpu_err)?;
+            return Ok(y);
         }
         mlp_in_unfused(self, x, norm, eps, gate, up)
     }
@@ -453,7 +478,7 @@ impl Backend for Gpu {
         pos0: usize,
         theta: f32,
         style: RopeStyle,
-    ) {
+    ) -> Result<()> {
         let r = rope::rope_qk(
             self,
             (&q.buf, n_head),
@@ -464,30 +489,28 @@ impl Backend for Gpu {
             theta,
             style,
         );
-        must(r, "rope");
+        r.map_err(gpu_err)
     }
 
-    fn matmul_add(&self, x: &GpuAct, w: &GpuMatrix, into: &mut GpuAct) {
+    fn matmul_add(&self, x: &GpuAct, w: &GpuMatrix, into: &mut GpuAct) -> Result<()> {
         if !w.parts.is_empty() {
-            let y = self.matmul(x, &[w]).pop().expect("one product");
+            let y = self.matmul(x, &[w])?.pop();
+            let y = y.ok_or_else(|| Error::Backend("the product returned nothing".into()))?;
             return self.add_assign(into, &y);
         }
         let r = matvec(self, w.format, &w.buf, &x.buf, &into.buf, w.rows, w.cols, x.rows, Out::Add);
-        must(r, "matmul_add");
+        r.map_err(gpu_err)
     }
 
-    fn edit(&self, x: &mut GpuAct, edits: &[Edit], pos0: usize) -> bool {
+    fn edit(&self, x: &mut GpuAct, edits: &[Edit], pos0: usize) -> Result<()> {
         for e in edits {
-            must(edit::edit(self, &x.buf, x.rows, x.cols, pos0, e), "edit");
+            edit::edit(self, &x.buf, x.rows, x.cols, pos0, e).map_err(gpu_err)?;
         }
-        true
+        Ok(())
     }
 
-    fn argmax(&self, logits: &GpuAct) -> Option<u32> {
-        let out = must(self.argmax_buffer(logits), "argmax");
-        let id = must(self.read_u32(&out, 1), "read-back")[0];
-        self.release(out);
-        Some(id)
+    async fn argmax(&self, logits: &GpuAct) -> Result<u32> {
+        self.argmax_async(logits).await.map_err(gpu_err)
     }
 }
 

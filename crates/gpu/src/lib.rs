@@ -1,10 +1,9 @@
 //! tiller-gpu: the model's ops on the GPU through wgpu (Vulkan natively, WebGPU in the page).
 //!
-//! Started in issue 4, not finished: the device context ([`Gpu`]: injected device and queue,
-//! limits and features probed once) and the first ops, each in `ops/<op>.rs` beside its
-//! `ops/<op>.wgsl` and tested against the CPU reference on fresh random inputs with poisoned
-//! outputs. The `Backend` implementation, attention with the KV cache, interventions and
-//! sampling on the GPU come next.
+//! The device context ([`Gpu`]: injected device and queue, limits and features probed once, the
+//! device's errors kept), the ops, each in `ops/<op>.rs` beside its `ops/<op>.wgsl` and tested
+//! against the CPU reference on fresh random inputs with poisoned outputs, and the engine's
+//! `Backend` on them ([`backend`]).
 
 pub mod backend;
 pub mod ops;
@@ -39,6 +38,9 @@ pub struct Gpu {
     pub f16: bool,
     pipelines: Arc<ops::Pipelines>,
     exec: Arc<std::sync::Mutex<ops::Exec>>,
+    /// The first error the device reported on its own (a validation error, out of memory, a
+    /// lost device): every read-back after it fails with it, so the caller hears of it.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -47,7 +49,43 @@ impl Gpu {
         let limits = device.limits();
         let f16 = device.features().contains(wgpu::Features::SHADER_F16);
         let pipelines = Arc::new(ops::Pipelines::new(&device));
-        Gpu { device, queue, info, limits, f16, pipelines, exec: Default::default() }
+        let failure: Arc<std::sync::Mutex<Option<String>>> = Default::default();
+        let fail = {
+            let failure = failure.clone();
+            move |why: String| {
+                if let Ok(mut f) = failure.lock() {
+                    f.get_or_insert(why);
+                }
+            }
+        };
+        let f2 = fail.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            fail(format!("the GPU device reported an error: {e}"))
+        }));
+        device
+            .set_device_lost_callback(move |_, msg| f2(format!("the GPU device was lost: {msg}")));
+        Gpu { device, queue, info, limits, f16, pipelines, exec: Default::default(), failure }
+    }
+
+    /// What went wrong with the device, if anything has (see [`Gpu::check_failure`]).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// `Err` once the device has reported an error or been lost.
+    pub fn check_failure(&self) -> Result<()> {
+        match self.failure() {
+            Some(why) => Err(Error::Gpu(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Give up the device now (a test hook for a lost device): later work fails with `why`.
+    pub fn lose(&self, why: &str) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(why.to_string());
+        }
+        self.device.destroy();
     }
 
     /// The default adapter (lavapipe where there is no GPU), asking for its own limits.

@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(g.tensor("direction.7").unwrap().dims, vec![3]);
         let ops = back.ops(8, 3, 2.0, false).unwrap();
         assert_eq!(ops[0].0, 3);
-        assert_eq!(ops[0].1, Op::Add { v: vec![1.0, -2.0, 4.0] });
+        assert_eq!(ops[0].1, Op::Add { v: vec![1.0f32, -2.0, 4.0].into() });
         assert_eq!(back.ops(8, 3, 1.0, true).unwrap()[1].0, 6);
     }
 

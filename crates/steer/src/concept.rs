@@ -128,23 +128,23 @@ fn read_rows(rows: &[f32], d: usize, read: Read) -> Vec<f32> {
 }
 
 /// Run each raw prompt (no chat template) and read its residual stream at every layer.
-pub fn capture<B: Backend>(model: &Model<B>, texts: &[String], read: Read) -> Result<Acts> {
-    capture_with(model, texts, read, None)
+pub async fn capture<B: Backend>(model: &Model<B>, texts: &[String], read: Read) -> Result<Acts> {
+    capture_with(model, texts, read, None).await
 }
 
 /// As [`capture`], and in the same pass the MLP activations of every token into `mlp`.
-pub fn capture_with<B: Backend>(
+pub async fn capture_with<B: Backend>(
     model: &Model<B>,
     texts: &[String],
     read: Read,
     mlp: Option<&mut MlpActs>,
 ) -> Result<Acts> {
-    capture_full(model, texts, read, mlp, None)
+    capture_full(model, texts, read, mlp, None).await
 }
 
 /// As [`capture_with`], also keeping the last position's logits of the first `logits.1` texts
 /// in `logits.0` (the baseline of [`crate::effects::next_token_shift`]).
-pub fn capture_full<B: Backend>(
+pub async fn capture_full<B: Backend>(
     model: &Model<B>,
     texts: &[String],
     read: Read,
@@ -172,7 +172,7 @@ pub fn capture_full<B: Backend>(
                 });
             }
             let mut both = (resid, Capture::mlp(0..n_layer));
-            let last = model.session().forward(&ids, Some(&mut both), LogitsFor::Last)?;
+            let last = model.session().forward(&ids, Some(&mut both), LogitsFor::Last).await?;
             let text = m.tokens.last().map_or(0, |t| t.0 + 1);
             m.tokens.extend(ids.iter().enumerate().map(|(p, &id)| (text, p, id)));
             m.width = both.1.width;
@@ -182,7 +182,7 @@ pub fn capture_full<B: Backend>(
             (both.0.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
         } else {
             let mut resid = resid;
-            let last = model.session().forward(&ids, Some(&mut resid), LogitsFor::Last)?;
+            let last = model.session().forward(&ids, Some(&mut resid), LogitsFor::Last).await?;
             (resid.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
         };
         if let Some((out, n)) = logits.as_mut() {
@@ -197,7 +197,7 @@ pub fn capture_full<B: Backend>(
 
 /// Run each raw prompt once and read every site of `sites` at every layer (one [`Acts`] per
 /// site, in order; the norm outputs are `d_model` wide like the residual stream).
-pub fn capture_sites<B: Backend>(
+pub async fn capture_sites<B: Backend>(
     model: &Model<B>,
     texts: &[String],
     read: Read,
@@ -209,7 +209,7 @@ pub fn capture_sites<B: Backend>(
     for t in texts {
         let ids = model.encode_prompt(t, false)?;
         let mut caps: Vec<Capture> = sites.iter().map(|&s| Capture::at(s, 0..n_layer)).collect();
-        model.session().forward(&ids, Some(&mut caps), LogitsFor::Last)?;
+        model.session().forward(&ids, Some(&mut caps), LogitsFor::Last).await?;
         for (o, c) in out.iter_mut().zip(&caps) {
             o.d = c.width;
             o.acts.push(c.rows.iter().map(|rows| read_rows(rows, c.width, read)).collect());
@@ -235,7 +235,7 @@ pub struct ConceptActs {
 }
 
 /// Capture a concept's examples (and, with `mlp`, the MLP activations of every token).
-pub fn capture_concept_full<B: Backend>(
+pub async fn capture_concept_full<B: Backend>(
     model: &Model<B>,
     c: &Concept,
     mlp: bool,
@@ -245,8 +245,8 @@ pub fn capture_concept_full<B: Backend>(
     let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
     let mut m = mlp.then(MlpActs::default);
     let (mut lp, mut ln) = (Vec::new(), Vec::new());
-    let p = capture_full(model, &pos, c.read, m.as_mut(), Some((&mut lp, SHIFT_CONTEXTS)))?;
-    let n = capture_full(model, &neg, c.read, m.as_mut(), Some((&mut ln, SHIFT_CONTEXTS)))?;
+    let p = capture_full(model, &pos, c.read, m.as_mut(), Some((&mut lp, SHIFT_CONTEXTS))).await?;
+    let n = capture_full(model, &neg, c.read, m.as_mut(), Some((&mut ln, SHIFT_CONTEXTS))).await?;
     let take = SHIFT_CONTEXTS.min(c.pairs.len());
     let mut contexts = Vec::with_capacity(2 * take);
     for t in pos.iter().take(take).chain(neg.iter().take(take)) {
@@ -257,17 +257,17 @@ pub fn capture_concept_full<B: Backend>(
 }
 
 /// Positive and negative activations of a concept.
-pub fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Acts, Acts)> {
-    let a = capture_concept_full(model, c, false)?;
+pub async fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Acts, Acts)> {
+    let a = capture_concept_full(model, c, false).await?;
     Ok((a.pos, a.neg))
 }
 
 /// As [`capture_concept`], with the MLP activations of every token (positives' texts first).
-pub fn capture_concept_mlp<B: Backend>(
+pub async fn capture_concept_mlp<B: Backend>(
     model: &Model<B>,
     c: &Concept,
 ) -> Result<(Acts, Acts, MlpActs)> {
-    let a = capture_concept_full(model, c, true)?;
+    let a = capture_concept_full(model, c, true).await?;
     Ok((a.pos, a.neg, a.mlp.unwrap_or_default()))
 }
 

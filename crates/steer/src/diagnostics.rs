@@ -14,7 +14,7 @@
 
 use crate::concept::Acts;
 use crate::stats::{auroc, cohens_d, mean_var};
-use crate::{dot, unit};
+use crate::{dot, unit, Result};
 use tiller_engine::{Backend, Model};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -60,13 +60,17 @@ pub fn layer(pos: &Acts, neg: &Acts, layer: usize, v: &[f32]) -> LayerDiagnostic
 pub type Scored = Vec<(u32, f32)>;
 
 /// The `k` tokens the direct unembedding of `v` scores highest and lowest, with scores.
-pub fn top_tokens<B: Backend>(model: &Model<B>, v: &[f32], k: usize) -> (Scored, Scored) {
-    let scores = model.unembed_direction(v);
+pub async fn top_tokens<B: Backend>(
+    model: &Model<B>,
+    v: &[f32],
+    k: usize,
+) -> Result<(Scored, Scored)> {
+    let scores = model.unembed_direction(v).await?;
     let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
     idx.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
     let top = idx.iter().take(k).map(|&i| (i, scores[i as usize])).collect();
     let bottom = idx.iter().rev().take(k).map(|&i| (i, scores[i as usize])).collect();
-    (top, bottom)
+    Ok((top, bottom))
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub fn perplexity(logits: &[f32], ids: &[u32], vocab: usize) -> f64 {
 }
 
 /// Mean projection on `unit(direction)` at `layer` over tokens `from..` of `ids`, unsteered.
-pub fn concept_score<B: Backend>(
+pub async fn concept_score<B: Backend>(
     model: &Model<B>,
     ids: &[u32],
     from: usize,
@@ -54,7 +54,7 @@ pub fn concept_score<B: Backend>(
 ) -> Result<f64> {
     let u = unit(direction);
     let mut cap = Capture::new([layer]);
-    model.session().forward(ids, Some(&mut cap), LogitsFor::Last)?;
+    model.session().forward(ids, Some(&mut cap), LogitsFor::Last).await?;
     let d = model.config.d_model;
     let rows: Vec<&[f32]> = cap.rows[0].chunks_exact(d).skip(from).collect();
     if rows.is_empty() {
@@ -66,7 +66,7 @@ pub fn concept_score<B: Backend>(
 /// The change of the next-token log-probabilities at the last position of each context when
 /// `v` is added to the residual stream at `layer` (every position), averaged over `contexts`.
 /// `base` holds the contexts' unsteered last-position logits when the caller has them.
-pub fn next_token_shift<B: Backend>(
+pub async fn next_token_shift<B: Backend>(
     model: &Model<B>,
     contexts: &[Vec<u32>],
     base: Option<&[Vec<f32>]>,
@@ -77,7 +77,7 @@ pub fn next_token_shift<B: Backend>(
     let mut sum = vec![0f64; vocab];
     let mut plan = Plan {
         interventions: vec![Intervention {
-            layers: vec![(layer, Op::Add { v: v.to_vec() })],
+            layers: vec![(layer, Op::Add { v: v.into() })],
             positions: Positions::All,
             site: Site::Residual,
         }],
@@ -86,10 +86,11 @@ pub fn next_token_shift<B: Backend>(
     for (i, ids) in contexts.iter().enumerate() {
         let b = match base.and_then(|b| b.get(i)) {
             Some(b) => log_softmax(b),
-            None => log_softmax(&model.session().forward(ids, None, LogitsFor::Last)?),
+            None => log_softmax(&model.session().forward(ids, None, LogitsFor::Last).await?),
         };
         plan.prompt_len = ids.len();
-        let s = log_softmax(&model.session().forward(ids, Some(&mut plan), LogitsFor::Last)?);
+        let s = model.session().forward(ids, Some(&mut plan), LogitsFor::Last).await?;
+        let s = log_softmax(&s);
         sum.iter_mut().zip(s.iter().zip(&b)).for_each(|(acc, (x, y))| *acc += x - y);
     }
     let n = contexts.len().max(1) as f64;

@@ -15,7 +15,7 @@
 //! Each acts on chosen layers, sites and positions and they compose in order ([`Plan`]).
 
 use crate::directions::first_pc;
-use crate::{dot, unit, Error, Result};
+use crate::{unit, Error, Result};
 use std::sync::Arc;
 use tiller_engine::{Edit, Hooks, Site};
 
@@ -34,59 +34,20 @@ pub enum Positions {
     Range { start: usize, end: usize },
 }
 
-impl Positions {
-    fn contains(&self, pos: usize, prompt_len: usize) -> bool {
-        match *self {
-            Positions::All => true,
-            Positions::Prompt => pos < prompt_len,
-            Positions::Generated => pos >= prompt_len,
-            Positions::Range { start, end } => (start..end).contains(&pos),
-        }
-    }
-}
-
+/// An intervention's map at one layer, by kind. Each becomes an engine [`Edit`] ([`Op::edit`]),
+/// the one form a backend applies; the vectors are shared with it (no copy per token).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// `h + v` (the coefficient is already in `v`).
-    Add { v: Vec<f32> },
+    Add { v: Arc<[f32]> },
     /// Remove the component along unit `u`.
-    Ablate { u: Vec<f32> },
+    Ablate { u: Arc<[f32]> },
     /// Set the component along unit `u` to `value`.
-    Clamp { u: Vec<f32>, value: f32 },
+    Clamp { u: Arc<[f32]>, value: f32 },
     /// Rotate by `theta` (radians) in the plane of orthonormal `b1`, `b2`.
-    Rotate { b1: Vec<f32>, b2: Vec<f32>, theta: f32 },
+    Rotate { b1: Arc<[f32]>, b2: Arc<[f32]>, theta: f32 },
     /// Diagonal affine map at a strength: `h + s ((gamma - 1) h + beta)` (LinEAS).
-    Affine { gamma: Vec<f32>, beta: Vec<f32>, strength: f32 },
-}
-
-impl Op {
-    pub fn apply(&self, h: &mut [f32]) {
-        match self {
-            Op::Add { v } => h.iter_mut().zip(v).for_each(|(a, b)| *a += b),
-            Op::Ablate { u } => {
-                let c = dot(h, u);
-                h.iter_mut().zip(u).for_each(|(a, b)| *a -= c * b);
-            }
-            Op::Clamp { u, value } => {
-                let c = dot(h, u);
-                h.iter_mut().zip(u).for_each(|(a, b)| *a += (value - c) * b);
-            }
-            Op::Rotate { b1, b2, theta } => {
-                let (c1, c2) = (dot(h, b1) as f64, dot(h, b2) as f64);
-                let (s, c) = (*theta as f64).sin_cos();
-                // h - P h + V h = h + (cos t - 1)(c1 b1 + c2 b2) + sin t (c1 b2 - c2 b1)
-                for ((a, x1), x2) in h.iter_mut().zip(b1).zip(b2) {
-                    let (x1, x2) = (*x1 as f64, *x2 as f64);
-                    *a += ((c - 1.0) * (c1 * x1 + c2 * x2) + s * (c1 * x2 - c2 * x1)) as f32;
-                }
-            }
-            Op::Affine { gamma, beta, strength } => {
-                for ((a, g), b) in h.iter_mut().zip(gamma).zip(beta) {
-                    *a += strength * ((g - 1.0) * *a + b);
-                }
-            }
-        }
-    }
+    Affine { gamma: Arc<[f32]>, beta: Arc<[f32]>, strength: f32 },
 }
 
 /// One intervention: an op per layer it acts on, the site in those blocks, and the positions.
@@ -120,9 +81,10 @@ impl Positions {
 }
 
 impl Op {
-    /// The op as an engine [`Edit`] (what a device backend applies); same map, see `apply`.
+    /// The op as an engine [`Edit`] on the rows at positions `start..end` (what every backend
+    /// applies; the formulas of the module header).
     pub fn edit(&self, (start, end): (usize, usize)) -> Edit {
-        let arc = |v: &[f32]| -> Arc<[f32]> { v.into() };
+        let arc = |v: &Arc<[f32]>| v.clone();
         let none = Edit {
             scale: None,
             bias: None,
@@ -163,21 +125,10 @@ impl Hooks for Plan {
     fn wants(&self, site: Site, layer: usize) -> bool {
         self.at_site(site, layer).next().is_some()
     }
-    fn edits(&self, site: Site, layer: usize) -> Option<Vec<Edit>> {
-        Some(
-            self.at_site(site, layer)
-                .map(|(iv, op)| op.edit(iv.positions.range(self.prompt_len)))
-                .collect(),
-        )
-    }
-    fn at(&mut self, site: Site, layer: usize, pos0: usize, rows: &mut [f32], width: usize) {
-        for (iv, op) in self.at_site(site, layer) {
-            for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-                if iv.positions.contains(pos0 + i, self.prompt_len) {
-                    op.apply(row);
-                }
-            }
-        }
+    fn edits(&self, site: Site, layer: usize) -> Vec<Edit> {
+        self.at_site(site, layer)
+            .map(|(iv, op)| op.edit(iv.positions.range(self.prompt_len)))
+            .collect()
     }
 }
 
@@ -220,7 +171,7 @@ pub fn add_unit(
 pub fn ablate(dirs: &[Vec<f32>], layers: &[usize]) -> Result<Vec<(usize, Op)>> {
     layers
         .iter()
-        .map(|&l| check_layer(l, dirs.len()).map(|_| (l, Op::Ablate { u: unit(&dirs[l]) })))
+        .map(|&l| check_layer(l, dirs.len()).map(|_| (l, Op::Ablate { u: unit(&dirs[l]).into() })))
         .collect()
 }
 
@@ -229,7 +180,9 @@ pub fn clamp(dirs: &[Vec<f32>], layers: &[usize], value: f32) -> Result<Vec<(usi
     let value = finite(value, "the clamp value")?;
     layers
         .iter()
-        .map(|&l| check_layer(l, dirs.len()).map(|_| (l, Op::Clamp { u: unit(&dirs[l]), value })))
+        .map(|&l| {
+            check_layer(l, dirs.len()).map(|_| (l, Op::Clamp { u: unit(&dirs[l]).into(), value }))
+        })
         .collect()
 }
 
@@ -275,7 +228,7 @@ pub fn rotate_layers(md: &[Vec<f32>], layers: &[usize], degrees: f32) -> Result<
         .iter()
         .map(|&l| {
             let (b1, b2) = rotation_plane(md, l)?;
-            Ok((l, Op::Rotate { b1, b2, theta: deg.to_radians() }))
+            Ok((l, Op::Rotate { b1: b1.into(), b2: b2.into(), theta: deg.to_radians() }))
         })
         .collect()
 }
@@ -283,6 +236,8 @@ pub fn rotate_layers(md: &[Vec<f32>], layers: &[usize], degrees: f32) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dot;
+    use tiller_engine::Backend;
 
     /// Deterministic pseudo-random vectors.
     fn vecs(seed: u64, n: usize, d: usize) -> Vec<Vec<f32>> {
@@ -305,7 +260,43 @@ mod tests {
         v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
     }
 
-    /// Every op as an engine `Edit` (what the GPU applies) maps rows as `Op::apply` does.
+    /// Each op's map written out on its own (the module header's formulas, in f64): what its
+    /// `Edit` must do.
+    fn reference(op: &Op, h: &mut [f32]) {
+        let dot64 = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+        };
+        match op {
+            Op::Add { v } => h.iter_mut().zip(v.iter()).for_each(|(a, b)| *a += b),
+            Op::Ablate { u } => {
+                let c = dot64(h, u);
+                h.iter_mut().zip(u.iter()).for_each(|(a, b)| *a -= (c * *b as f64) as f32);
+            }
+            Op::Clamp { u, value } => {
+                let c = *value as f64 - dot64(h, u);
+                h.iter_mut().zip(u.iter()).for_each(|(a, b)| *a += (c * *b as f64) as f32);
+            }
+            Op::Rotate { b1, b2, theta } => {
+                let (c1, c2) = (dot64(h, b1), dot64(h, b2));
+                let (s, c) = (*theta as f64).sin_cos();
+                for ((a, x1), x2) in h.iter_mut().zip(b1.iter()).zip(b2.iter()) {
+                    let (x1, x2) = (*x1 as f64, *x2 as f64);
+                    *a += ((c - 1.0) * (c1 * x1 + c2 * x2) + s * (c1 * x2 - c2 * x1)) as f32;
+                }
+            }
+            Op::Affine { gamma, beta, strength } => {
+                for ((a, g), b) in h.iter_mut().zip(gamma.iter()).zip(beta.iter()) {
+                    *a += strength * ((g - 1.0) * *a + b);
+                }
+            }
+        }
+    }
+
+    fn apply(op: &Op, h: &mut [f32]) {
+        op.edit((0, usize::MAX)).apply(h)
+    }
+
+    /// Every op's engine `Edit` (what every backend applies) maps rows as its formula says.
     #[test]
     fn edits_equal_the_ops() {
         let d = 40;
@@ -317,7 +308,10 @@ mod tests {
             ablate(&md, &[2]).unwrap(),
             clamp(&md, &[3], -2.5).unwrap(),
             rotate(&md, 2, 40.0).unwrap(),
-            vec![(0, Op::Affine { gamma: g[0].clone(), beta: g[1].clone(), strength: 0.7 })],
+            vec![(
+                0,
+                Op::Affine { gamma: g[0].clone().into(), beta: g[1].clone().into(), strength: 0.7 },
+            )],
         ]
         .into_iter()
         .flat_map(|v| v.into_iter().map(|(_, op)| op))
@@ -327,8 +321,8 @@ mod tests {
             for h0 in vecs(20 + i as u64, 8, d) {
                 let h0: Vec<f32> = h0.iter().map(|x| x * 30.0).collect();
                 let (mut a, mut b) = (h0.clone(), h0.clone());
-                op.apply(&mut a);
-                op.edit((0, usize::MAX)).apply(&mut b);
+                reference(op, &mut a);
+                apply(op, &mut b);
                 let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
                 let e = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
                 worst = worst.max(e / scale);
@@ -350,7 +344,7 @@ mod tests {
             for deg in [0.0f32, 15.0, 60.0, 90.0, 180.0, -45.0] {
                 let ops = rotate(&md, 2, deg).unwrap();
                 let mut h = h0.clone();
-                ops[0].1.apply(&mut h);
+                apply(&ops[0].1, &mut h);
                 let rel = (norm(&h) - norm(&h0)).abs() / norm(&h0);
                 assert!(rel <= 1e-5, "seed {seed} angle {deg}: relative norm change {rel}");
                 if deg == 0.0 {
@@ -368,15 +362,15 @@ mod tests {
             let h0 = vecs(seed + 7, 1, 32).remove(0);
             let ops = ablate(&dirs, &[1]).unwrap();
             let (mut once, mut twice) = (h0.clone(), h0.clone());
-            ops[0].1.apply(&mut once);
-            ops[0].1.apply(&mut twice);
-            ops[0].1.apply(&mut twice);
+            apply(&ops[0].1, &mut once);
+            apply(&ops[0].1, &mut twice);
+            apply(&ops[0].1, &mut twice);
             let e = once.iter().zip(&twice).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(e < 1e-5, "ablating twice differs from once by {e}");
             assert!(dot(&once, &unit(&dirs[1])).abs() < 1e-5);
             let ops = clamp(&dirs, &[2], 3.5).unwrap();
             let mut h = h0.clone();
-            ops[0].1.apply(&mut h);
+            apply(&ops[0].1, &mut h);
             assert!((dot(&h, &unit(&dirs[2])) - 3.5).abs() < 1e-4);
         }
     }
@@ -393,8 +387,13 @@ mod tests {
             }],
             prompt_len: 2,
         };
-        let mut h = h0.clone();
-        plan.at(Site::Residual, 1, 0, &mut h, 16);
+        let cpu = tiller_engine::Cpu::default();
+        let run = |plan: &Plan| {
+            let mut x = cpu.upload_act(h0.clone(), 3, 16).unwrap();
+            cpu.edit(&mut x, &plan.edits(Site::Residual, 1), 0).unwrap();
+            x.data
+        };
+        let h = run(&plan);
         assert_eq!(h, h0);
         // Generated positions only: rows at positions 0, 1 (prompt) untouched, 2 changed.
         plan.interventions[0] = Intervention {
@@ -402,8 +401,7 @@ mod tests {
             positions: Positions::Generated,
             site: Site::Residual,
         };
-        let mut h = h0.clone();
-        plan.at(Site::Residual, 1, 0, &mut h, 16);
+        let h = run(&plan);
         assert_eq!(h[..32], h0[..32]);
         assert_ne!(h[32..], h0[32..]);
         assert!(!plan.wants(Site::Residual, 0) && plan.wants(Site::Residual, 1));

@@ -22,7 +22,7 @@
 use crate::intervene::Op;
 use crate::{Error, Result};
 use tiller_engine::cpu::par;
-use tiller_engine::{Backend, Hooks, LogitsFor, Model, Site};
+use tiller_engine::{Backend, Edit, Hooks, Keep, LogitsFor, Model, Rows, Site};
 
 /// Training settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,16 +61,15 @@ impl Lineas {
         self.layers
             .iter()
             .zip(self.gamma.iter().zip(&self.beta))
-            .map(|(&l, (g, b))| (l, Op::Affine { gamma: g.clone(), beta: b.clone(), strength }))
+            .map(|(&l, (g, b))| {
+                (l, Op::Affine { gamma: g.as_slice().into(), beta: b.as_slice().into(), strength })
+            })
             .collect()
     }
 }
 
 /// Per layer, rows of `d` values (`rows.len() / d` tokens).
 pub type LayerRows = Vec<Vec<f32>>;
-
-/// Runs the source texts with the given maps and returns each layer's rows before its map.
-pub type SourceRun<'a> = dyn FnMut(&[(usize, Op)]) -> Result<LayerRows> + 'a;
 
 /// The best state so far: loss, gammas, bs, and the run's rows.
 type Best = (f64, Vec<Vec<f32>>, Vec<Vec<f32>>, LayerRows);
@@ -125,12 +124,12 @@ fn w2(s: &[f32], d: usize, tsorted: &[Vec<f32>], sigma: &[f32], grad: Option<&mu
 /// `target[k]` holds the target texts' rows at `layers[k]`; `run(maps)` runs the source texts
 /// with `maps` (as [`Op::Affine`] at strength 1) and returns each layer's rows as they arrive
 /// at the map (before it).
-pub fn train(
+pub async fn train(
     layers: &[usize],
     target: &[Vec<f32>],
     d: usize,
     p: &LineasParams,
-    run: &mut SourceRun<'_>,
+    run: &mut impl AsyncFnMut(&[(usize, Op)]) -> Result<LayerRows>,
 ) -> Result<Lineas> {
     if layers.is_empty() || target.len() != layers.len() {
         return Err(Error::Intervention("LinEAS needs at least one layer".into()));
@@ -174,8 +173,15 @@ pub fn train(
     let maps = |gamma: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<(usize, Op)> {
         (0..nl)
             .map(|k| {
-                let beta = b[k].iter().zip(&sigma[k]).map(|(x, s)| x * s).collect();
-                (layers[k], Op::Affine { gamma: gamma[k].clone(), beta, strength: 1.0 })
+                let beta: Vec<f32> = b[k].iter().zip(&sigma[k]).map(|(x, s)| x * s).collect();
+                (
+                    layers[k],
+                    Op::Affine {
+                        gamma: gamma[k].as_slice().into(),
+                        beta: beta.into(),
+                        strength: 1.0,
+                    },
+                )
             })
             .collect()
     };
@@ -183,7 +189,7 @@ pub fn train(
     let mut lr = p.lr;
     let mut best: Option<Best> = None;
     for epoch in 0..=p.epochs {
-        let mut inputs = run(&maps(&gamma, &b))?;
+        let mut inputs = run(&maps(&gamma, &b)).await?;
         if inputs.len() != nl || inputs.iter().any(|x| x.len() % d != 0 || x.is_empty()) {
             return Err(Error::Intervention("LinEAS: the source run returned no tokens".into()));
         }
@@ -291,7 +297,7 @@ pub fn train(
     Ok(Lineas { layers: layers.to_vec(), gamma, beta, loss, kept })
 }
 
-/// Records each layer's rows as they arrive, then applies the maps.
+/// Keeps each layer's rows as they arrive (before the maps), then applies the maps there.
 struct Recorder<'a> {
     layers: &'a [usize],
     ops: &'a [(usize, Op)],
@@ -302,15 +308,22 @@ impl Hooks for Recorder<'_> {
     fn wants(&self, site: Site, layer: usize) -> bool {
         site == Site::Residual && self.layers.contains(&layer)
     }
-    fn at(&mut self, _: Site, layer: usize, pos0: usize, resid: &mut [f32], width: usize) {
+    fn edits(&self, _: Site, layer: usize) -> Vec<Edit> {
+        // Never position 0 (the attention sink, see [`fit`]).
+        self.ops
+            .iter()
+            .filter(|(l, _)| *l == layer)
+            .map(|(_, op)| op.edit((1, usize::MAX)))
+            .collect()
+    }
+    fn keeps(&self, _: Site, _: usize) -> Vec<Keep> {
+        vec![Keep { rows: Rows::All, before_edits: true, tag: 0 }]
+    }
+    fn take(&mut self, _: u32, _: Site, layer: usize, pos0: usize, rows: &[f32], width: usize) {
         // Position 0 is the attention sink: skip it (see [`fit`]).
-        let skip = if pos0 == 0 { width.min(resid.len()) } else { 0 };
-        let resid = &mut resid[skip..];
+        let skip = if pos0 == 0 { width.min(rows.len()) } else { 0 };
         if let Some(k) = self.layers.iter().position(|&l| l == layer) {
-            self.rows[k].extend_from_slice(resid);
-        }
-        for (_, op) in self.ops.iter().filter(|(l, _)| *l == layer) {
-            resid.chunks_exact_mut(width).for_each(|r| op.apply(r));
+            self.rows[k].extend_from_slice(&rows[skip..]);
         }
     }
 }
@@ -327,7 +340,7 @@ pub const MAX_TOKENS: usize = 2048;
 /// larger than the others on a few neurons, and with texts of different lengths its share of
 /// each distribution differs, so matching quantiles across it drove huge shifts (beta of -349
 /// on one neuron) that wrecked generation.
-pub fn fit<B: Backend>(
+pub async fn fit<B: Backend>(
     model: &Model<B>,
     source: &[String],
     target: &[String],
@@ -356,16 +369,16 @@ pub fn fit<B: Backend>(
     let (src, tgt) = (encode(source)?, encode(target)?);
     let mut cap = Recorder { layers, ops: &[], rows: vec![Vec::new(); layers.len()] };
     for ids in &tgt {
-        model.session().forward(ids, Some(&mut cap), LogitsFor::Last)?;
+        model.session().forward(ids, Some(&mut cap), LogitsFor::Last).await?;
     }
-    let mut run = |ops: &[(usize, Op)]| -> Result<LayerRows> {
+    let mut run = async |ops: &[(usize, Op)]| -> Result<LayerRows> {
         let mut rec = Recorder { layers, ops, rows: vec![Vec::new(); layers.len()] };
         for ids in &src {
-            model.session().forward(ids, Some(&mut rec), LogitsFor::Last)?;
+            model.session().forward(ids, Some(&mut rec), LogitsFor::Last).await?;
         }
         Ok(rec.rows)
     };
-    train(layers, &cap.rows, model.config.d_model, p, &mut run)
+    train(layers, &cap.rows, model.config.d_model, p, &mut run).await
 }
 
 fn affine(h: &[f32], d: usize, gamma: &[f32], b: &[f32], sigma: &[f32]) -> Vec<f32> {
@@ -376,6 +389,7 @@ fn affine(h: &[f32], d: usize, gamma: &[f32], b: &[f32], sigma: &[f32]) -> Vec<f
 mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
+    use tiller_engine::Wait;
 
     /// A toy "network": each layer adds a fixed offset to the residual (exactly the identity
     /// Jacobian the gradient assumes) plus a little mixing, which it does not.
@@ -395,7 +409,7 @@ mod tests {
             }
             inputs.push(h.clone());
             for (_, op) in maps.iter().filter(|(ml, _)| *ml == l) {
-                h.chunks_exact_mut(d).for_each(|r| op.apply(r));
+                h.chunks_exact_mut(d).for_each(|r| op.edit((0, usize::MAX)).apply(r));
             }
         }
         (inputs, h)
@@ -426,9 +440,8 @@ mod tests {
         let (target, _) = toy(&tgt0, d, nl, &[], &offsets);
         let layers: Vec<usize> = (0..nl).collect();
         let p = LineasParams { epochs: 8, steps: 25, lr: 0.05, lambda: 0.02 };
-        let fit =
-            train(&layers, &target, d, &p, &mut |maps| Ok(toy(&src, d, nl, maps, &offsets).0))
-                .unwrap();
+        let mut run = async |maps: &[(usize, Op)]| Ok(toy(&src, d, nl, maps, &offsets).0);
+        let fit = train(&layers, &target, d, &p, &mut run).wait().unwrap();
         println!("LinEAS toy loss per epoch: {:?}", fit.loss);
         println!("kept neurons per layer: {:?}", fit.kept);
         let (first, last) = (fit.loss[0], *fit.loss.last().unwrap());
@@ -470,14 +483,14 @@ mod tests {
         }
         .ops(0.0);
         let mut h = vec![3.0, 4.0];
-        ops[0].1.apply(&mut h);
+        ops[0].1.edit((0, usize::MAX)).apply(&mut h);
         assert_eq!(h, vec![3.0, 4.0]);
-        let mut run = |_: &[(usize, Op)]| -> Result<LayerRows> { Ok(vec![vec![0.0; 4]]) };
+        let mut run = async |_: &[(usize, Op)]| -> Result<LayerRows> { Ok(vec![vec![0.0; 4]]) };
         let p = LineasParams::default();
-        assert!(train(&[], &[], 2, &p, &mut run).is_err());
-        assert!(train(&[2, 1], &[vec![0.0; 4], vec![0.0; 4]], 2, &p, &mut run).is_err());
-        assert!(train(&[1], &[vec![0.0; 2]], 2, &p, &mut run).is_err());
+        assert!(train(&[], &[], 2, &p, &mut run).wait().is_err());
+        assert!(train(&[2, 1], &[vec![0.0; 4], vec![0.0; 4]], 2, &p, &mut run).wait().is_err());
+        assert!(train(&[1], &[vec![0.0; 2]], 2, &p, &mut run).wait().is_err());
         let bad = LineasParams { lr: f32::NAN, ..p };
-        assert!(train(&[1], &[vec![0.0; 4]], 2, &bad, &mut run).is_err());
+        assert!(train(&[1], &[vec![0.0; 4]], 2, &bad, &mut run).wait().is_err());
     }
 }

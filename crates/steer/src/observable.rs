@@ -33,20 +33,20 @@ pub struct HeadFeature {
 
 /// The feature vector of every attention head of every block for the observable `y` (the
 /// output of [`observable`]).
-pub fn head_features<B: Backend>(model: &Model<B>, y: &[f32]) -> Result<Vec<HeadFeature>> {
+pub async fn head_features<B: Backend>(model: &Model<B>, y: &[f32]) -> Result<Vec<HeadFeature>> {
     let cfg = &model.config;
     let (d, hd) = (cfg.d_model, cfg.head_dim);
     let mut out = Vec::with_capacity(cfg.n_layer * cfg.n_head);
     for (l, lw) in model.weights.layers.iter().enumerate() {
         // W_O' y: W_O is [d, n_head * hd]; its transpose read back is (n_head * hd) x d.
-        let wo_t = model.dense_transposed(&lw.wo, cfg.n_head * hd)?;
+        let wo_t = model.dense_transposed(&lw.wo, cfg.n_head * hd).await?;
         let oy: Vec<f64> = wo_t
             .chunks_exact(d)
             .map(|r| r.iter().zip(y).map(|(a, b)| *a as f64 * *b as f64).sum())
             .collect();
         // W_V is [n_kv_head * hd, d]; its transpose read back is d x (n_kv_head * hd).
         let kv = cfg.n_kv_head * hd;
-        let wv_t = model.dense_transposed(&lw.wv, d)?;
+        let wv_t = model.dense_transposed(&lw.wv, d).await?;
         let group = cfg.n_head / cfg.n_kv_head.max(1);
         for h in 0..cfg.n_head {
             let g = h / group.max(1);
@@ -71,10 +71,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// `g * (W_U[a] - W_U[b])` for token ids a, b.
-pub fn observable<B: Backend>(model: &Model<B>, a: u32, b: u32) -> Result<Vec<f32>> {
+pub async fn observable<B: Backend>(model: &Model<B>, a: u32, b: u32) -> Result<Vec<f32>> {
     let head = model.weights.lm_head.as_ref().unwrap_or(&model.weights.embed);
     let rows = model.backend.embed(head, &[a, b])?;
-    let h = model.backend.to_host(&rows);
+    let h = model.backend.read(&[&rows]).await?.pop().unwrap_or_default();
     let d = model.config.d_model;
     Ok(h[..d]
         .iter()

@@ -119,21 +119,22 @@ pub struct Prepared {
 
 impl Prepared {
     /// Selective Steering's plane and layer mask for this concept (captured once, then kept).
-    pub fn selective_plane<B: Backend>(
+    pub async fn selective_plane<B: Backend>(
         &self,
         model: &Model<B>,
     ) -> Result<std::sync::Arc<SelectivePlane>> {
         if let Some(p) = self.selective.get() {
             return Ok(p.clone());
         }
-        let p = std::sync::Arc::new(crate::selective::calibrate(model, &self.concept)?);
+        let p = std::sync::Arc::new(crate::selective::calibrate(model, &self.concept).await?);
         Ok(self.selective.get_or_init(|| p).clone())
     }
 }
 
 /// Capture a concept and compute what interventions on it need.
-pub fn prepare<B: Backend>(model: &Model<B>, c: &Concept) -> Result<Prepared> {
-    let Computed { pos, neg, dirs, .. } = compute(model, c, c.method, &SnmfParams::default())?;
+pub async fn prepare<B: Backend>(model: &Model<B>, c: &Concept) -> Result<Prepared> {
+    let Computed { pos, neg, dirs, .. } =
+        compute(model, c, c.method, &SnmfParams::default()).await?;
     Prepared::from_acts(c.clone(), &pos, &neg, dirs)
 }
 
@@ -165,7 +166,7 @@ fn spec_err(i: usize, s: &InterventionSpec, msg: impl std::fmt::Display) -> Erro
 
 /// The enabled specs as one plan (`None` when none is enabled). Affine specs train LinEAS
 /// (seconds) with `lineas`.
-pub fn build<B: Backend>(
+pub async fn build<B: Backend>(
     model: &Model<B>,
     concepts: &[Prepared],
     specs: &[InterventionSpec],
@@ -218,7 +219,7 @@ pub fn build<B: Backend>(
                 intervene::rotate_layers(&c.mean_diff, &layers, s.strength).map_err(wrap)?
             }
             OpKind::SelectiveSteering => {
-                let plane = c.selective_plane(model).map_err(wrap)?;
+                let plane = c.selective_plane(model).await.map_err(wrap)?;
                 ivs.extend(plane.interventions(&s.layers, s.strength, s.positions).map_err(wrap)?);
                 continue;
             }
@@ -228,7 +229,7 @@ pub fn build<B: Backend>(
                 layers.dedup();
                 let (pos, neg): (Vec<String>, Vec<String>) =
                     c.concept.pairs.iter().cloned().unzip();
-                let ops = lineas::fit(model, &neg, &pos, &layers, lineas).map_err(wrap)?;
+                let ops = lineas::fit(model, &neg, &pos, &layers, lineas).await.map_err(wrap)?;
                 // Never on position 0, the attention sink (see lineas::fit).
                 let positions = match s.positions {
                     Positions::All => Positions::Range { start: 1, end: usize::MAX },

@@ -179,19 +179,19 @@ pub const NULL_SEED: u64 = 0x0a11;
 
 /// Capture the concept, compute `method`'s direction at every layer and all diagnostics.
 /// `progress(stage, done, total)` is called between stages.
-pub fn analyze<B: Backend>(
+pub async fn analyze<B: Backend>(
     model: &Model<B>,
     c: &Concept,
     method: Method,
     opts: &Options,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<ConceptReport> {
-    Ok(analyze_and_prepare(model, c, method, opts, progress)?.0)
+    Ok(analyze_and_prepare(model, c, method, opts, progress).await?.0)
 }
 
 /// As [`analyze`], also returning what interventions on the concept need (with `method` as
 /// its method), from the same capture.
-pub fn analyze_and_prepare<B: Backend>(
+pub async fn analyze_and_prepare<B: Backend>(
     model: &Model<B>,
     c: &Concept,
     method: Method,
@@ -202,7 +202,7 @@ pub fn analyze_and_prepare<B: Backend>(
     let total = 6;
     progress("reading the examples", 0, total);
     let Computed { pos, neg, dirs, snmf, contexts, context_logits } =
-        compute(model, c, method, &opts.snmf)?;
+        compute(model, c, method, &opts.snmf).await?;
     let n_pairs = pos.acts.len();
     progress("held-out separation", 1, total);
     let snmf_layers = snmf.as_ref().map(|(s, _)| s.as_slice());
@@ -233,7 +233,7 @@ pub fn analyze_and_prepare<B: Backend>(
     let boot = match &snmf {
         // SNMF is refitted from another seed: how well the two agree.
         Some((_, mlp)) if opts.resamples > 0 => {
-            snmf_seed_agreement(model, mlp, c, &pos, &neg, &dirs, opts)?
+            snmf_seed_agreement(model, mlp, c, &pos, &neg, &dirs, opts).await?
         }
         Some(_) => vec![0.0; n_layer],
         None if opts.resamples > 0 => {
@@ -263,7 +263,7 @@ pub fn analyze_and_prepare<B: Backend>(
     let mut layers = Vec::with_capacity(n_layer);
     for (l, (fs, al, diag, (scatter_pos, scatter_neg))) in geo.into_iter().enumerate() {
         let d = &dirs[l];
-        let (up, down) = diagnostics::top_tokens(model, d, opts.top_k);
+        let (up, down) = diagnostics::top_tokens(model, d, opts.top_k).await?;
         let svd = if method == Method::Svd {
             svd_subspace(&pos, &neg, l, 4).ok().map(|s| SvdReport {
                 singular_values: s.singular_values,
@@ -310,7 +310,10 @@ pub fn analyze_and_prepare<B: Backend>(
     progress("what the direction promotes", 5, total);
     let prepared = Prepared::from_acts(Concept { method, ..c.clone() }, &pos, &neg, dirs)?;
     let promotes = if opts.promotes {
-        Some(promotes_at(model, &prepared, &contexts, Some(&context_logits), best, opts.top_k)?)
+        Some(
+            promotes_at(model, &prepared, &contexts, Some(&context_logits), best, opts.top_k)
+                .await?,
+        )
     } else {
         None
     };
@@ -331,7 +334,7 @@ pub fn analyze_and_prepare<B: Backend>(
 /// What adding the concept's direction at `layer` does to the next-token distribution over
 /// the contexts: the vector added is the unit direction times the distance between the class
 /// means along it (for the mean difference: the mean difference itself).
-pub fn promotes_at<B: Backend>(
+pub async fn promotes_at<B: Backend>(
     model: &Model<B>,
     c: &Prepared,
     contexts: &[Vec<u32>],
@@ -346,7 +349,7 @@ pub fn promotes_at<B: Backend>(
     let u = crate::unit(&c.dirs[layer]);
     let gap = crate::dot(&c.mean_diff[layer], &u).abs();
     let v: Vec<f32> = u.iter().map(|x| x * gap).collect();
-    let shift = next_token_shift(model, contexts, base, layer, &v)?;
+    let shift = next_token_shift(model, contexts, base, layer, &v).await?;
     let (up, down) = extremes(&shift, top_k);
     let tok = |(id, s): (u32, f64)| TokenScore {
         id,
@@ -464,19 +467,19 @@ pub struct Computed {
 }
 
 /// Capture the concept and compute its direction by `method` at every layer.
-pub fn compute<B: Backend>(
+pub async fn compute<B: Backend>(
     model: &Model<B>,
     c: &Concept,
     method: Method,
     snmf: &SnmfParams,
 ) -> Result<Computed> {
     let ConceptActs { pos, neg, mlp, contexts, context_logits } =
-        capture_concept_full(model, c, method == Method::Snmf)?;
+        capture_concept_full(model, c, method == Method::Snmf).await?;
     let Some(mlp) = mlp else {
         let dirs = directions(method, &pos, &neg)?;
         return Ok(Computed { pos, neg, dirs, snmf: None, contexts, context_logits });
     };
-    let layers = concept_snmf(model, &mlp, c.pairs.len(), c.read, snmf)?;
+    let layers = concept_snmf(model, &mlp, c.pairs.len(), c.read, snmf).await?;
     let dirs = snmf_directions(&layers, &pos, &neg);
     Ok(Computed { pos, neg, dirs, snmf: Some((layers, mlp)), contexts, context_logits })
 }
@@ -498,7 +501,7 @@ fn snmf_directions(layers: &[LayerSnmf], pos: &Acts, neg: &Acts) -> Vec<Vec<f32>
 
 /// For SNMF: |cosine| between each layer's direction and the one from a refit with another
 /// seed.
-fn snmf_seed_agreement<B: Backend>(
+async fn snmf_seed_agreement<B: Backend>(
     model: &Model<B>,
     mlp: &MlpActs,
     c: &Concept,
@@ -508,7 +511,7 @@ fn snmf_seed_agreement<B: Backend>(
     opts: &Options,
 ) -> Result<Vec<f64>> {
     let p = SnmfParams { seed: opts.snmf.seed ^ 0x9e37_79b9, ..opts.snmf };
-    let other = concept_snmf(model, mlp, c.pairs.len(), c.read, &p)?;
+    let other = concept_snmf(model, mlp, c.pairs.len(), c.read, &p).await?;
     let other = snmf_directions(&other, pos, neg);
     Ok(other.iter().zip(dirs).map(|(o, d)| crate::cosine(o, d).abs()).collect())
 }

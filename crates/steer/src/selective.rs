@@ -147,12 +147,12 @@ pub fn plane(sites: &[(Acts, Acts); 2]) -> Result<SelectivePlane> {
 }
 
 /// Capture a concept's norm outputs at every block and calibrate.
-pub fn calibrate<B: Backend>(model: &Model<B>, c: &Concept) -> Result<SelectivePlane> {
+pub async fn calibrate<B: Backend>(model: &Model<B>, c: &Concept) -> Result<SelectivePlane> {
     c.validate()?;
     let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
     let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
-    let mut p = capture_sites(model, &pos, c.read, &SITES)?.into_iter();
-    let mut n = capture_sites(model, &neg, c.read, &SITES)?.into_iter();
+    let mut p = capture_sites(model, &pos, c.read, &SITES).await?.into_iter();
+    let mut n = capture_sites(model, &neg, c.read, &SITES).await?.into_iter();
     let (Some(pa), Some(pm), Some(na), Some(nm)) = (p.next(), p.next(), n.next(), n.next()) else {
         return Err(Error::LinAlg("Selective Steering: capture returned no sites".into()));
     };
@@ -189,8 +189,11 @@ impl SelectivePlane {
                     .into(),
             ));
         }
-        let op =
-            Op::Rotate { b1: self.b1.clone(), b2: self.b2.clone(), theta: degrees.to_radians() };
+        let op = Op::Rotate {
+            b1: self.b1.as_slice().into(),
+            b2: self.b2.as_slice().into(),
+            theta: degrees.to_radians(),
+        };
         Ok(SITES
             .iter()
             .map(|&site| Intervention {

@@ -346,7 +346,7 @@ pub fn effective_k(asked: usize, tokens: usize) -> usize {
 /// SNMF at every layer of the MLP activations `mlp` of a concept's texts: the first `n_pos`
 /// texts are the positives. Position 0 of every text is left out. `read` says which tokens
 /// stand for a text in the class gap. `k` is capped at half the tokens ([`effective_k`]).
-pub fn concept_snmf<B: Backend>(
+pub async fn concept_snmf<B: Backend>(
     model: &Model<B>,
     mlp: &MlpActs,
     n_pos: usize,
@@ -395,7 +395,7 @@ pub fn concept_snmf<B: Backend>(
         let k = fac.f.ncols();
         // Row-major k x m for the backend: F (m x k) is stored column by column.
         let zrows: Vec<f32> = fac.f.iter().map(|x| *x as f32).collect();
-        let dirs = model.down_project(l, zrows)?;
+        let dirs = model.down_project(l, zrows).await?;
         let d = dirs.len() / k.max(1);
         let text_weights: Vec<Vec<f64>> = (0..k)
             .map(|j| {

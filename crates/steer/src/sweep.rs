@@ -98,7 +98,7 @@ pub struct Sweeper<'m, B: Backend> {
     trained: Option<(Plan, Plan)>,
 }
 
-fn greedy<B: Backend>(
+async fn greedy<B: Backend>(
     model: &Model<B>,
     prompt: &[u32],
     n: usize,
@@ -107,12 +107,13 @@ fn greedy<B: Backend>(
     let sampler = tiller_engine::Sampler::new(Default::default())?;
     let g = tiller_engine::generate(model, prompt, n, sampler, plan.map(|p| p as _), &mut |_| {
         std::ops::ControlFlow::Continue(())
-    })?;
+    })
+    .await?;
     Ok(g.ids)
 }
 
 /// Per-token projections on `unit(v)` at `layer` of `ids[from..]`, unsteered.
-fn projections<B: Backend>(
+async fn projections<B: Backend>(
     model: &Model<B>,
     ids: &[u32],
     from: usize,
@@ -121,7 +122,7 @@ fn projections<B: Backend>(
 ) -> Result<Vec<f64>> {
     let u = unit(v);
     let mut cap = Capture::new([layer]);
-    model.session().forward(ids, Some(&mut cap), LogitsFor::Last)?;
+    model.session().forward(ids, Some(&mut cap), LogitsFor::Last).await?;
     let d = model.config.d_model;
     Ok(cap.rows[0].chunks_exact(d).skip(from).map(|r| dot(r, &u) as f64).collect())
 }
@@ -135,7 +136,7 @@ fn random_like(r: &mut Rng, v: &[f32]) -> Vec<f32> {
 
 /// The concept with its directions (and mean differences) replaced by random ones of the same
 /// norms; its Selective Steering plane (when it has one) by a random plane with the same mask.
-fn control_of<B: Backend>(
+async fn control_of<B: Backend>(
     model: &Model<B>,
     c: &Prepared,
     op: OpKind,
@@ -147,7 +148,7 @@ fn control_of<B: Backend>(
     out.mean_diff = c.mean_diff.iter().map(|v| random_like(&mut r, v)).collect();
     out.selective = Default::default();
     if op == OpKind::SelectiveSteering {
-        let real = c.selective_plane(model)?;
+        let real = c.selective_plane(model).await?;
         let b1 = unit(&random_like(&mut r, &real.b1));
         let mut b2 = random_like(&mut r, &real.b2);
         let along = dot(&b2, &b1);
@@ -185,7 +186,7 @@ fn set_affine_strength(plan: &mut Plan, x: f32) {
 }
 
 impl<'m, B: Backend> Sweeper<'m, B> {
-    pub fn new(model: &'m Model<B>, concepts: &[Prepared], s: &Sweep) -> Result<Self> {
+    pub async fn new(model: &'m Model<B>, concepts: &[Prepared], s: &Sweep<'_>) -> Result<Self> {
         if s.strengths.iter().any(|x| !x.is_finite()) {
             return Err(Error::Intervention("strengths must be finite numbers".into()));
         }
@@ -202,7 +203,7 @@ impl<'m, B: Backend> Sweeper<'m, B> {
         let control = if s.control {
             let mut cs: Vec<Prepared> = concepts.iter().map(Prepared::clone).collect();
             for c in cs.iter_mut().filter(|c| c.concept.name == s.spec.concept) {
-                *c = control_of(model, target, s.spec.op, CONTROL_SEED)?;
+                *c = control_of(model, target, s.spec.op, CONTROL_SEED).await?;
             }
             cs
         } else {
@@ -223,20 +224,20 @@ impl<'m, B: Backend> Sweeper<'m, B> {
             if p.is_empty() {
                 return Err(Error::Intervention("a neutral prompt is empty".into()));
             }
-            let cont = greedy(model, p, NEUTRAL_TOKENS, None)?;
+            let cont = greedy(model, p, NEUTRAL_TOKENS, None).await?;
             let all: Vec<u32> = p.iter().chain(&cont).copied().collect();
-            let logits = model.session().forward(&all, None, LogitsFor::All)?;
+            let logits = model.session().forward(&all, None, LogitsFor::All).await?;
             neutral.push((all, p.len(), logits));
         }
-        let baseline_ids = greedy(model, s.prompt, s.max_tokens, None)?;
+        let baseline_ids = greedy(model, s.prompt, s.max_tokens, None).await?;
         let prompt_all: Vec<u32> = s.prompt.iter().chain(&baseline_ids).copied().collect();
         let mut baseline = BTreeMap::new();
         for c in concepts {
             let v = &c.mean_diff[s.read_layer];
-            let own = projections(model, &prompt_all, s.prompt.len(), s.read_layer, v)?;
+            let own = projections(model, &prompt_all, s.prompt.len(), s.read_layer, v).await?;
             let mut pool = own.clone();
             for (all, plen, _) in &neutral {
-                pool.extend(projections(model, all, *plen, s.read_layer, v)?);
+                pool.extend(projections(model, all, *plen, s.read_layer, v).await?);
             }
             let mean = own.iter().sum::<f64>() / own.len().max(1) as f64;
             let (pm, _) = crate::stats::mean_var(&pool);
@@ -248,7 +249,8 @@ impl<'m, B: Backend> Sweeper<'m, B> {
         // LinEAS is trained once; its strength only scales the trained maps.
         let trained = if s.spec.op == OpKind::Affine {
             let one = InterventionSpec { strength: 1.0, enabled: true, ..s.spec.clone() };
-            let p = build(model, concepts, &[one], s.prompt.len(), &LineasParams::default())?
+            let p = build(model, concepts, &[one], s.prompt.len(), &LineasParams::default())
+                .await?
                 .ok_or_else(|| Error::Intervention("nothing to sweep".into()))?;
             let c = shuffled(&p, CONTROL_SEED);
             Some((p, c))
@@ -270,7 +272,7 @@ impl<'m, B: Backend> Sweeper<'m, B> {
         })
     }
 
-    fn plan(&self, x: f32, control: bool) -> Result<Plan> {
+    async fn plan(&self, x: f32, control: bool) -> Result<Plan> {
         if let Some((real, ctl)) = &self.trained {
             let mut p = if control { ctl.clone() } else { real.clone() };
             set_affine_strength(&mut p, x);
@@ -278,12 +280,13 @@ impl<'m, B: Backend> Sweeper<'m, B> {
         }
         let concepts = if control { &self.control } else { &self.concepts };
         let spec = InterventionSpec { strength: x, enabled: true, ..self.spec.clone() };
-        build(self.model, concepts, &[spec], self.prompt.len(), &LineasParams::default())?
+        build(self.model, concepts, &[spec], self.prompt.len(), &LineasParams::default())
+            .await?
             .ok_or_else(|| Error::Intervention("nothing to sweep".into()))
     }
 
     /// One strength of the sweep (or of its random control).
-    pub fn point(&self, x: f32, control: bool) -> Result<SweepPoint> {
+    pub async fn point(&self, x: f32, control: bool) -> Result<SweepPoint> {
         if !x.is_finite() {
             return Err(Error::Intervention(format!(
                 "the strength must be a finite number, got {x}"
@@ -294,9 +297,9 @@ impl<'m, B: Backend> Sweeper<'m, B> {
         }
         let model = self.model;
         let vocab = model.config.vocab;
-        let mut plan = self.plan(x, control)?;
+        let mut plan = self.plan(x, control).await?;
         plan.prompt_len = self.prompt.len();
-        let ids = greedy(model, &self.prompt, self.max_tokens, Some(&mut plan))?;
+        let ids = greedy(model, &self.prompt, self.max_tokens, Some(&mut plan)).await?;
         let all: Vec<u32> = self.prompt.iter().chain(&ids).copied().collect();
         let (mut scores, mut raw_scores) = (BTreeMap::new(), BTreeMap::new());
         for c in &self.concepts {
@@ -306,7 +309,8 @@ impl<'m, B: Backend> Sweeper<'m, B> {
                 self.prompt.len(),
                 self.read_layer,
                 &c.mean_diff[self.read_layer],
-            )?;
+            )
+            .await?;
             let raw = if p.is_empty() { f64::NAN } else { p.iter().sum::<f64>() / p.len() as f64 };
             let b = self.baseline[&c.concept.name];
             raw_scores.insert(c.concept.name.clone(), raw);
@@ -320,7 +324,7 @@ impl<'m, B: Backend> Sweeper<'m, B> {
         let (mut kls, mut all_kl, mut nll, mut count) = (Vec::new(), Vec::new(), 0f64, 0usize);
         for (text, plen, base) in &self.neutral {
             plan.prompt_len = *plen;
-            let steered = model.session().forward(text, Some(&mut plan), LogitsFor::All)?;
+            let steered = model.session().forward(text, Some(&mut plan), LogitsFor::All).await?;
             let rows = plen - 1..text.len() - 1;
             let mut these = Vec::new();
             for t in rows.clone() {
@@ -365,23 +369,23 @@ pub struct SweepReport {
 }
 
 /// Run the sweep, calling `on_point` as each point finishes.
-pub fn sweep<B: Backend>(
+pub async fn sweep<B: Backend>(
     model: &Model<B>,
     concepts: &[Prepared],
-    s: &Sweep,
+    s: &Sweep<'_>,
     on_point: &mut dyn FnMut(&SweepPoint),
 ) -> Result<SweepReport> {
-    let sw = Sweeper::new(model, concepts, s)?;
+    let sw = Sweeper::new(model, concepts, s).await?;
     let mut points = Vec::new();
     for &x in s.strengths {
-        let p = sw.point(x, false)?;
+        let p = sw.point(x, false).await?;
         on_point(&p);
         points.push(p);
     }
     let mut control = Vec::new();
     if s.control {
         for &x in s.strengths {
-            let p = sw.point(x, true)?;
+            let p = sw.point(x, true).await?;
             on_point(&p);
             control.push(p);
         }

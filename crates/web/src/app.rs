@@ -62,17 +62,25 @@ fn on_message(st: AppState, msg: FromWorker) {
                 webgpu: query("backend").as_deref() != Some("cpu"),
                 force: query("backend").as_deref() == Some("webgpu"),
                 lose_after: query("lose-gpu-after").and_then(|n| n.parse().ok()),
+                lose_in_analyze: query("lose-gpu-in").as_deref() == Some("analyze"),
             });
             st.send(&ToWorker::Load { url });
         }
-        FromWorker::Fallback { backend, reason } => {
-            st.status.update(|s| s.backend = format!("{backend}; WebGPU off: {reason}"));
-            st.notice.set(Some(format!("Generation moved to the CPU: {reason}")));
-            for out in [st.baseline, st.steered] {
-                out.update(|o| {
-                    o.ids.clear();
-                    o.text.clear();
-                });
+        FromWorker::Fallback { backend, reason, task } => {
+            st.status.update(|s| {
+                s.backend = format!("{backend}; WebGPU off: {reason}");
+                s.concepts = "cpu".into();
+            });
+            st.notice.set(Some(format!(
+                "The model moved to the CPU ({reason}); what was running runs again there."
+            )));
+            if task == Task::Generate {
+                for out in [st.baseline, st.steered] {
+                    out.update(|o| {
+                        o.ids.clear();
+                        o.text.clear();
+                    });
+                }
             }
         }
         FromWorker::Progress { stage, done, total, cached } => st.status.update(|s| {
@@ -97,6 +105,7 @@ fn on_message(st: AppState, msg: FromWorker) {
             model,
             family,
             backend,
+            concepts,
             fallback,
             n_layer,
             d_model,
@@ -104,6 +113,7 @@ fn on_message(st: AppState, msg: FromWorker) {
             sha256,
             memory_bytes,
             wasm_bytes,
+            gpu_bytes,
         } => {
             st.status.set(ModelStatus {
                 state: Some(LoadState::Ready),
@@ -114,13 +124,19 @@ fn on_message(st: AppState, msg: FromWorker) {
                 fraction: Some(1.0),
                 backend: match fallback {
                     Some(why) => format!("{backend}; {why}"),
-                    None => format!("{backend}; concepts on the CPU"),
+                    None => backend,
                 },
-                memory: format!(
-                    "{} file, worker memory {} at its peak",
-                    mb(memory_bytes),
-                    mb(wasm_bytes)
-                ),
+                memory: if gpu_bytes > 0.0 {
+                    format!(
+                        "{} file; one copy of the weights, on the GPU ({}); worker memory {} at its peak",
+                        mb(memory_bytes),
+                        mb(gpu_bytes),
+                        mb(wasm_bytes)
+                    )
+                } else {
+                    format!("{} file, worker memory {} at its peak", mb(memory_bytes), mb(wasm_bytes))
+                },
+                concepts,
                 sha256,
             });
             st.computed.set(Default::default());

@@ -28,6 +28,10 @@ pub enum ToWorker {
         /// as a driver reset would, to exercise the fallback.
         #[serde(default)]
         lose_after: Option<usize>,
+        /// Test hook (`?lose-gpu-in=analyze`): destroy the WebGPU device in the middle of the
+        /// next concept compute (after the capture, before the diagnostics).
+        #[serde(default)]
+        lose_in_analyze: bool,
     },
     /// Download (with progress, through the Cache API) and load a GGUF.
     Load { url: String },
@@ -123,8 +127,12 @@ pub enum FromWorker {
         /// The architecture (`general.architecture`: llama, gemma3, ...).
         #[serde(default)]
         family: String,
-        /// Where generation runs (the CPU backend's name, or the WebGPU adapter's).
+        /// Where the model runs (the CPU backend's name, or the WebGPU adapter's).
         backend: String,
+        /// Where concept work (capture, directions, diagnostics, reading, sweeps) runs:
+        /// `webgpu` or `cpu`, the same device as generation (the worker holds one copy).
+        #[serde(default)]
+        concepts: String,
         /// Why generation is on the CPU when WebGPU was wanted (no adapter, device lost...).
         #[serde(default)]
         fallback: Option<String>,
@@ -139,11 +147,16 @@ pub enum FromWorker {
         /// (the file's bytes and the weights were both held while loading).
         #[serde(default)]
         wasm_bytes: f64,
+        /// Bytes of GPU buffers once loaded (the weights; 0 on the CPU).
+        #[serde(default)]
+        gpu_bytes: f64,
     },
-    /// Generation moved from WebGPU to the CPU (the device failed or was lost).
+    /// The model moved from WebGPU to the CPU (the device failed or was lost): it was loaded
+    /// again there and `task` runs again from the start.
     Fallback {
         backend: String,
         reason: String,
+        task: Task,
     },
     /// A long task moved on: `stage` says what it is doing.
     Working {

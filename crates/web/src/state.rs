@@ -37,6 +37,8 @@ pub struct ModelStatus {
     /// 0..=1 when known.
     pub fraction: Option<f64>,
     pub backend: String,
+    /// Where concept work runs: `webgpu` or `cpu` (the model's one device).
+    pub concepts: String,
     pub sha256: String,
     pub memory: String,
 }

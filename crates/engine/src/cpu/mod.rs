@@ -9,6 +9,7 @@ pub mod quant;
 pub mod vecops;
 
 use crate::backend::{AttnShape, Backend, Precision};
+use crate::hooks::Edit;
 use crate::{Error, Result};
 use kernels::Kernels;
 pub use matmul::CpuMatrix;
@@ -88,7 +89,7 @@ impl Backend for Cpu {
         Ok(CpuAct { data, rows: ids.len(), cols })
     }
 
-    fn rms_norm(&self, x: &CpuAct, w: &Vec<f32>, eps: f32) -> CpuAct {
+    fn rms_norm(&self, x: &CpuAct, w: &Vec<f32>, eps: f32) -> Result<CpuAct> {
         let mut out = vec![0f32; x.data.len()];
         for (o, r) in out.chunks_exact_mut(x.cols).zip(x.data.chunks_exact(x.cols)) {
             let ms = r.iter().map(|v| v * v).sum::<f32>() / x.cols as f32;
@@ -97,15 +98,15 @@ impl Backend for Cpu {
                 *o = v * s * g;
             }
         }
-        CpuAct { data: out, rows: x.rows, cols: x.cols }
+        Ok(CpuAct { data: out, rows: x.rows, cols: x.cols })
     }
 
-    fn matmul(&self, x: &CpuAct, ws: &[&CpuMatrix]) -> Vec<CpuAct> {
-        matmul::matmul(&self.kernels, &x.data, x.rows, ws)
+    fn matmul(&self, x: &CpuAct, ws: &[&CpuMatrix]) -> Result<Vec<CpuAct>> {
+        Ok(matmul::matmul(&self.kernels, &x.data, x.rows, ws)
             .into_iter()
             .zip(ws)
             .map(|(data, w)| CpuAct { data, rows: x.rows, cols: w.rows })
-            .collect()
+            .collect())
     }
 
     fn rope(
@@ -116,9 +117,9 @@ impl Backend for Cpu {
         pos0: usize,
         theta: f32,
         style: RopeStyle,
-    ) {
+    ) -> Result<()> {
         if style == RopeStyle::None {
-            return;
+            return Ok(());
         }
         let half = head_dim / 2;
         let inv: Vec<f32> =
@@ -141,31 +142,34 @@ impl Backend for Cpu {
                 }
             }
         }
+        Ok(())
     }
 
-    fn rms_norm_groups(&self, x: &CpuAct, w: &Vec<f32>, group: usize, eps: f32) -> CpuAct {
+    fn rms_norm_groups(&self, x: &CpuAct, w: &Vec<f32>, group: usize, eps: f32) -> Result<CpuAct> {
         let g = CpuAct { data: x.data.clone(), rows: x.data.len() / group.max(1), cols: group };
-        let mut out = self.rms_norm(&g, w, eps);
+        let mut out = self.rms_norm(&g, w, eps)?;
         (out.rows, out.cols) = (x.rows, x.cols);
-        out
+        Ok(out)
     }
 
-    fn add_bias(&self, x: &mut CpuAct, b: &Vec<f32>) {
+    fn add_bias(&self, x: &mut CpuAct, b: &Vec<f32>) -> Result<()> {
         for row in x.data.chunks_exact_mut(x.cols) {
             row.iter_mut().zip(b).for_each(|(a, c)| *a += c);
         }
+        Ok(())
     }
 
-    fn geglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
+    fn geglu(&self, gate: &CpuAct, up: &CpuAct) -> Result<CpuAct> {
         let data = gate.data.iter().zip(&up.data).map(|(g, u)| gelu_tanh(*g) * u).collect();
-        CpuAct { data, rows: gate.rows, cols: gate.cols }
+        Ok(CpuAct { data, rows: gate.rows, cols: gate.cols })
     }
 
-    fn gelu(&self, x: &CpuAct) -> CpuAct {
-        CpuAct { data: x.data.iter().map(|v| gelu_tanh(*v)).collect(), rows: x.rows, cols: x.cols }
+    fn gelu(&self, x: &CpuAct) -> Result<CpuAct> {
+        let data = x.data.iter().map(|v| gelu_tanh(*v)).collect();
+        Ok(CpuAct { data, rows: x.rows, cols: x.cols })
     }
 
-    fn layer_norm(&self, x: &CpuAct, w: &Vec<f32>, b: &Vec<f32>, eps: f32) -> CpuAct {
+    fn layer_norm(&self, x: &CpuAct, w: &Vec<f32>, b: &Vec<f32>, eps: f32) -> Result<CpuAct> {
         let mut out = vec![0f32; x.data.len()];
         let n = x.cols as f32;
         for (o, r) in out.chunks_exact_mut(x.cols).zip(x.data.chunks_exact(x.cols)) {
@@ -176,15 +180,17 @@ impl Backend for Cpu {
                 *o = (v - mean) * s * g + c;
             }
         }
-        CpuAct { data: out, rows: x.rows, cols: x.cols }
+        Ok(CpuAct { data: out, rows: x.rows, cols: x.cols })
     }
 
-    fn softcap(&self, x: &mut CpuAct, cap: f32) {
+    fn softcap(&self, x: &mut CpuAct, cap: f32) -> Result<()> {
         x.data.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        Ok(())
     }
 
-    fn scale(&self, x: &mut CpuAct, s: f32) {
+    fn scale(&self, x: &mut CpuAct, s: f32) -> Result<()> {
         x.data.iter_mut().for_each(|v| *v *= s);
+        Ok(())
     }
 
     fn attention(
@@ -194,42 +200,59 @@ impl Backend for Cpu {
         v: &CpuAct,
         cache: &mut CpuKv,
         s: AttnShape,
-    ) -> CpuAct {
+    ) -> Result<CpuAct> {
         cache.k.extend_from_slice(&k.data);
         cache.v.extend_from_slice(&v.data);
         let data = attention::causal(&self.kernels, &q.data, q.rows, cache, s);
-        CpuAct { data, rows: q.rows, cols: q.cols }
+        Ok(CpuAct { data, rows: q.rows, cols: q.cols })
     }
 
-    fn swiglu(&self, gate: &CpuAct, up: &CpuAct) -> CpuAct {
+    fn swiglu(&self, gate: &CpuAct, up: &CpuAct) -> Result<CpuAct> {
         let data =
             gate.data.iter().zip(&up.data).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
-        CpuAct { data, rows: gate.rows, cols: gate.cols }
+        Ok(CpuAct { data, rows: gate.rows, cols: gate.cols })
     }
 
-    fn add_assign(&self, x: &mut CpuAct, y: &CpuAct) {
+    fn add_assign(&self, x: &mut CpuAct, y: &CpuAct) -> Result<()> {
         for (a, b) in x.data.iter_mut().zip(&y.data) {
             *a += b;
         }
+        Ok(())
     }
 
-    fn last_row(&self, x: &CpuAct) -> CpuAct {
-        CpuAct { data: x.data[(x.rows - 1) * x.cols..].to_vec(), rows: 1, cols: x.cols }
+    fn last_row(&self, x: &CpuAct) -> Result<CpuAct> {
+        self.copy_rows(x, x.rows.saturating_sub(1), 1)
     }
 
     fn rows(&self, x: &CpuAct) -> usize {
         x.rows
     }
 
-    fn to_host(&self, x: &CpuAct) -> Vec<f32> {
-        x.data.clone()
+    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> Result<CpuAct> {
+        if data.len() != rows * cols {
+            return Err(Error::Backend(format!("{} values are not {rows} x {cols}", data.len())));
+        }
+        Ok(CpuAct { data, rows, cols })
     }
 
-    fn upload_act(&self, data: Vec<f32>, rows: usize, cols: usize) -> CpuAct {
-        CpuAct { data, rows, cols }
+    fn copy_rows(&self, x: &CpuAct, first: usize, n: usize) -> Result<CpuAct> {
+        let rows = x.data.get(first * x.cols..(first + n) * x.cols);
+        let rows = rows
+            .ok_or_else(|| Error::Backend(format!("rows {first}..{} of {}", first + n, x.rows)))?;
+        Ok(CpuAct { data: rows.to_vec(), rows: n, cols: x.cols })
     }
 
-    fn with_host(&self, x: &mut CpuAct, f: &mut dyn FnMut(&mut [f32])) {
-        f(&mut x.data)
+    fn edit(&self, x: &mut CpuAct, edits: &[Edit], pos0: usize) -> Result<()> {
+        for (i, row) in x.data.chunks_exact_mut(x.cols).enumerate() {
+            let p = pos0 + i;
+            for e in edits.iter().filter(|e| (e.start..e.end).contains(&p)) {
+                e.apply(row);
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&self, xs: &[&CpuAct]) -> Result<Vec<Vec<f32>>> {
+        Ok(xs.iter().map(|x| x.data.clone()).collect())
     }
 }

@@ -7,7 +7,7 @@ mod weights;
 pub use weights::{LayerWeights, Weights};
 
 use crate::backend::{Backend, Precision};
-use crate::hooks::{Hooks, Site};
+use crate::hooks::{Hooks, Kept, Site};
 use crate::{Error, Result};
 use tiller_model::{ChatMessage, ChatTemplate, Gguf, ModelConfig, Tokenizer};
 
@@ -56,18 +56,17 @@ impl<B: Backend> Model<B> {
     /// Unembedding scores of residual-stream vectors (`rows` x d): the LM head applied to
     /// `gain * v`, the final RMSNorm's gain without its (positive) scale, so a direction's
     /// scores say which tokens it promotes and suppresses.
-    pub fn unembed_direction(&self, v: &[f32]) -> Vec<f32> {
+    pub async fn unembed_direction(&self, v: &[f32]) -> Result<Vec<f32>> {
         let d = self.config.d_model;
         let g: Vec<f32> =
             v.iter().zip(self.weights.out_norm_host.iter()).map(|(a, b)| a * b).collect();
-        let x = self.backend.upload_act(g, v.len() / d, d);
         let head = self.weights.lm_head.as_ref().unwrap_or(&self.weights.embed);
-        self.backend.matmul(&x, &[head]).pop().map(|a| self.backend.to_host(&a)).unwrap_or_default()
+        self.product(g, v.len() / d, d, head).await
     }
 
     /// Rows of MLP hidden activations (`rows` x d_ff) through block `layer`'s down
     /// projection: what they write into the residual stream (`rows` x d_model).
-    pub fn down_project(&self, layer: usize, rows: Vec<f32>) -> Result<Vec<f32>> {
+    pub async fn down_project(&self, layer: usize, rows: Vec<f32>) -> Result<Vec<f32>> {
         let (dff, lw) = (self.config.d_ff, self.weights.layers.get(layer));
         let Some(lw) = lw.filter(|_| rows.len().is_multiple_of(dff)) else {
             return Err(Error::Backend(format!(
@@ -76,29 +75,33 @@ impl<B: Backend> Model<B> {
             )));
         };
         let n = rows.len() / dff;
-        let x = self.backend.upload_act(rows, n, dff);
-        Ok(self
-            .backend
-            .matmul(&x, &[&lw.down])
-            .pop()
-            .map(|a| self.backend.to_host(&a))
-            .unwrap_or_default())
+        self.product(rows, n, dff, &lw.down).await
     }
 
     /// A weight matrix `[out, in]` read back to the host, transposed: `in` rows of `out`
     /// values (row j is column j of the matrix). For analysis of small models; it multiplies an
     /// identity through the backend, so it works whatever the weights' format or device.
-    pub fn dense_transposed(&self, m: &B::Matrix, in_width: usize) -> Result<Vec<f32>> {
+    pub async fn dense_transposed(&self, m: &B::Matrix, in_width: usize) -> Result<Vec<f32>> {
         let mut eye = vec![0f32; in_width * in_width];
         for i in 0..in_width {
             eye[i * in_width + i] = 1.0;
         }
-        let x = self.backend.upload_act(eye, in_width, in_width);
-        self.backend
-            .matmul(&x, &[m])
-            .pop()
-            .map(|a| self.backend.to_host(&a))
-            .ok_or_else(|| Error::Backend("the product returned nothing".into()))
+        self.product(eye, in_width, in_width, m).await
+    }
+
+    /// `x @ m.T` for host rows `x` (`rows` x `cols`), read back.
+    async fn product(
+        &self,
+        x: Vec<f32>,
+        rows: usize,
+        cols: usize,
+        m: &B::Matrix,
+    ) -> Result<Vec<f32>> {
+        let be = &self.backend;
+        let x = be.upload_act(x, rows, cols)?;
+        let y = be.matmul(&x, &[m])?.pop();
+        let y = y.ok_or_else(|| Error::Backend("the product returned nothing".into()))?;
+        Ok(be.read(&[&y]).await?.pop().unwrap_or_default())
     }
 
     pub fn session(&self) -> Session<'_, B> {
@@ -132,25 +135,50 @@ impl<'m, B: Backend> Session<'m, B> {
     }
 
     /// Run `ids` through the model (appending to the cache) and return logits, `vocab` per
-    /// row: the last row only, or every row. Hooks see every block output.
-    pub fn forward(
+    /// row: the last row only, or every row. Hooks see every block output; what they keep is
+    /// read back with the logits (one wait) and handed to them before this returns.
+    pub async fn forward(
         &mut self,
         ids: &[u32],
         hooks: Option<&mut (dyn Hooks + '_)>,
         which: LogitsFor,
     ) -> Result<Vec<f32>> {
-        let logits = self.forward_act(ids, hooks, which)?;
-        Ok(self.model.backend.to_host(&logits))
+        let pass = self.record(ids, hooks.as_deref(), which)?;
+        let be = &self.model.backend;
+        let mut acts: Vec<&B::Act> = vec![&pass.logits];
+        acts.extend(pass.kept.iter().map(|k| &k.act));
+        let mut host = be.read(&acts).await?.into_iter();
+        let logits = host.next().unwrap_or_default();
+        deliver(hooks, &pass.kept, host);
+        Ok(logits)
     }
 
     /// As [`Session::forward`], leaving the logits where the backend keeps them (on the GPU,
-    /// nothing is read back; the caller picks the token there or reads them itself).
-    pub fn forward_act(
+    /// nothing is read back but what the hooks keep; the caller picks the token there or reads
+    /// them itself).
+    pub async fn forward_act(
         &mut self,
         ids: &[u32],
         hooks: Option<&mut (dyn Hooks + '_)>,
         which: LogitsFor,
     ) -> Result<B::Act> {
+        let pass = self.record(ids, hooks.as_deref(), which)?;
+        if !pass.kept.is_empty() {
+            let acts: Vec<&B::Act> = pass.kept.iter().map(|k| &k.act).collect();
+            let host = self.model.backend.read(&acts).await?;
+            deliver(hooks, &pass.kept, host.into_iter());
+        }
+        Ok(pass.logits)
+    }
+
+    /// Record one forward pass: the logits and the hooks' kept copies, where the backend keeps
+    /// activations. Nothing is read back or waited for.
+    pub fn record(
+        &mut self,
+        ids: &[u32],
+        hooks: Option<&(dyn Hooks + '_)>,
+        which: LogitsFor,
+    ) -> Result<Pass<B>> {
         let m = self.model;
         let cfg = &m.config;
         if ids.is_empty() {
@@ -166,15 +194,15 @@ impl<'m, B: Backend> Session<'m, B> {
         let be = &m.backend;
         be.fits(cfg, ids.len(), if which == LogitsFor::All { ids.len() } else { 1 })?;
         let w = &m.weights;
-        let mut hooks = hooks;
         let d = cfg.d_model;
+        let mut kept = Vec::new();
         let mut x = be.embed(&w.embed, ids)?;
         if let Some(s) = cfg.block.embed_scale {
-            be.scale(&mut x, s);
+            be.scale(&mut x, s)?;
         }
         if let Some(table) = &w.pos_embd {
             let pos: Vec<u32> = (self.pos..self.pos + ids.len()).map(|p| p as u32).collect();
-            be.add_assign(&mut x, &be.embed(table, &pos)?);
+            be.add_assign(&mut x, &be.embed(table, &pos)?)?;
         }
         for (l, lw) in w.layers.iter().enumerate() {
             block::forward(
@@ -185,24 +213,44 @@ impl<'m, B: Backend> Session<'m, B> {
                 &mut self.caches[l],
                 self.pos,
                 l,
-                hooks.as_deref_mut(),
-            );
-            crate::hooks::run(be, hooks.as_deref_mut(), Site::Residual, l, self.pos, &mut x, d);
+                hooks,
+                &mut kept,
+            )?;
+            crate::hooks::run(be, hooks, &mut kept, Site::Residual, l, self.pos, &mut x, d)?;
         }
         self.pos += ids.len();
-        let x = if which == LogitsFor::Last { be.last_row(&x) } else { x };
+        let x = if which == LogitsFor::Last { be.last_row(&x)? } else { x };
         let x = match &w.out_norm_b {
-            Some(b) => be.layer_norm(&x, &w.out_norm, b, cfg.rms_eps),
-            None => be.rms_norm(&x, &w.out_norm, cfg.rms_eps),
+            Some(b) => be.layer_norm(&x, &w.out_norm, b, cfg.rms_eps)?,
+            None => be.rms_norm(&x, &w.out_norm, cfg.rms_eps)?,
         };
         let head = w.lm_head.as_ref().unwrap_or(&w.embed);
         let mut logits = be
-            .matmul(&x, &[head])
+            .matmul(&x, &[head])?
             .pop()
             .ok_or_else(|| Error::Backend("the LM head produced no logits".into()))?;
         if let Some(cap) = cfg.block.final_softcap {
-            be.softcap(&mut logits, cap);
+            be.softcap(&mut logits, cap)?;
         }
-        Ok(logits)
+        Ok(Pass { logits, kept })
+    }
+}
+
+/// One recorded forward pass: the logits and what the hooks kept, not yet read.
+pub struct Pass<B: Backend> {
+    pub logits: B::Act,
+    pub kept: Vec<Kept<B::Act>>,
+}
+
+/// Hand each kept copy, read back, to the hook that kept it.
+fn deliver(
+    hooks: Option<&mut (dyn Hooks + '_)>,
+    kept: &[Kept<impl Sized>],
+    host: impl Iterator<Item = Vec<f32>>,
+) {
+    if let Some(h) = hooks {
+        for (k, rows) in kept.iter().zip(host) {
+            h.take(k.tag, k.site, k.layer, k.pos0, &rows, k.width);
+        }
     }
 }

@@ -17,7 +17,7 @@ pub fn add_rows(
     if n == 0 || n > u32::MAX as usize || (cols > 0 && !n.is_multiple_of(cols)) {
         return Err(Error::Shape(format!("add of {n} (rows of {cols})")));
     }
-    let p = gpu.uniform(&[n as u32, cols as u32, 0, 0]);
+    let p = gpu.uniform(&[n as u32, cols as u32, 0, 0])?;
     gpu.dispatch(&gpu.pipelines().add, &[&p, x, y], super::groups(n, 256));
     Ok(())
 }

@@ -9,7 +9,7 @@ pub fn argmax(gpu: &Gpu, x: &wgpu::Buffer, out: &wgpu::Buffer, n: usize) -> Resu
     if n == 0 || n > u32::MAX as usize {
         return Err(Error::Shape(format!("argmax of {n}")));
     }
-    let p = gpu.uniform(&[n as u32, 0, 0, 0]);
+    let p = gpu.uniform(&[n as u32, 0, 0, 0])?;
     gpu.dispatch(&gpu.pipelines().argmax, &[&p, x, out], (1, 1, 1));
     Ok(())
 }

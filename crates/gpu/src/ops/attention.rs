@@ -50,7 +50,7 @@ pub fn attention(
         s.scale.to_bits(),
         s.window.min(u32::MAX as usize) as u32,
         s.softcap.to_bits(),
-    ]);
+    ])?;
     gpu.dispatch(
         &gpu.pipelines().attention,
         &[&p, q, k_cache, v_cache, out],

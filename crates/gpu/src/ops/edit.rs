@@ -46,7 +46,7 @@ pub fn edit(
         e.k[1].to_bits(),
         0,
         0,
-    ]);
+    ])?;
     let pl = &gpu.pipelines().edit;
     gpu.dispatch(pl, &[&p, x, &scale, &bias, &u1, &u2], super::groups(rows, 1));
     Ok(())

@@ -138,7 +138,7 @@ pub fn matvec(
     if let Some((kind, block)) = format.codes() {
         words.extend([kind, block, 0, 0]);
     }
-    let p = gpu.uniform(&words);
+    let p = gpu.uniform(&words)?;
     let groups = (rows.div_ceil(16) as u32, n_tok.div_ceil(tile) as u32, 1);
     gpu.dispatch(pipeline, &[&p, w, x, y], groups);
     Ok(())

@@ -14,7 +14,6 @@ pub mod swiglu;
 
 use crate::{Error, Gpu, Result};
 use std::collections::HashMap;
-use wgpu::util::DeviceExt;
 
 /// Every op's compute pipeline, built once per device.
 pub struct Pipelines {
@@ -113,6 +112,8 @@ pub struct Stats {
     pub buffers: u64,
     /// Bind groups created (cache misses).
     pub bind_groups: u64,
+    /// Bytes of the storage buffers created (weights, caches, activations, staging).
+    pub bytes: u64,
 }
 
 /// The device's scratch pool, shared with [`Gpu`].
@@ -151,7 +152,11 @@ impl Gpu {
     }
 
     fn create(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
-        self.exec().stats.buffers += 1;
+        {
+            let mut e = self.exec();
+            e.stats.buffers += 1;
+            e.stats.bytes += size;
+        }
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
@@ -171,12 +176,38 @@ impl Gpu {
             padded = [bytes, &[0u8; 3][..4 - bytes.len() % 4]].concat();
             &padded[..]
         };
-        self.exec().stats.buffers += 1;
-        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        {
+            let mut e = self.exec();
+            e.stats.buffers += 1;
+            e.stats.bytes += bytes.len() as u64;
+        }
+        self.init(label, bytes, STORAGE)
+    }
+
+    /// A buffer holding `contents` (whole words), written while mapped at creation; a device
+    /// that has failed is an error here, not a panic.
+    fn init(
+        &self,
+        label: &str,
+        contents: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> Result<wgpu::Buffer> {
+        self.check_failure()?;
+        let size = (contents.len() as u64).next_multiple_of(4).max(4);
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            contents: bytes,
-            usage: STORAGE,
-        }))
+            size,
+            usage,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = b
+                .get_mapped_range_mut(..)
+                .map_err(|e| Error::Gpu(format!("writing {label}: {e:?}")))?;
+            view.slice(..contents.len()).copy_from_slice(contents);
+        }
+        b.unmap();
+        Ok(b)
     }
 
     pub fn upload_f32(&self, label: &str, v: &[f32]) -> Result<wgpu::Buffer> {
@@ -268,19 +299,15 @@ impl Gpu {
     }
 
     /// Uniform parameters, one buffer per distinct value (kept and reused).
-    pub(crate) fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+    pub(crate) fn uniform(&self, words: &[u32]) -> Result<wgpu::Buffer> {
         if let Some(b) = self.exec().uniforms.get(words) {
-            return b.clone();
+            return Ok(b.clone());
         }
-        let b = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::cast_slice(words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let b = self.init("params", bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM)?;
         let mut e = self.exec();
         e.stats.buffers += 1;
         bounded(&mut e.uniforms).insert(words.to_vec(), b.clone());
-        b
+        Ok(b)
     }
 
     /// Record one compute pass of `pipeline` over `groups` with `buffers` bound in order
@@ -344,13 +371,16 @@ impl Gpu {
         Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
     }
 
-    /// Record the copy into the staging buffer, submit everything, ask for the mapping.
+    /// Record the copies into the staging buffer (one after another), submit everything, ask
+    /// for the mapping.
     fn start_read(
         &self,
-        buf: &wgpu::Buffer,
-        n_bytes: usize,
-    ) -> (wgpu::Buffer, futures_channel::oneshot::Receiver<Result<()>>) {
-        let size = (n_bytes.max(4) as u64).next_multiple_of(4);
+        bufs: &[(&wgpu::Buffer, usize)],
+    ) -> Result<(wgpu::Buffer, futures_channel::oneshot::Receiver<Result<()>>)> {
+        self.check_failure()?;
+        let sizes: Vec<u64> =
+            bufs.iter().map(|(_, n)| (n.max(&4).to_owned() as u64).next_multiple_of(4)).collect();
+        let size: u64 = sizes.iter().sum::<u64>().max(4);
         let have = self.exec().staging.take().filter(|s| s.size() >= size);
         let staging = have.unwrap_or_else(|| {
             self.create(
@@ -359,25 +389,60 @@ impl Gpu {
                 wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             )
         });
-        self.copy(buf, 0, &staging, 0, size);
+        let mut at = 0;
+        for ((buf, _), n) in bufs.iter().zip(&sizes) {
+            self.copy(buf, 0, &staging, at, *n);
+            at += n;
+        }
         self.flush();
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, ..size, move |r| {
             let _ = tx.send(r.map_err(|e| Error::Gpu(e.to_string())));
         });
-        (staging, rx)
+        Ok((staging, rx))
     }
 
-    fn finish_read(&self, staging: wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
+    /// The copies of [`Gpu::start_read`] once mapped, each `n_bytes` long.
+    fn finish_read_many(&self, staging: wgpu::Buffer, lens: &[usize]) -> Result<Vec<Vec<u8>>> {
+        let total: u64 =
+            lens.iter().map(|n| (n.max(&4).to_owned() as u64).next_multiple_of(4)).sum();
         let out = {
             let view = staging
-                .get_mapped_range(..(n_bytes.max(4) as u64).next_multiple_of(4))
+                .get_mapped_range(..total.max(4))
                 .map_err(|e| Error::Gpu(format!("{e:?}")))?;
-            view[..n_bytes].to_vec()
+            let mut at = 0usize;
+            let mut out = Vec::with_capacity(lens.len());
+            for &n in lens {
+                out.push(view[at..at + n].to_vec());
+                at += (n.max(4) as u64).next_multiple_of(4) as usize;
+            }
+            out
         };
         staging.unmap();
         self.exec().staging = Some(staging);
+        self.check_failure()?;
         Ok(out)
+    }
+
+    /// Several buffers' first `n` f32 each, read back together without blocking (one
+    /// submission, one mapping): what a forward pass kept, with its logits.
+    pub async fn read_many_async(&self, bufs: &[(&wgpu::Buffer, usize)]) -> Result<Vec<Vec<f32>>> {
+        let bytes: Vec<(&wgpu::Buffer, usize)> = bufs.iter().map(|(b, n)| (*b, n * 4)).collect();
+        let lens: Vec<usize> = bytes.iter().map(|(_, n)| *n).collect();
+        let (staging, rx) = self.start_read(&bytes)?;
+        if !cfg!(target_arch = "wasm32") {
+            // Natively the callback only runs when the device is polled.
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(e.to_string()))?;
+        }
+        rx.await.map_err(|_| Error::Gpu("the device was lost during a read-back".into()))??;
+        let raw = self.finish_read_many(staging, &lens)?;
+        Ok(raw.iter().map(|b| bytemuck::cast_slice::<u8, f32>(b).to_vec()).collect())
+    }
+
+    fn finish_read(&self, staging: wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
+        Ok(self.finish_read_many(staging, &[n_bytes])?.pop().unwrap_or_default())
     }
 
     fn read_bytes(&self, buf: &wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
@@ -387,7 +452,7 @@ impl Gpu {
                     .into(),
             ));
         }
-        let (staging, mut rx) = self.start_read(buf, n_bytes);
+        let (staging, mut rx) = self.start_read(&[(buf, n_bytes)])?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(e.to_string()))?;
@@ -399,7 +464,7 @@ impl Gpu {
     }
 
     async fn read_bytes_async(&self, buf: &wgpu::Buffer, n_bytes: usize) -> Result<Vec<u8>> {
-        let (staging, rx) = self.start_read(buf, n_bytes);
+        let (staging, rx) = self.start_read(&[(buf, n_bytes)])?;
         if !cfg!(target_arch = "wasm32") {
             // Natively the callback only runs when the device is polled.
             self.device

@@ -14,7 +14,7 @@ pub fn rms_norm(
     if rows == 0 || n == 0 || rows > gpu.limits.max_compute_workgroups_per_dimension as usize {
         return Err(Error::Shape(format!("rms_norm of {rows} rows of {n}")));
     }
-    let p = gpu.uniform(&[n as u32, rows as u32, eps.to_bits(), 0]);
+    let p = gpu.uniform(&[n as u32, rows as u32, eps.to_bits(), 0])?;
     gpu.dispatch(&gpu.pipelines().rms_norm, &[&p, x, g, y], (rows as u32, 1, 1));
     Ok(())
 }

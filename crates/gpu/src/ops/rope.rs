@@ -48,7 +48,7 @@ pub fn rope_qk(
         n_head_k as u32,
         (style == RopeStyle::Neox) as u32,
         0,
-    ]);
+    ])?;
     let none;
     let kb = match k {
         Some((b, _)) => b,

@@ -19,8 +19,18 @@ pub fn gelu(gpu: &Gpu, g: &wgpu::Buffer, y: &wgpu::Buffer, n: usize) -> Result<(
     if n == 0 || n > u32::MAX as usize {
         return Err(Error::Shape(format!("gelu of {n}")));
     }
-    let p = gpu.uniform(&[n as u32, 1, 1, 0]);
+    let p = gpu.uniform(&[n as u32, 1, 1, 0])?;
     gpu.dispatch(&gpu.pipelines().swiglu, &[&p, g, g, y], super::groups(n, 256));
+    Ok(())
+}
+
+/// `y = cap * tanh(x / cap)` (Gemma 2's final-logit soft-capping).
+pub fn softcap(gpu: &Gpu, x: &wgpu::Buffer, y: &wgpu::Buffer, n: usize, cap: f32) -> Result<()> {
+    if n == 0 || n > u32::MAX as usize || cap.is_nan() || cap <= 0.0 {
+        return Err(Error::Shape(format!("soft-capping of {n} at {cap}")));
+    }
+    let p = gpu.uniform(&[n as u32, 2, 1, cap.to_bits()])?;
+    gpu.dispatch(&gpu.pipelines().swiglu, &[&p, x, x, y], super::groups(n, 256));
     Ok(())
 }
 
@@ -35,7 +45,7 @@ pub fn gated(
     if n == 0 || n > u32::MAX as usize {
         return Err(Error::Shape(format!("gated activation of {n}")));
     }
-    let p = gpu.uniform(&[n as u32, (act == Activation::GeluTanh) as u32, 0, 0]);
+    let p = gpu.uniform(&[n as u32, (act == Activation::GeluTanh) as u32, 0, 0])?;
     gpu.dispatch(&gpu.pipelines().swiglu, &[&p, g, u, y], super::groups(n, 256));
     Ok(())
 }

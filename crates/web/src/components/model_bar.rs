@@ -62,7 +62,8 @@ pub fn ModelBar() -> impl IntoView {
             <div class="model-line">
                 <span class="model-message">{move || status.get().message}</span>
                 <span class="backend" class:hidden=move || status.get().backend.is_empty()>
-                    "backend: " <b data-testid="backend-name">{move || status.get().backend}</b>
+                    "backend: " <b data-testid="backend-name" data-concepts=move || status.get().concepts>
+                        {move || status.get().backend}</b>
                     " · " <span data-testid="memory">{move || status.get().memory}</span>
                 </span>
             </div>

@@ -1,9 +1,9 @@
-//! The WebGPU device of the worker: asked for once, watched for errors and loss, and turned
-//! off (generation back on the CPU model, the page told why) when it fails.
+//! The WebGPU device of the worker: asked for once, and turned off for the page (the model
+//! loaded again on the CPU, the page told why) when it fails.
 
-use crate::worker::{post, Shared};
+use crate::worker::Shared;
+use tiller_engine::{Backend, Cpu};
 use tiller_gpu::Gpu;
-use tiller_web::protocol::FromWorker;
 
 /// The WebGPU device: asked for once, on the first load that wants it.
 #[derive(Default)]
@@ -28,44 +28,39 @@ pub(crate) async fn device(state: &Shared) -> Result<Gpu, String> {
     let r = Gpu::request().await.map_err(|e| format!("WebGPU is not available here ({e})"));
     let mut s = state.borrow_mut();
     s.device = match &r {
-        Ok(g) => {
-            watch(g);
-            Device::Ready(Box::new(g.clone()))
-        }
+        Ok(g) => Device::Ready(Box::new(g.clone())),
         Err(why) => Device::Off(why.clone()),
     };
     r
 }
 
-/// What went wrong with the WebGPU device, set by its callbacks (which must be Send).
-pub(crate) static GPU_FAILURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// A validation error or a lost device is recorded; the next GPU step sees it and generation
-/// moves to the CPU model (kept loaded).
-fn watch(g: &Gpu) {
-    let fail = |why: String| {
-        web_sys::console::warn_1(&format!("tiller: {why}").into());
-        if let Ok(mut f) = GPU_FAILURE.lock() {
-            f.get_or_insert(why);
-        }
-    };
-    g.device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
-        fail(format!("the WebGPU device reported an error: {e}"))
-    }));
-    g.device
-        .set_device_lost_callback(move |_, msg| fail(format!("the WebGPU device was lost: {msg}")));
+/// What the worker needs of a backend beyond the engine's trait: its device's failure (a
+/// validation error, a lost device) and the test hook that loses it.
+pub(crate) trait OnDevice: Backend {
+    /// Why the device failed, if it has.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+    /// Lose the device now (test hook).
+    fn lose(&self) {}
+    /// `webgpu` or `cpu`.
+    fn kind(&self) -> &'static str;
 }
 
-/// The device's failure, if any: the GPU is then turned off for this page and the page told.
-pub(crate) fn gpu_failed(state: &Shared) -> Option<String> {
-    let why = GPU_FAILURE.lock().ok()?.clone()?;
-    let mut s = state.borrow_mut();
-    if s.gpu_model.take().is_some() || !matches!(s.device, Device::Off(_)) {
-        s.device = Device::Off(why.clone());
-        if let Some(m) = &s.model {
-            let backend = tiller_engine::Backend::name(&m.backend);
-            post(&FromWorker::Fallback { backend, reason: why.clone() });
-        }
+impl OnDevice for Cpu {
+    fn kind(&self) -> &'static str {
+        "cpu"
     }
-    Some(why)
+}
+
+impl OnDevice for Gpu {
+    fn failure(&self) -> Option<String> {
+        Gpu::failure(self)
+    }
+    fn lose(&self) {
+        Gpu::lose(self, "the WebGPU device was lost (test hook)");
+    }
+    fn kind(&self) -> &'static str {
+        "webgpu"
+    }
 }

@@ -1,49 +1,16 @@
 //! Generation streamed to the page, on the CPU or the WebGPU model alike.
 
-use crate::device::GPU_FAILURE;
+use crate::device::OnDevice;
 use crate::worker::{now, post, yield_now, Shared};
-use tiller_engine::{Cpu, Generator, Model, Sampler};
-use tiller_gpu::backend::GpuAct;
-use tiller_gpu::Gpu;
+use tiller_engine::{Generator, Model, Sampler};
 use tiller_model::tokenizer::StreamDecoder;
 use tiller_web::protocol::{FromWorker, Stream};
 
-/// How a backend turns a generator's logits into the next token in the worker without
-/// blocking: the CPU samples its host logits; WebGPU runs the argmax on the device and reads
-/// back one id (greedy), or reads the logits back asynchronously and samples them.
-pub(crate) trait Pick: tiller_engine::Backend + Sized {
-    async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String>;
-    /// The test hook's device loss (nothing on the CPU).
-    fn lose(&self) {}
-}
-
-impl Pick for Cpu {
-    async fn pick(&self, g: &mut Generator<'_, Self>, logits: Self::Act) -> Result<u32, String> {
-        Ok(g.sample(&tiller_engine::Backend::to_host(self, &logits)))
-    }
-}
-
-impl Pick for Gpu {
-    async fn pick(&self, g: &mut Generator<'_, Self>, logits: GpuAct) -> Result<u32, String> {
-        let id = if g.greedy() {
-            self.argmax_async(&logits).await.map_err(|e| e.to_string())?
-        } else {
-            let l = self.read_act_async(&logits).await.map_err(|e| e.to_string())?;
-            g.sample(&l)
-        };
-        match GPU_FAILURE.lock().ok().and_then(|f| f.clone()) {
-            Some(why) => Err(why),
-            None => Ok(id),
-        }
-    }
-    fn lose(&self) {
-        self.device.destroy();
-    }
-}
-
 /// Baseline and (with steering) steered generation in lockstep on `model`, a token of each
-/// per turn of the event loop, streamed to the page.
-pub(crate) async fn stream<B: Pick>(
+/// per turn of the event loop, streamed to the page. The token is chosen where the logits are
+/// (WebGPU: an argmax on the device reads back one id, or the logits are read back without
+/// blocking and sampled here).
+pub(crate) async fn stream<B: OnDevice>(
     state: &Shared,
     model: &Model<B>,
     ids: &[u32],
@@ -84,9 +51,12 @@ pub(crate) async fn stream<B: Pick>(
                 (Some(p), Stream::Steered) => Some(p as &mut dyn tiller_engine::Hooks),
                 _ => None,
             };
-            match r.g.forward(hooks).map_err(|e| e.to_string())? {
+            match r.g.forward(hooks).await.map_err(|e| e.to_string())? {
                 Some(logits) => {
-                    let id = model.backend.pick(&mut r.g, logits).await?;
+                    let id = r.g.pick(&logits).await.map_err(|e| e.to_string())?;
+                    if let Some(why) = model.backend.failure() {
+                        return Err(why);
+                    }
                     r.g.accept(id);
                     r.first.get_or_insert_with(now);
                     let text = r.dec.push(&model.tokenizer, id).map_err(|e| e.to_string())?;

@@ -1,7 +1,7 @@
 //! Worker state and message handling. One task runs at a time; every long task yields to the
 //! event loop between steps so `Stop` is seen and progress reaches the page.
 
-use crate::device::{device, gpu_failed, Device};
+use crate::device::{device, Device, OnDevice};
 use crate::fetch::{fetch_cached, remember};
 use crate::stream::stream;
 use std::cell::RefCell;
@@ -18,15 +18,36 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+/// The model, on one device: every task (concept work, reading, sweeps, generation) runs
+/// where it is. One copy of the weights.
+#[derive(Clone)]
+pub(crate) enum Loaded {
+    Cpu(Rc<Model<Cpu>>),
+    Gpu(Rc<Model<Gpu>>),
+}
+
+/// Run `$body` with `$m` bound to the loaded model, whichever backend holds it.
+macro_rules! with_model {
+    ($state:expr, $m:ident => $body:expr) => {
+        match loaded($state)? {
+            Loaded::Cpu($m) => $body,
+            Loaded::Gpu($m) => $body,
+        }
+    };
+}
+
 #[derive(Default)]
 pub(crate) struct State {
-    /// The model on the CPU: concept work, reading, sweeps, and generation without WebGPU.
-    pub(crate) model: Option<Rc<Model<Cpu>>>,
-    /// The same model on the WebGPU device: generation (forward, steering, argmax) runs there.
-    pub(crate) gpu_model: Option<Rc<Model<Gpu>>>,
+    pub(crate) model: Option<Loaded>,
+    /// Where the model's bytes can be read again (the Cache API key it was kept under): the
+    /// worker keeps no copy of the file once the weights are loaded, and loads it again on the
+    /// CPU if the GPU fails.
+    pub(crate) source: Option<String>,
     pub(crate) device: Device,
     /// Test hook: destroy the WebGPU device after this many generated tokens.
     pub(crate) lose_after: Option<usize>,
+    /// Test hook: destroy the WebGPU device in the middle of the next concept compute.
+    pub(crate) lose_in_analyze: bool,
     /// `?backend=webgpu`: use WebGPU even on a software adapter.
     pub(crate) force_webgpu: bool,
     /// Prepared concepts by their JSON (a changed example is a different concept).
@@ -119,10 +140,65 @@ async fn drain(state: &Shared) {
         let Some(msg) = next else { break };
         state.borrow_mut().stop = false;
         let task = task_of(&msg);
-        if let Err(message) = run(state, msg).await {
-            post(&FromWorker::Error { task, message });
+        // A task on the GPU that fails with the device runs again on the CPU.
+        let again = (task != Task::Load).then(|| msg.clone());
+        let r = run(state, msg).await;
+        match (gpu_failure(state), r) {
+            (Some(why), r) => {
+                let rerun = r.is_err();
+                if let Err(message) = fall_back(state, &why, task).await {
+                    post(&FromWorker::Error { task, message });
+                } else if let (true, Some(m)) = (rerun, again) {
+                    if let Err(message) = run(state, m).await {
+                        post(&FromWorker::Error { task, message });
+                    }
+                }
+            }
+            (None, Err(message)) => post(&FromWorker::Error { task, message }),
+            (None, Ok(())) => {}
         }
     }
+}
+
+/// Why the GPU holding the model failed, if it holds it and failed.
+fn gpu_failure(state: &Shared) -> Option<String> {
+    match &state.borrow().model {
+        Some(Loaded::Gpu(m)) => m.backend.failure(),
+        _ => None,
+    }
+}
+
+/// The GPU failed: turn WebGPU off for this page, load the model again on the CPU (from the
+/// Cache API, where it was kept), tell the page.
+async fn fall_back(state: &Shared, why: &str, task: Task) -> Result<(), String> {
+    web_sys::console::warn_1(&format!("tiller: {why}; moving to the CPU").into());
+    let source = {
+        let mut s = state.borrow_mut();
+        s.device = Device::Off(why.to_string());
+        s.model = None;
+        s.source.clone()
+    };
+    let Some(key) = source else { return Err(format!("{why}; no model to load again")) };
+    let (bytes, _) = fetch_cached(&key, &mut |done, total, cached| {
+        post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
+    })
+    .await
+    .map_err(|e| {
+        format!("{why}; the model could not be read again for the CPU ({e}): open it again")
+    })?;
+    let model = Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut |d, t| {
+        post(&FromWorker::Progress {
+            stage: Stage::Parsing,
+            done: d as f64,
+            total: Some(t as f64),
+            cached: true,
+        })
+    })
+    .map_err(|e| format!("{why}; loading on the CPU failed: {e}"))?;
+    let backend = tiller_engine::Backend::name(&model.backend);
+    state.borrow_mut().model = Some(Loaded::Cpu(Rc::new(model)));
+    post(&FromWorker::Fallback { backend, reason: why.to_string(), task });
+    Ok(())
 }
 
 fn task_of(m: &ToWorker) -> Task {
@@ -142,9 +218,10 @@ fn task_of(m: &ToWorker) -> Task {
 
 async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
     match msg {
-        ToWorker::Backend { webgpu, force, lose_after } => {
+        ToWorker::Backend { webgpu, force, lose_after, lose_in_analyze } => {
             let mut s = state.borrow_mut();
             s.lose_after = lose_after;
+            s.lose_in_analyze = lose_in_analyze;
             s.force_webgpu = force;
             if !webgpu {
                 s.device = Device::Off("the page asked for the CPU (?backend=cpu)".into());
@@ -154,13 +231,19 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
             Ok(())
         }
         ToWorker::Load { url } => load_url(state, &url).await,
-        ToWorker::LoadBytes { name, bytes } => load(state, &name, bytes, now()).await.map(|_| ()),
-        ToWorker::Analyze { concept } => analyze(state, concept).await,
+        ToWorker::LoadBytes { name, bytes } => {
+            let key = local_key(&bytes);
+            load(state, &name, &key, bytes, false, now()).await
+        }
+        ToWorker::Analyze { concept } => with_model!(state, m => analyze(state, &m, concept).await),
         ToWorker::Generate { prompt, chat, max_tokens, sampling, concepts, interventions } => {
-            generate(state, &prompt, chat, max_tokens, sampling, &concepts, &interventions).await
+            with_model!(state, m => generate(
+                state, &m, &prompt, chat, max_tokens, sampling, &concepts, &interventions
+            )
+            .await)
         }
         ToWorker::Read { text, concept, layer, chat_prompt } => {
-            read(state, &text, concept, layer, chat_prompt).await
+            with_model!(state, m => read(state, &m, &text, concept, layer, chat_prompt).await)
         }
         ToWorker::Sweep {
             prompt,
@@ -170,28 +253,30 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
             intervention,
             strengths,
             read_layer,
-        } => {
-            sweep(state, &prompt, chat, max_tokens, &concepts, intervention, &strengths, read_layer)
-                .await
-        }
+        } => with_model!(state, m => sweep(
+            state, &m, &prompt, chat, max_tokens, &concepts, intervention, &strengths, read_layer
+        )
+        .await),
         ToWorker::Export { concept, layers, strength } => {
-            export(state, concept, &layers, strength).await
+            with_model!(state, m => export(state, &m, concept, &layers, strength).await)
         }
-        ToWorker::Promotes { concept, layer } => promotes(state, concept, layer).await,
+        ToWorker::Promotes { concept, layer } => {
+            with_model!(state, m => promotes(state, &m, concept, layer).await)
+        }
         ToWorker::Stop => Ok(()),
     }
 }
 
-async fn export(
+async fn export<B: OnDevice>(
     state: &Shared,
+    model: &Model<B>,
     concept: Concept,
     layers: &[usize],
     strength: f32,
 ) -> Result<(), String> {
     use tiller_share::cvec::{write, ControlVector};
-    let model = model(state)?;
     let name = concept.name.clone();
-    let p = prepare_one(state, &model, concept, Task::Export).await?;
+    let p = prepare_one(state, model, concept, Task::Export).await?;
     if let Some(l) = layers.iter().find(|&&l| l >= p.dirs.len()) {
         return Err(format!("layer {l} is out of range"));
     }
@@ -208,13 +293,17 @@ async fn export(
     Ok(())
 }
 
-async fn promotes(state: &Shared, concept: Concept, layer: usize) -> Result<(), String> {
-    let model = model(state)?;
+async fn promotes<B: OnDevice>(
+    state: &Shared,
+    model: &Model<B>,
+    concept: Concept,
+    layer: usize,
+) -> Result<(), String> {
     if layer >= model.config.n_layer {
         return Err(format!("layer {layer} is out of range (0..={})", model.config.n_layer - 1));
     }
     let name = concept.name.clone();
-    let p = prepare_one(state, &model, concept.clone(), Task::Promotes).await?;
+    let p = prepare_one(state, model, concept.clone(), Task::Promotes).await?;
     post(&FromWorker::Working {
         task: Task::Promotes,
         stage: format!("adding `{name}` at layer {layer}"),
@@ -222,16 +311,27 @@ async fn promotes(state: &Shared, concept: Concept, layer: usize) -> Result<(), 
         total: 1,
     });
     yield_now().await;
-    let contexts = report::shift_contexts(&model, &concept).map_err(|e| e.to_string())?;
-    let promotes =
-        report::promotes_at(&model, &p, &contexts, None, layer, Options::default().top_k)
-            .map_err(|e| e.to_string())?;
+    let contexts = report::shift_contexts(model, &concept).map_err(|e| e.to_string())?;
+    let promotes = report::promotes_at(model, &p, &contexts, None, layer, Options::default().top_k)
+        .await
+        .map_err(|e| e.to_string())?;
     post(&FromWorker::Promotes { concept: name, promotes });
     Ok(())
 }
 
-fn model(state: &Shared) -> Result<Rc<Model<Cpu>>, String> {
+fn loaded(state: &Shared) -> Result<Loaded, String> {
     state.borrow().model.clone().ok_or_else(|| "the model is not loaded yet".to_string())
+}
+
+/// The Cache API key a dropped file is kept under (by content), so the worker can read it
+/// again without holding it.
+fn local_key(bytes: &[u8]) -> String {
+    format!("local-models/{}", sha256_hex(bytes))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn load_url(state: &Shared, url: &str) -> Result<(), String> {
@@ -240,32 +340,34 @@ async fn load_url(state: &Shared, url: &str) -> Result<(), String> {
         post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
     })
     .await?;
-    let mut bytes = load(state, url, bytes, t0).await?;
-    if !cached {
-        remember(url, &mut bytes).await;
-    }
-    Ok(())
+    load(state, url, url, bytes, cached, t0).await
 }
 
-/// Load a model from its bytes; hands the bytes back (for the cache).
-async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec<u8>, String> {
+/// Load a model from its bytes onto one device: WebGPU when there is a hardware adapter (or
+/// the page forces it), else the CPU. The bytes are kept in the Cache API under `key` (unless
+/// they came from there) and then dropped: the weights are the only copy.
+async fn load(
+    state: &Shared,
+    name: &str,
+    key: &str,
+    mut bytes: Vec<u8>,
+    cached: bool,
+    t0: f64,
+) -> Result<(), String> {
     post(&FromWorker::Progress { stage: Stage::Parsing, done: 0.0, total: None, cached: false });
     yield_now().await;
-    let sha256 = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let model = Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut |d, t| {
+    state.borrow_mut().model = None;
+    let sha256 = sha256_hex(&bytes);
+    let mut progress = |d: usize, t: usize| {
         post(&FromWorker::Progress {
             stage: Stage::Parsing,
             done: d as f64,
             total: Some(t as f64),
             cached: false,
         })
-    })
-    .map_err(|e| format!("cannot load {name}: {e}"))?;
+    };
     let force = state.borrow().force_webgpu;
-    let gpu_model = match device(state).await {
+    let gpu = match device(state).await {
         // A software adapter runs the GPU path on the CPU, slower than the CPU backend itself:
         // not used unless the page asks for it.
         Ok(gpu) if gpu.info.device_type == wgpu::DeviceType::Cpu && !force => {
@@ -273,53 +375,69 @@ async fn load(state: &Shared, name: &str, bytes: Vec<u8>, t0: f64) -> Result<Vec
              on the CPU (?backend=webgpu uses the adapter anyway)"
                 .to_string())
         }
-        Ok(gpu) => {
-            post(&FromWorker::Progress {
-                stage: Stage::Parsing,
-                done: 0.0,
-                total: None,
-                cached: false,
-            });
-            yield_now().await;
-            match Model::load(&bytes, gpu, Precision::Fast) {
-                Ok(m) => match tiller_engine::Backend::fits(&m.backend, &m.config, 1, 1) {
-                    Ok(()) => Ok(Rc::new(m)),
-                    Err(e) => Err(format!("the model does not run on this WebGPU device: {e}")),
-                },
-                Err(e) => Err(format!("the model does not fit this WebGPU device: {e}")),
+        r => r,
+    };
+    let on_gpu = match gpu {
+        Ok(gpu) => match Model::load_with_progress(&bytes, gpu, Precision::Fast, &mut progress) {
+            Ok(m) => match tiller_engine::Backend::fits(&m.backend, &m.config, 1, 1) {
+                Ok(()) => Ok(m),
+                Err(e) => Err(format!("the model does not run on this WebGPU device: {e}")),
+            },
+            Err(tiller_engine::Error::Backend(e)) => {
+                Err(format!("the model does not fit this WebGPU device: {e}"))
             }
-        }
+            Err(e) => return Err(format!("cannot load {name}: {e}")),
+        },
         Err(why) => Err(why),
     };
-    let short = name.rsplit('/').next().unwrap_or(name).to_string();
-    let (backend, fallback) = match &gpu_model {
-        Ok(g) if g.backend.info.device_type == wgpu::DeviceType::Cpu => {
-            let name = tiller_engine::Backend::name(&g.backend);
-            (
-                format!("{name} (asked for with ?backend=webgpu; the CPU backend is faster here)"),
-                None,
-            )
+    let (loaded, fallback) = match on_gpu {
+        Ok(m) => (Loaded::Gpu(Rc::new(m)), None),
+        Err(why) => {
+            let m =
+                Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut progress)
+                    .map_err(|e| format!("cannot load {name}: {e}"))?;
+            (Loaded::Cpu(Rc::new(m)), Some(why))
         }
-        Ok(g) => (tiller_engine::Backend::name(&g.backend), None),
-        Err(why) => (tiller_engine::Backend::name(&model.backend), Some(why.clone())),
+    };
+    let file_bytes = bytes.len() as f64;
+    if !cached {
+        remember(key, &mut bytes).await;
+    }
+    drop(bytes);
+    let short = name.rsplit('/').next().unwrap_or(name).to_string();
+    let (backend, concepts, gpu_bytes, cfg) = match &loaded {
+        Loaded::Gpu(m) => {
+            let n = tiller_engine::Backend::name(&m.backend);
+            let n = if m.backend.info.device_type == wgpu::DeviceType::Cpu {
+                format!("{n} (asked for with ?backend=webgpu; the CPU backend is faster here)")
+            } else {
+                n
+            };
+            (n, m.backend.kind(), m.backend.stats().bytes as f64, m.config.clone())
+        }
+        Loaded::Cpu(m) => {
+            (tiller_engine::Backend::name(&m.backend), m.backend.kind(), 0.0, m.config.clone())
+        }
     };
     post(&FromWorker::Ready {
         model: short,
-        family: model.config.architecture.clone(),
+        family: cfg.architecture.clone(),
         backend,
+        concepts: concepts.into(),
         fallback,
-        n_layer: model.config.n_layer,
-        d_model: model.config.d_model,
+        n_layer: cfg.n_layer,
+        d_model: cfg.d_model,
         load_ms: now() - t0,
         sha256,
-        memory_bytes: bytes.len() as f64,
+        memory_bytes: file_bytes,
         wasm_bytes: wasm_memory_bytes(),
+        gpu_bytes,
     });
     let mut s = state.borrow_mut();
-    s.model = Some(Rc::new(model));
-    s.gpu_model = gpu_model.ok();
+    s.model = Some(loaded);
+    s.source = Some(key.to_string());
     s.prepared.clear();
-    Ok(bytes)
+    Ok(())
 }
 
 /// The size of this worker's wasm memory (its high-water mark: wasm memory only grows).
@@ -336,8 +454,11 @@ fn key(c: &Concept) -> String {
     serde_json::to_string(c).unwrap_or_default()
 }
 
-async fn analyze(state: &Shared, concept: Concept) -> Result<(), String> {
-    let model = model(state)?;
+async fn analyze<B: OnDevice>(
+    state: &Shared,
+    model: &Model<B>,
+    concept: Concept,
+) -> Result<(), String> {
     concept.validate().map_err(|e| e.to_string())?;
     let t0 = now();
     let name = concept.name.clone();
@@ -351,10 +472,15 @@ async fn analyze(state: &Shared, concept: Concept) -> Result<(), String> {
     // The report first (the chart appears), then what the direction promotes at the best
     // layer as a task of its own (a forward pass per context).
     let opts = Options { promotes: false, ..Options::default() };
+    let lose = std::mem::take(&mut state.borrow_mut().lose_in_analyze);
     let (report, prepared) =
-        analyze_and_prepare(&model, &concept, concept.method, &opts, &mut |s, d, t| {
-            post(&FromWorker::Working { task: Task::Analyze, stage: s.into(), done: d, total: t })
+        analyze_and_prepare(model, &concept, concept.method, &opts, &mut |s, d, t| {
+            post(&FromWorker::Working { task: Task::Analyze, stage: s.into(), done: d, total: t });
+            if lose && d == 1 {
+                model.backend.lose();
+            }
         })
+        .await
         .map_err(|e| e.to_string())?;
     let best = report.best_layer;
     state.borrow_mut().prepared.insert(key(&concept), Rc::new(prepared));
@@ -364,9 +490,9 @@ async fn analyze(state: &Shared, concept: Concept) -> Result<(), String> {
 }
 
 /// The concepts the enabled interventions name, prepared (from the cache when computed).
-async fn prepare(
+async fn prepare<B: OnDevice>(
     state: &Shared,
-    model: &Model<Cpu>,
+    model: &Model<B>,
     concepts: &[Concept],
     specs: &[InterventionSpec],
     task: Task,
@@ -385,7 +511,7 @@ async fn prepare(
                     total: 1,
                 });
                 yield_now().await;
-                let p = Rc::new(plan::prepare(model, c).map_err(|e| e.to_string())?);
+                let p = Rc::new(plan::prepare(model, c).await.map_err(|e| e.to_string())?);
                 state.borrow_mut().prepared.insert(k, p.clone());
                 p
             }
@@ -396,9 +522,9 @@ async fn prepare(
 }
 
 /// One concept, prepared (from the cache when computed).
-async fn prepare_one(
+async fn prepare_one<B: OnDevice>(
     state: &Shared,
-    model: &Model<Cpu>,
+    model: &Model<B>,
     concept: Concept,
     task: Task,
 ) -> Result<Rc<Prepared>, String> {
@@ -416,8 +542,9 @@ async fn prepare_one(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn generate(
+async fn generate<B: OnDevice>(
     state: &Shared,
+    model: &Model<B>,
     prompt: &str,
     chat: bool,
     max_tokens: usize,
@@ -425,7 +552,6 @@ async fn generate(
     concepts: &[Concept],
     specs: &[InterventionSpec],
 ) -> Result<(), String> {
-    let model = model(state)?;
     if prompt.trim().is_empty() {
         return Err("the prompt is empty: type something to continue".into());
     }
@@ -437,7 +563,7 @@ async fn generate(
             model.config.context_length
         ));
     }
-    let prepared = prepare(state, &model, concepts, specs, Task::Generate).await?;
+    let prepared = prepare(state, model, concepts, specs, Task::Generate).await?;
     let owned: Vec<Prepared> = prepared.iter().map(|p| Prepared::clone(p)).collect();
     if specs.iter().any(|s| s.enabled && s.op == plan::OpKind::Affine) {
         post(&FromWorker::Working {
@@ -448,29 +574,21 @@ async fn generate(
         });
         yield_now().await;
     }
-    let mut steer = plan::build(&model, &owned, specs, ids.len(), &LineasParams::default())
+    let mut steer = plan::build(model, &owned, specs, ids.len(), &LineasParams::default())
+        .await
         .map_err(|e| e.to_string())?;
     post(&FromWorker::Prompt { ids: ids.clone() });
-    let gpu_model = state.borrow().gpu_model.clone();
-    if let Some(gm) = gpu_model.filter(|_| gpu_failed(state).is_none()) {
-        match stream(state, &gm, &ids, max_tokens, sampling, &mut steer).await {
-            // The device failed mid-way: the page was told (Fallback) and clears the text;
-            // the same generation runs again on the CPU.
-            Err(_) if gpu_failed(state).is_some() => {}
-            r => return r,
-        }
-    }
-    stream(state, &model, &ids, max_tokens, sampling, &mut steer).await
+    stream(state, model, &ids, max_tokens, sampling, &mut steer).await
 }
 
-async fn read(
+async fn read<B: OnDevice>(
     state: &Shared,
+    model: &Model<B>,
     text: &str,
     concept: Concept,
     layer: usize,
     chat_prompt: Option<String>,
 ) -> Result<(), String> {
-    let model = model(state)?;
     if text.trim().is_empty() {
         return Err("there is no text to read: type or paste some".into());
     }
@@ -495,14 +613,18 @@ async fn read(
         ));
     }
     let name = concept.name.clone();
-    let p = prepare_one(state, &model, concept, Task::Read).await?;
+    let p = prepare_one(state, model, concept, Task::Read).await?;
     let u = {
         let v = &p.dirs[layer];
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
         v.iter().map(|x| x / n).collect::<Vec<f32>>()
     };
     let mut cap = Capture::new([layer]);
-    model.session().forward(&ids, Some(&mut cap), LogitsFor::Last).map_err(|e| e.to_string())?;
+    model
+        .session()
+        .forward(&ids, Some(&mut cap), LogitsFor::Last)
+        .await
+        .map_err(|e| e.to_string())?;
     let d = model.config.d_model;
     let values = cap.rows[0]
         .chunks_exact(d)
@@ -514,8 +636,9 @@ async fn read(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn sweep(
+async fn sweep<B: OnDevice>(
     state: &Shared,
+    model: &Model<B>,
     prompt: &str,
     chat: bool,
     max_tokens: usize,
@@ -525,12 +648,11 @@ async fn sweep(
     read_layer: usize,
 ) -> Result<(), String> {
     use tiller_steer::sweep::{Sweep, Sweeper};
-    let model = model(state)?;
     let all: Vec<InterventionSpec> = concepts
         .iter()
         .map(|c| InterventionSpec { concept: c.name.clone(), enabled: true, ..spec.clone() })
         .collect();
-    let prepared = prepare(state, &model, concepts, &all, Task::Sweep).await?;
+    let prepared = prepare(state, model, concepts, &all, Task::Sweep).await?;
     let owned: Vec<Prepared> = prepared.iter().map(|p| Prepared::clone(p)).collect();
     let prompt_ids = model.encode_prompt(prompt, chat).map_err(|e| e.to_string())?;
     let total = 2 * strengths.len() + 1;
@@ -550,7 +672,7 @@ async fn sweep(
         read_layer,
         control: true,
     };
-    let sweeper = Sweeper::new(&model, &owned, &sw).map_err(|e| e.to_string())?;
+    let sweeper = Sweeper::new(model, &owned, &sw).await.map_err(|e| e.to_string())?;
     let runs = strengths.iter().map(|&x| (x, false)).chain(strengths.iter().map(|&x| (x, true)));
     for (i, (x, control)) in runs.enumerate() {
         let what = if control { "random control" } else { "strength" };
@@ -564,7 +686,7 @@ async fn sweep(
         if state.borrow().stop {
             break;
         }
-        let point = sweeper.point(x, control).map_err(|e| e.to_string())?;
+        let point = sweeper.point(x, control).await.map_err(|e| e.to_string())?;
         post(&FromWorker::SweepPoint { point });
     }
     post(&FromWorker::SweepDone);
