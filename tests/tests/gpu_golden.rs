@@ -79,8 +79,10 @@ fn gpu_concept_work() {
         after.submits - before.submits,
         after.dispatches - before.dispatches
     );
+    let t1 = std::time::Instant::now();
     let (rc, pc) =
         analyze_and_prepare(c, &concept, concept.method, &opts, &mut |_, _, _| {}).wait().unwrap();
+    println!("CPU: the same in {:.1} s", t1.elapsed().as_secs_f64());
     let (mut worst, mut at) = (1.0f64, 0);
     for (l, (a, b)) in pg.dirs.iter().zip(&pc.dirs).enumerate() {
         let cos = cosine(a, b);

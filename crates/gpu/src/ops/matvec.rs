@@ -122,16 +122,20 @@ pub fn matvec(
         return Err(Error::Shape(format!("{format:?} matvec of {rows}x{cols} by {n_tok} rows")));
     }
     let pl = gpu.pipelines();
-    // Decode (one row) reads each weight once anyway; a prefill of Q4_1 weights takes the
-    // tiled kernel, which reads each weight block once per 8 rows. (Q8_0 and f32 matrices
-    // are the head and the embedding in the default model: matrix-vector for every shape.)
+    // Decode (one row) reads each weight once anyway; a prefill of Q4_1 weights or of the code
+    // layouts (Q4_0, Q4_K, Q5_*, Q6_K, F16, BF16) takes a tiled kernel, which reads (and
+    // decodes) each weight block once per 8 rows. (Q8_0 and f32 matrices are the head and the
+    // embedding in the default model: matrix-vector for every shape.)
     let (pipeline, tile) = match (format, n_tok) {
         (Format::Q4_1, 1) => (&pl.matvec_q4_1, 1),
         (Format::Q4_1, _) => (&pl.matmul_q4_1, 8),
         (Format::Q8_0, _) => (&pl.matvec_q8_0, 1),
         (Format::F32, _) => (&pl.matvec_f32, 1),
-        (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, _) => {
+        (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, 1) => {
             (&pl.matvec_codes, 1)
+        }
+        (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, _) => {
+            (&pl.matmul_codes, 8)
         }
     };
     let mut words = vec![rows as u32, cols as u32, n_tok as u32, (out == Out::Add) as u32];
@@ -267,7 +271,7 @@ mod tests {
             GgmlType::F16,
             GgmlType::BF16,
         ] {
-            for (rows, cols, n_tok) in [(64usize, 512usize, 1usize), (37, 256, 5)] {
+            for (rows, cols, n_tok) in [(64usize, 512usize, 1usize), (37, 256, 5), (24, 256, 19)] {
                 let data = gguf_blocks(&mut r, t, rows * cols);
                 let info = TensorInfo {
                     name: "w".into(),

@@ -30,6 +30,7 @@ pub struct Pipelines {
     pub matvec_codes: wgpu::ComputePipeline,
     pub edit: wgpu::ComputePipeline,
     pub matmul_q4_1: wgpu::ComputePipeline,
+    pub matmul_codes: wgpu::ComputePipeline,
     pub mlp_q4_1: wgpu::ComputePipeline,
     pub qkv_q4_1: wgpu::ComputePipeline,
 }
@@ -72,6 +73,7 @@ impl Pipelines {
             matvec_codes: pipeline(device, "matvec_codes", include_str!("matvec_codes.wgsl")),
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
             matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
+            matmul_codes: pipeline(device, "matmul_codes", include_str!("matmul_codes.wgsl")),
             mlp_q4_1: pipeline(device, "mlp_q4_1", include_str!("mlp_q4_1.wgsl")),
             qkv_q4_1: pipeline(device, "qkv_q4_1", include_str!("qkv_q4_1.wgsl")),
         }
