@@ -1,5 +1,7 @@
-// The wasm build in headless Chromium: page-open-to-ready time, then a ~216-token prompt
-// and 128 greedy tokens, as the page itself reports them (prompt ms, decode tok/s).
+// The wasm build in headless Chromium: page-open-to-ready time, the starter concept's compute
+// (16 pairs: capture, directions, every diagnostic) as the page reports it, then a ~216-token
+// prompt and 128 greedy tokens, as the page itself reports them (prompt ms, decode tok/s, and
+// on WebGPU the dispatches and submits per decoded token).
 // Usage: node bench.mjs DIST [cpu|webgpu]   prints one JSON line (default: cpu)
 import { serve, launch } from './serve.mjs';
 
@@ -11,6 +13,10 @@ const t0 = Date.now();
 await page.goto(base + '?backend=' + (backend_asked === 'cpu' ? 'cpu' : 'webgpu'));
 await page.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: 300000 });
 const ready_ms = Date.now() - t0;
+const computed = page.locator('.results .muted', { hasText: 'computed in' }).first();
+await computed.waitFor({ timeout: 900000 });
+const concept = await computed.innerText();
+await page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: 900000 });
 const unit = 'The history of the printing press begins in the fifteenth century, when movable type changed how books were made and read across Europe. ';
 await page.getByTestId('prompt-input').fill(unit.repeat(8));
 await page.getByTestId('max-tokens').fill('128');
@@ -19,4 +25,4 @@ await page.waitForSelector('[data-testid=baseline-output][data-state=done]', { t
 const stats = await page.locator('.stats').first().innerText();
 const backend = await page.getByTestId('backend-name').innerText();
 await browser.close(); server.close();
-console.log(JSON.stringify({ ready_ms, backend, stats }));
+console.log(JSON.stringify({ ready_ms, backend, concept, stats }));

@@ -188,9 +188,26 @@ fn on_message(st: AppState, msg: FromWorker) {
                 o.text.push_str(&text);
             });
         }
-        FromWorker::Done { stream, ids, text, stop, prefill_ms, decode_tok_s } => {
+        FromWorker::Done {
+            stream,
+            ids,
+            text,
+            stop,
+            prefill_ms,
+            decode_tok_s,
+            dispatches_per_token,
+            submits_per_token,
+        } => {
             let out = if stream == Stream::Baseline { st.baseline } else { st.steered };
-            out.update(|o| o.finish(ids, text, stop, prefill_ms, decode_tok_s));
+            out.update(|o| {
+                o.finish(ids, text, stop, prefill_ms, decode_tok_s);
+                if dispatches_per_token > 0.0 {
+                    o.stats.push_str(&format!(
+                        "; {dispatches_per_token:.0} GPU dispatches and {submits_per_token:.1} \
+                         submits a decoded token"
+                    ));
+                }
+            });
             st.working.set(None);
         }
         FromWorker::Reading { layer, concept, tokens, values } => {

@@ -185,6 +185,12 @@ pub enum FromWorker {
         stop: StopReason,
         prefill_ms: f64,
         decode_tok_s: f64,
+        /// On a GPU: compute dispatches and command submissions per decoded token (both
+        /// streams' tokens counted; 0 on the CPU).
+        #[serde(default)]
+        dispatches_per_token: f64,
+        #[serde(default)]
+        submits_per_token: f64,
     },
     Reading {
         layer: usize,

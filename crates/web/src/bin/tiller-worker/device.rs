@@ -45,6 +45,10 @@ pub(crate) trait OnDevice: Backend {
     fn lose(&self) {}
     /// `webgpu` or `cpu`.
     fn kind(&self) -> &'static str;
+    /// Compute dispatches and command submissions so far (0 on the CPU).
+    fn counters(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 impl OnDevice for Cpu {
@@ -62,5 +66,9 @@ impl OnDevice for Gpu {
     }
     fn kind(&self) -> &'static str {
         "webgpu"
+    }
+    fn counters(&self) -> (u64, u64) {
+        let s = self.stats();
+        (s.dispatches, s.submits)
     }
 }

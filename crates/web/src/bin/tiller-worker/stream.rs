@@ -44,6 +44,8 @@ pub(crate) async fn stream<B: OnDevice>(
     if steer.is_some() {
         runs.push(run(new_gen(&sampling)?, Stream::Steered));
     }
+    // The GPU's counters once every stream has its first token (after the prompts).
+    let mut after_prompt: Option<((u64, u64), usize)> = None;
     loop {
         let mut any = false;
         for r in runs.iter_mut().filter(|r| r.live) {
@@ -80,6 +82,10 @@ pub(crate) async fn stream<B: OnDevice>(
                 }
             }
         }
+        if after_prompt.is_none() {
+            let n: usize = runs.iter().map(|r| r.g.ids.len()).sum();
+            after_prompt = Some((model.backend.counters(), n));
+        }
         yield_now().await;
         if state.borrow().stop {
             for r in runs.iter_mut().filter(|r| r.live) {
@@ -92,6 +98,15 @@ pub(crate) async fn stream<B: OnDevice>(
             break;
         }
     }
+    let (dispatches_per_token, submits_per_token) = match after_prompt {
+        Some(((d0, s0), n0)) => {
+            let n: usize = runs.iter().map(|r| r.g.ids.len()).sum();
+            let (d, s) = model.backend.counters();
+            let per = |a: u64, b: u64| if n > n0 { (a - b) as f64 / (n - n0) as f64 } else { 0.0 };
+            (per(d, d0), per(s, s0))
+        }
+        None => (0.0, 0.0),
+    };
     for r in runs {
         let (t0, end, first, stream) = (r.t0, r.end.max(r.t0), r.first, r.stream);
         let gen = r.g.finish();
@@ -105,6 +120,8 @@ pub(crate) async fn stream<B: OnDevice>(
             stop: gen.stop,
             prefill_ms: first - t0,
             decode_tok_s: if n_dec > 0.0 { n_dec * 1000.0 / (end - first).max(1e-3) } else { 0.0 },
+            dispatches_per_token,
+            submits_per_token,
         });
     }
     Ok(())
