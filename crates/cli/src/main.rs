@@ -186,12 +186,34 @@ pub fn model_path(m: &ModelArgs) -> Result<PathBuf> {
     )
 }
 
-/// The model on the CPU (commands other than logits, generate and bench run there).
+/// The model on the CPU (commands other than logits, generate, bench, concept and sweep run
+/// there).
 pub fn load(m: &ModelArgs) -> Result<Model<Cpu>> {
     if m.backend != BackendKind::Cpu {
-        bail!("--backend gpu is taken by logits, generate and bench; this command runs on the CPU");
+        bail!(
+            "--backend gpu is taken by logits, generate, bench, concept and sweep; this command \
+             runs on the CPU"
+        );
     }
     Ok(load_bytes(m, Cpu::default())?.0)
+}
+
+/// Run `$body` with `$model` loaded on the backend `--backend` names (the body is generic
+/// code, compiled for each).
+#[macro_export]
+macro_rules! with_model {
+    ($m:expr, $model:ident => $body:block) => {
+        match $m.backend {
+            $crate::BackendKind::Cpu => {
+                let $model = $crate::load_bytes($m, tiller_engine::Cpu::default())?.0;
+                $body
+            }
+            $crate::BackendKind::Gpu => {
+                let $model = $crate::load_bytes($m, $crate::gpu()?)?.0;
+                $body
+            }
+        }
+    };
 }
 
 /// The default GPU adapter's device (lavapipe where there is no GPU).

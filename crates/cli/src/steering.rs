@@ -271,34 +271,35 @@ pub fn concept(a: ConceptArgs) -> Result<()> {
     let method: Method = a.method.parse().map_err(|e: String| anyhow!(e))?;
     let c = read_concept(&a.pairs)?;
     let extra = a.promotes_layers.as_deref().map(parse_layers).transpose()?.unwrap_or_default();
-    let model = crate::load(&a.m)?;
-    if let Some(&l) = extra.iter().find(|&&l| l >= model.config.n_layer) {
-        bail!("--promotes-layers: layer {l} is out of range (0..={})", model.config.n_layer - 1);
-    }
-    let defaults = SnmfParams::default();
-    let opts = report::Options {
-        snmf: SnmfParams {
-            k: a.features,
-            sparsity: a.sparsity,
-            max_iter: a.snmf_iters.unwrap_or(defaults.max_iter),
-            ..defaults
-        },
-        null_runs: a.null_runs,
-        ..Default::default()
-    };
-    let (r, prepared) =
-        report::analyze_and_prepare(&model, &c, method, &opts, &mut |_, _, _| {}).wait()?;
-    let mut v = serde_json::to_value(&r)?;
-    if !extra.is_empty() {
-        let contexts = report::shift_contexts(&model, &c)?;
-        let more = extra
-            .iter()
-            .map(|&l| report::promotes_at(&model, &prepared, &contexts, None, l, opts.top_k).wait())
-            .collect::<Result<Vec<_>, _>>()?;
-        v["promotes_more"] = serde_json::to_value(more)?;
-    }
-    println!("{}", serde_json::to_string(&v)?);
-    Ok(())
+    crate::with_model!(&a.m, model => {
+        if let Some(&l) = extra.iter().find(|&&l| l >= model.config.n_layer) {
+            bail!("--promotes-layers: layer {l} is out of range (0..={})", model.config.n_layer - 1);
+        }
+        let defaults = SnmfParams::default();
+        let opts = report::Options {
+            snmf: SnmfParams {
+                k: a.features,
+                sparsity: a.sparsity,
+                max_iter: a.snmf_iters.unwrap_or(defaults.max_iter),
+                ..defaults
+            },
+            null_runs: a.null_runs,
+            ..Default::default()
+        };
+        let (r, prepared) =
+            report::analyze_and_prepare(&model, &c, method, &opts, &mut |_, _, _| {}).wait()?;
+        let mut v = serde_json::to_value(&r)?;
+        if !extra.is_empty() {
+            let contexts = report::shift_contexts(&model, &c)?;
+            let more = extra
+                .iter()
+                .map(|&l| report::promotes_at(&model, &prepared, &contexts, None, l, opts.top_k).wait())
+                .collect::<Result<Vec<_>, _>>()?;
+            v["promotes_more"] = serde_json::to_value(more)?;
+        }
+        println!("{}", serde_json::to_string(&v)?);
+        Ok(())
+    })
 }
 
 #[derive(Args)]
@@ -369,48 +370,49 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     if !concepts.iter().any(|c| c.name == target) {
         bail!("--steer {target}: no such concept loaded");
     }
-    let model = crate::load(&a.m)?;
-    let read = a.read_layer.unwrap_or(layers[0]);
-    if read >= model.config.n_layer {
-        bail!(
-            "--read-layer {read} is out of range: the model has layers 0..={}",
-            model.config.n_layer - 1
+    crate::with_model!(&a.m, model => {
+        let read = a.read_layer.unwrap_or(layers[0]);
+        if read >= model.config.n_layer {
+            bail!(
+                "--read-layer {read} is out of range: the model has layers 0..={}",
+                model.config.n_layer - 1
+            );
+        }
+        let prepared =
+            concepts.iter().map(|c| plan::prepare(&model, c).wait()).collect::<Result<Vec<_>, _>>()?;
+        let prompt = model.encode_prompt(&a.prompt, a.chat)?;
+        let neutral =
+            a.neutral.iter().map(|t| model.encode_prompt(t, false)).collect::<Result<Vec<_>, _>>()?;
+        let spec = InterventionSpec {
+            concept: target.clone(),
+            op,
+            layers: layers.clone(),
+            strength: 0.0,
+            positions,
+            selective: false,
+            enabled: true,
+        };
+        let sw = Sweep {
+            spec: &spec,
+            strengths: &a.strengths,
+            prompt: &prompt,
+            neutral: &neutral,
+            max_tokens: a.max_tokens,
+            read_layer: read,
+            control: !a.no_control,
+        };
+        let r = sweep(&model, &prepared, &sw, &mut |_| {}).wait()?;
+        println!(
+            "{}",
+            json!({
+                "concept": target, "op": a.op, "layers": layers, "positions": a.positions,
+                "read_layer": read, "prompt": a.prompt, "baseline": r.baseline,
+                "baseline_text": r.baseline_text, "neutral_prompts": r.neutral_prompts,
+                "points": r.points, "control": r.control,
+            })
         );
-    }
-    let prepared =
-        concepts.iter().map(|c| plan::prepare(&model, c).wait()).collect::<Result<Vec<_>, _>>()?;
-    let prompt = model.encode_prompt(&a.prompt, a.chat)?;
-    let neutral =
-        a.neutral.iter().map(|t| model.encode_prompt(t, false)).collect::<Result<Vec<_>, _>>()?;
-    let spec = InterventionSpec {
-        concept: target.clone(),
-        op,
-        layers: layers.clone(),
-        strength: 0.0,
-        positions,
-        selective: false,
-        enabled: true,
-    };
-    let sw = Sweep {
-        spec: &spec,
-        strengths: &a.strengths,
-        prompt: &prompt,
-        neutral: &neutral,
-        max_tokens: a.max_tokens,
-        read_layer: read,
-        control: !a.no_control,
-    };
-    let r = sweep(&model, &prepared, &sw, &mut |_| {}).wait()?;
-    println!(
-        "{}",
-        json!({
-            "concept": target, "op": a.op, "layers": layers, "positions": a.positions,
-            "read_layer": read, "prompt": a.prompt, "baseline": r.baseline,
-            "baseline_text": r.baseline_text, "neutral_prompts": r.neutral_prompts,
-            "points": r.points, "control": r.control,
-        })
-    );
-    Ok(())
+        Ok(())
+    })
 }
 
 fn positions(s: &str) -> Result<Positions> {

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use serde_json::Value;
 
 #[test]
 fn logits_last_position_top_k() {
@@ -221,7 +222,34 @@ fn gpu_backend_matches_cpu() {
     assert!(per["dispatches"].as_f64().unwrap() > 0.0);
     assert_eq!(per["submits"].as_f64().unwrap(), 1.0, "one command buffer per token");
     assert_eq!(per["buffers_created"].as_f64().unwrap(), 0.0, "no allocation once warm");
-    fails(&["concept", "--model", &m, "--pairs", &c, "--backend", "gpu"], "--backend gpu");
+    // Concept work on the GPU: the CPU's report (issue 13).
+    let concept = |backend: &'static str| {
+        json_ok(&[
+            "concept",
+            "--model",
+            &m,
+            "--pairs",
+            &c,
+            "--null-runs",
+            "2",
+            "--backend",
+            backend,
+        ])
+    };
+    let (kc, kg) = (concept("cpu"), concept("gpu"));
+    assert_eq!(kc["best_layer"], kg["best_layer"]);
+    let col = |v: &Value, k: &str| -> Vec<f64> {
+        v["layers"].as_array().unwrap().iter().map(|l| l[k].as_f64().unwrap()).collect()
+    };
+    assert_eq!(col(&kc, "auroc"), col(&kg, "auroc"), "held-out AUROC per layer");
+    let norms = col(&kc, "norm").into_iter().zip(col(&kg, "norm"));
+    let worst = norms.map(|(a, b)| (a - b).abs() / a).fold(0f64, f64::max);
+    println!("concept --backend gpu: direction norms within {worst:.1e} (relative) of the CPU's");
+    assert!(worst < 1e-4);
+    fails(
+        &["lineas", "--model", &m, "--concept", &c, "--layers", "8", "--backend", "gpu"],
+        "--backend gpu",
+    );
     // A lost device is an error with its reason and exit code 2, never a panic.
     for cmd in [&args("gpu")[..], &["logits", "--model", &m, "--prompt", "Hi", "--backend", "gpu"]]
     {
