@@ -39,6 +39,14 @@ fn read_json(p: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("parsing {}: {e}", p.display()))
 }
 
+/// The default GPU adapter (lavapipe here). No adapter fails loudly: GPU tests never pass
+/// silently.
+pub fn gpu() -> tiller_gpu::Gpu {
+    pollster::block_on(tiller_gpu::Gpu::request()).unwrap_or_else(|e| {
+        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
+    })
+}
+
 pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// The default model in www/models (or $TILLER_MODEL). Fails loudly when it is missing.

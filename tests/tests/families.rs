@@ -98,9 +98,7 @@ fn every_family_matches_llama_cpp() {
     let t = Tiny { n_layer: 6, d: 64, n_head: 4, n_kv_head: 2, d_ff: 128, tied: true };
     let dir = std::env::temp_dir().join(format!("tiller-families-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let gpu = pollster::block_on(tiller_gpu::Gpu::request()).unwrap_or_else(|e| {
-        panic!("no GPU adapter ({e}); lavapipe: `apt-get install mesa-vulkan-drivers`")
-    });
+    let gpu = tiller_tests::gpu();
     for arch in ["llama", "qwen2", "qwen3", "phi3", "gemma3", "gemma2", "gpt2"] {
         let m = TinyModel::family(arch, t, 17);
         let path = dir.join(format!("{arch}.gguf"));

@@ -115,9 +115,7 @@ fn gemma_directions_and_steering_reproduce_reference() {
 /// 3 more minutes).
 #[test]
 fn gemma_on_the_gpu() {
-    let gpu = pollster::block_on(tiller_gpu::Gpu::request()).unwrap_or_else(|e| {
-        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
-    });
+    let gpu = tiller_tests::gpu();
     let name = format!("GPU ({})", gpu.name());
     let bytes = std::fs::read(gemma_path()).unwrap();
     let m = tiller_engine::Model::load(&bytes, gpu, Precision::Fast).expect("Gemma on the GPU");

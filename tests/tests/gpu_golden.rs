@@ -7,14 +7,11 @@
 //! lavapipe here).
 
 use tiller_engine::{Model, Precision};
-use tiller_gpu::Gpu;
 use tiller_tests::*;
 
 #[test]
 fn gpu_teacher_forced_agreement() {
-    let gpu = pollster::block_on(Gpu::request()).unwrap_or_else(|e| {
-        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
-    });
+    let gpu = tiller_tests::gpu();
     let name = gpu.name();
     let bytes = std::fs::read(model_path()).unwrap();
     let m = Model::load(&bytes, gpu, Precision::Fast).expect("the model loads on the GPU");
@@ -35,9 +32,7 @@ fn gpu_teacher_forced_agreement() {
 fn gpu_steering_cases() {
     let cpu = model(Precision::F32);
     let (md, _) = directions(cpu);
-    let gpu = pollster::block_on(Gpu::request()).unwrap_or_else(|e| {
-        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
-    });
+    let gpu = tiller_tests::gpu();
     let name = format!("GPU ({})", gpu.name());
     let bytes = std::fs::read(model_path()).unwrap();
     let m = Model::load(&bytes, gpu.clone(), Precision::F32).expect("the model loads on the GPU");
@@ -59,9 +54,7 @@ fn gpu_steering_cases() {
 fn gpu_concept_work() {
     use tiller_engine::Wait;
     use tiller_steer::report::{analyze_and_prepare, Options};
-    let gpu = pollster::block_on(Gpu::request()).unwrap_or_else(|e| {
-        panic!("{e}: install a Vulkan driver (Debian's mesa-vulkan-drivers gives lavapipe; ./dev setup)")
-    });
+    let gpu = tiller_tests::gpu();
     let name = format!("GPU ({})", gpu.name());
     let bytes = std::fs::read(model_path()).unwrap();
     let g = Model::load(&bytes, gpu.clone(), Precision::Fast).expect("the model loads on the GPU");

@@ -34,13 +34,10 @@ pub(crate) async fn device(state: &Shared) -> Result<Gpu, String> {
     r
 }
 
-/// What the worker needs of a backend beyond the engine's trait: its device's failure (a
-/// validation error, a lost device) and the test hook that loses it.
+/// What the worker needs of a backend beyond the engine's trait: which device it is, its
+/// counters, and the test hook that loses it (a device's failure reaches the worker as the
+/// error of the next read-back).
 pub(crate) trait OnDevice: Backend {
-    /// Why the device failed, if it has.
-    fn failure(&self) -> Option<String> {
-        None
-    }
     /// Lose the device now (test hook).
     fn lose(&self) {}
     /// `webgpu` or `cpu`.
@@ -58,9 +55,6 @@ impl OnDevice for Cpu {
 }
 
 impl OnDevice for Gpu {
-    fn failure(&self) -> Option<String> {
-        Gpu::failure(self)
-    }
     fn lose(&self) {
         Gpu::lose(self, "the WebGPU device was lost (test hook)");
     }

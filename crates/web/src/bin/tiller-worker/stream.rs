@@ -56,9 +56,6 @@ pub(crate) async fn stream<B: OnDevice>(
             match r.g.forward(hooks).await.map_err(|e| e.to_string())? {
                 Some(logits) => {
                     let id = r.g.pick(&logits).await.map_err(|e| e.to_string())?;
-                    if let Some(why) = model.backend.failure() {
-                        return Err(why);
-                    }
                     r.g.accept(id);
                     r.first.get_or_insert_with(now);
                     let text = r.dec.push(&model.tokenizer, id).map_err(|e| e.to_string())?;
