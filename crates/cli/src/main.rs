@@ -1,6 +1,7 @@
 //! `tiller`: the command line. Errors print to stderr and exit with code 2; never a panic.
 
 mod bench;
+mod causal;
 mod share;
 mod steering;
 
@@ -41,6 +42,11 @@ enum Cmd {
     Share(share::ShareCmd),
     /// Write a concept's directions as a llama.cpp control-vector GGUF.
     Export(share::ExportArgs),
+    /// Activation patching: how much of a source run's logit difference each layer x position
+    /// carries into a base run (JSON: {"tokens", "recovery": [[per position] per layer]}).
+    Patch(causal::PatchArgs),
+    /// The logit lens: every layer's top tokens at every position (JSON).
+    Lens(causal::LensArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +135,8 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Lineas(a) => a.m.threads,
         Cmd::Export(a) => a.m.threads,
         Cmd::Observable(a) => a.m.threads,
+        Cmd::Patch(a) => a.m.threads,
+        Cmd::Lens(a) => a.m.threads,
         Cmd::Share(_) => None,
     };
     if t == Some(0) {
@@ -155,6 +163,8 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Share(c) => share::share(c),
         Cmd::Export(a) => share::export(a),
         Cmd::Observable(a) => steering::observable(a),
+        Cmd::Patch(a) => causal::patch(a),
+        Cmd::Lens(a) => causal::lens_cmd(a),
     })
 }
 
@@ -279,13 +289,34 @@ fn logits_on<B: Backend>(a: LogitsArgs, backend: B) -> Result<()> {
         bail!("the prompt is empty: it has no tokens");
     }
     let which = if a.all { LogitsFor::All } else { LogitsFor::Last };
-    let mut plan = a.steer.plan(&model, ids.len())?;
+    let (mut plan, condition) = conditional_plan(&a.steer, &model, &ids)?;
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
     let out = model.session().forward(&ids, hooks, which).wait()?;
     let v = model.config.vocab;
     let top: Vec<Vec<(u32, f32)>> = out.chunks_exact(v).map(|r| top_k(r, a.top)).collect();
-    println!("{}", json!({ "ids": ids, "top": top }));
+    let mut o = json!({ "ids": ids, "top": top });
+    if let Some(c) = condition {
+        o["condition"] = c;
+    }
+    println!("{o}");
     Ok(())
+}
+
+/// The interventions, unless a condition is given and the prompt does not meet it; and the
+/// condition's verdict as JSON.
+fn conditional_plan<B: Backend>(
+    steer: &steering::SteerArgs,
+    model: &Model<B>,
+    ids: &[u32],
+) -> Result<(Option<tiller_steer::intervene::Plan>, Option<serde_json::Value>)> {
+    let below = steer.condition()?.is_some_and(|c| c.below);
+    match steer.check_condition(model, ids)? {
+        Some(c) if !c.met => Ok((None, Some(steering::condition_json(&c, below)))),
+        check => {
+            let plan = steer.plan(model, ids.len())?;
+            Ok((plan, check.map(|c| steering::condition_json(&c, below))))
+        }
+    }
 }
 
 /// Load the model; with a setup that names its model's sha256, say when it differs.
@@ -334,7 +365,16 @@ fn gen_on<B: Backend>(a: GenerateArgs, backend: B) -> Result<()> {
     let mut stream = tiller_model::tokenizer::StreamDecoder::default();
     let mut out = std::io::stdout().lock();
     let mut err: Option<anyhow::Error> = None;
-    let mut plan = a.steer.plan(&model, ids.len())?;
+    let (mut plan, condition) = conditional_plan(&a.steer, &model, &ids)?;
+    if let (Some(c), false) = (&condition, a.json) {
+        let met = c["met"].as_bool().unwrap_or(false);
+        eprintln!(
+            "condition: score {:.4}, threshold {}: {}",
+            c["score"].as_f64().unwrap_or(f64::NAN),
+            c["threshold"],
+            if met { "met, steering" } else { "not met, no steering" }
+        );
+    }
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
     let g = generate(&model, &ids, max_tokens, sampler, hooks, &mut |id| {
         if !a.json {
@@ -359,11 +399,11 @@ fn gen_on<B: Backend>(a: GenerateArgs, backend: B) -> Result<()> {
         let tokens: Vec<String> =
             g.ids.iter().map(|&i| model.tokenizer.decode(&[i])).collect::<Result<_, _>>()?;
         let text = model.tokenizer.decode(&g.ids)?;
-        writeln!(
-            out,
-            "{}",
-            json!({ "ids": g.ids, "tokens": tokens, "text": text, "stop": g.stop })
-        )?;
+        let mut o = json!({ "ids": g.ids, "tokens": tokens, "text": text, "stop": g.stop });
+        if let Some(c) = condition {
+            o["condition"] = c;
+        }
+        writeln!(out, "{o}")?;
     } else {
         writeln!(out)?;
     }

@@ -8,6 +8,7 @@ use tiller_engine::Wait;
 use tiller_engine::{Backend, Model, Site};
 use tiller_share::SteeringConfig;
 use tiller_steer::concept::Concept;
+use tiller_steer::condition::{Check, Condition};
 use tiller_steer::directions::Method;
 use tiller_steer::intervene::{Intervention, Plan, Positions};
 use tiller_steer::lineas::LineasParams;
@@ -66,9 +67,15 @@ pub struct SteerArgs {
     /// cvector-generator measured it.
     #[arg(long)]
     pub control_vector_shift: bool,
+    /// Conditional steering (CAST): NAME@LAYER=T steers only when the prompt's condition score
+    /// on concept NAME at LAYER is at least T; NAME@LAYER<T only when it is below T. The score
+    /// is CAST's: cos(h, tanh(P h)), h the prompt's mean hidden state, P the projector on the
+    /// concept's direction. Overrides the setup's condition.
+    #[arg(long)]
+    pub condition: Option<String>,
 }
 
-fn read_concept(p: &PathBuf) -> Result<Concept> {
+pub fn read_concept(p: &PathBuf) -> Result<Concept> {
     let s = std::fs::read_to_string(p)
         .with_context(|| format!("reading concept file {}", p.display()))?;
     let c: Concept = serde_json::from_str(&s).with_context(|| {
@@ -233,6 +240,49 @@ impl SteerArgs {
     fn positions(&self) -> Result<Positions> {
         positions(&self.positions)
     }
+
+    /// The condition: --condition, else the setup's.
+    pub fn condition(&self) -> Result<Option<Condition>> {
+        let Some(sp) = &self.condition else {
+            return Ok(self.config()?.and_then(|c| c.condition));
+        };
+        let (name, rest) = split_spec("condition", sp)?;
+        let (l, t, below) = match (rest.split_once('='), rest.split_once('<')) {
+            (Some((l, t)), None) => (l, t, false),
+            (None, Some((l, t))) => (l, t, true),
+            _ => bail!("--condition {sp}: expected NAME@LAYER=THRESHOLD or NAME@LAYER<THRESHOLD"),
+        };
+        let layer =
+            l.trim().parse().map_err(|_| anyhow!("--condition {sp}: `{l}` is not a layer"))?;
+        let threshold = value("condition", sp, t)?;
+        Ok(Some(Condition { concept: name.to_string(), layer, threshold, below }))
+    }
+
+    /// The condition's verdict on the prompt `ids` (None when there is no condition).
+    pub fn check_condition<B: Backend>(
+        &self,
+        model: &Model<B>,
+        ids: &[u32],
+    ) -> Result<Option<Check>> {
+        let Some(cond) = self.condition()? else { return Ok(None) };
+        let concepts = self.concepts()?;
+        let c = concepts.iter().find(|c| c.name == cond.concept).ok_or_else(|| {
+            anyhow!("--condition: no concept named `{}` (give it with --concept)", cond.concept)
+        })?;
+        let prepared = plan::prepare(model, c).wait()?;
+        Ok(Some(cond.check(model, ids, &prepared.dirs).wait()?))
+    }
+}
+
+/// The condition's verdict as JSON: {"score", "threshold", "met"} (and "below" when set).
+pub fn condition_json(c: &Check, below: bool) -> serde_json::Value {
+    // f32 as its shortest decimal (0.9, not 0.8999999761581421).
+    let num = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+    let mut v = json!({ "score": num(c.score), "threshold": num(c.threshold), "met": c.met });
+    if below {
+        v["below"] = json!(true);
+    }
+    v
 }
 
 #[derive(Args)]

@@ -5,10 +5,11 @@
 
 use crate::{Error, Result};
 use tiller_steer::concept::Concept;
+use tiller_steer::condition::Condition;
 use tiller_steer::plan::InterventionSpec;
 
 /// The config format this build writes. Every earlier version still opens.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The default model's id and the sha256 of its file.
 pub const DEFAULT_MODEL_ID: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -96,6 +97,10 @@ pub struct SteeringConfig {
     pub sampling: Sampling,
     #[serde(default)]
     pub view: View,
+    /// Conditional steering (CAST): the interventions run only when the prompt meets it
+    /// (version 3 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
 }
 
 fn v1() -> u32 {
@@ -113,6 +118,7 @@ impl Default for SteeringConfig {
             chat: false,
             sampling: Sampling::default(),
             view: View::default(),
+            condition: None,
         }
     }
 }
@@ -165,6 +171,19 @@ impl SteeringConfig {
                 return Err(Error::Invalid(format!(
                     "intervention {n}: the strength is not finite"
                 )));
+            }
+        }
+        if let Some(c) = &self.condition {
+            if !self.concepts.iter().any(|k| k.name == c.concept) {
+                return Err(Error::Invalid(format!(
+                    "the condition names concept `{}`, which the setup does not define",
+                    c.concept
+                )));
+            }
+            if c.layer >= MAX_LAYERS || !c.threshold.is_finite() {
+                return Err(Error::Invalid(
+                    "the condition needs a layer below 256 and a finite threshold".into(),
+                ));
             }
         }
         if self.prompt.len() > MAX_PROMPT_CHARS {

@@ -22,8 +22,12 @@ pub fn encode(c: &SteeringConfig) -> Result<String> {
     let codes = wire::VERSIONS.iter().find(|v| v.carries(c)).ok_or_else(|| {
         Error::Invalid("the setup uses a method or op no link version carries".into())
     })?;
-    let body = postcard::to_allocvec(&wire::V1::from_config(c, codes)?)
-        .map_err(|e| Error::Invalid(format!("encoding the setup: {e}")))?;
+    let body = if codes.version >= 3 {
+        postcard::to_allocvec(&wire::V3::from_config(c, codes)?)
+    } else {
+        postcard::to_allocvec(&wire::V1::from_config(c, codes)?)
+    }
+    .map_err(|e| Error::Invalid(format!("encoding the setup: {e}")))?;
     let mut bytes = vec![codes.version];
     bytes.extend(miniz_oxide::deflate::compress_to_vec(&body, 10));
     Ok(format!("#{KEY}{}", URL_SAFE_NO_PAD.encode(bytes)))
@@ -64,10 +68,14 @@ pub fn decode(link: &str) -> Result<SteeringConfig> {
     };
     let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(body, MAX_DECODED_BYTES)
         .map_err(|e| Error::Link(format!("the link is damaged (decompression: {:?})", e.status)))?;
-    // Versions 1 and 2: postcard of wire::V1, read with that version's code tables.
-    let c = postcard::from_bytes::<wire::V1>(&raw)
-        .map_err(|e| Error::Link(format!("the link is damaged (decoding: {e})")))?
-        .into_config(codes)?;
+    let damaged = |e: postcard::Error| Error::Link(format!("the link is damaged (decoding: {e})"));
+    // Versions 1 and 2: postcard of wire::V1, read with that version's code tables; 3 on:
+    // wire::V3.
+    let c = if codes.version >= 3 {
+        postcard::from_bytes::<wire::V3>(&raw).map_err(damaged)?.into_config(codes)?
+    } else {
+        postcard::from_bytes::<wire::V1>(&raw).map_err(damaged)?.into_config(codes)?
+    };
     c.validate()?;
     Ok(c)
 }

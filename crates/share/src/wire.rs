@@ -12,11 +12,15 @@
 //! Selective Steering op (6). A setup that uses neither is still written as V1, so links stay
 //! readable by the previous release; one that does is written as V2, which that release
 //! reports as "from a newer Tiller" instead of misreading a code.
+//!
+//! V3 (Tiller 0.3): [`V3`], the V1 struct followed by a conditional-steering condition, with
+//! V2's code tables. Written only for a setup that has a condition.
 
 use crate::config::{ModelRef, Sampling, SteeringConfig, View};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tiller_steer::concept::{Concept, Read};
+use tiller_steer::condition::Condition;
 use tiller_steer::directions::Method;
 use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
@@ -84,11 +88,28 @@ struct ViewV1 {
     large_text: bool,
 }
 
+/// V3: V1's fields, then the condition (conditional steering).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct V3 {
+    pub base: V1,
+    pub condition: Option<ConditionV3>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConditionV3 {
+    concept: u16,
+    layer: u16,
+    threshold: f32,
+    below: bool,
+}
+
 /// The method and op codes of one wire version (append only: a code never changes meaning).
 pub struct Codes {
     pub version: u8,
     methods: &'static [Method],
     ops: &'static [OpKind],
+    /// Whether the version carries a condition.
+    condition: bool,
 }
 
 /// V1's tables, frozen.
@@ -103,6 +124,7 @@ pub const CODES_V1: Codes = Codes {
         OpKind::Rotate,
         OpKind::Affine,
     ],
+    condition: false,
 };
 
 /// V2's tables: V1's and then the new variants.
@@ -125,16 +147,41 @@ pub const CODES_V2: Codes = Codes {
         OpKind::Affine,
         OpKind::SelectiveSteering,
     ],
+    condition: false,
+};
+
+/// V3's tables: V2's (V3 adds the condition).
+pub const CODES_V3: Codes = Codes {
+    version: 3,
+    methods: &[
+        Method::MeanDiff,
+        Method::Pca,
+        Method::Probe,
+        Method::Svd,
+        Method::Snmf,
+        Method::PcaRepe,
+    ],
+    ops: &[
+        OpKind::Add,
+        OpKind::AddUnit,
+        OpKind::Ablate,
+        OpKind::Clamp,
+        OpKind::Rotate,
+        OpKind::Affine,
+        OpKind::SelectiveSteering,
+    ],
+    condition: true,
 };
 
 /// Every wire version this build reads, oldest first.
-pub const VERSIONS: [&Codes; 2] = [&CODES_V1, &CODES_V2];
+pub const VERSIONS: [&Codes; 3] = [&CODES_V1, &CODES_V2, &CODES_V3];
 
 impl Codes {
     /// Can this version carry every method and op of `c`?
     pub fn carries(&self, c: &SteeringConfig) -> bool {
         c.concepts.iter().all(|k| self.methods.contains(&k.method))
             && c.interventions.iter().all(|s| self.ops.contains(&s.op))
+            && (self.condition || c.condition.is_none())
     }
 }
 
@@ -327,6 +374,7 @@ impl V1 {
                 reading: self.view.reading,
                 large_text: self.view.large_text,
             },
+            condition: None,
             concepts,
             interventions,
             prompt: self.prompt,
@@ -339,5 +387,43 @@ impl V1 {
                 seed: self.sampling.seed,
             },
         })
+    }
+}
+
+impl V3 {
+    pub fn from_config(c: &SteeringConfig, codes: &Codes) -> Result<V3> {
+        let condition =
+            match &c.condition {
+                Some(k) => Some(ConditionV3 {
+                    concept: c.concepts.iter().position(|x| x.name == k.concept).ok_or_else(
+                        || Error::Invalid(format!("no concept named `{}`", k.concept)),
+                    )? as u16,
+                    layer: u16::try_from(k.layer)
+                        .map_err(|_| Error::Invalid(format!("layer {} is too large", k.layer)))?,
+                    threshold: k.threshold,
+                    below: k.below,
+                }),
+                None => None,
+            };
+        Ok(V3 { base: V1::from_config(c, codes)?, condition })
+    }
+
+    pub fn into_config(self, codes: &Codes) -> Result<SteeringConfig> {
+        let mut c = self.base.into_config(codes)?;
+        if let Some(k) = self.condition {
+            let concept = c.concepts.get(k.concept as usize).map(|x| x.name.clone());
+            c.condition = Some(Condition {
+                concept: concept.ok_or_else(|| {
+                    Error::Link(format!(
+                        "the condition names concept {}, not in the link",
+                        k.concept
+                    ))
+                })?,
+                layer: k.layer as usize,
+                threshold: k.threshold,
+                below: k.below,
+            });
+        }
+        Ok(c)
     }
 }

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
 use tiller_share::url::{decode, encode, payload};
 use tiller_steer::concept::{Concept, Read};
+use tiller_steer::condition::Condition;
 use tiller_steer::directions::Method;
 use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
@@ -87,9 +88,16 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                     ("[a-z]{1,12}\\.gguf", "[0-9a-f]{64}")
                         .prop_map(|(id, h)| ModelRef { id, sha256: Some(h) }),
                 ],
+                prop::option::of((0..n, 0usize..64, -1f32..1.0, any::<bool>())),
             )
         })
-        .prop_map(|(concepts, ivs, prompt, chat, s, v, model)| {
+        .prop_map(|(concepts, ivs, prompt, chat, s, v, model, cond)| {
+            let condition = cond.map(|(c, layer, threshold, below)| Condition {
+                concept: concepts[c].name.clone(),
+                layer,
+                threshold,
+                below,
+            });
             let interventions = ivs
                 .into_iter()
                 .map(|(c, op, layers, strength, positions, selective, enabled)| InterventionSpec {
@@ -123,6 +131,7 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                     top_p: s.3,
                     seed: s.4,
                 },
+                condition,
             }
         })
 }
@@ -255,7 +264,8 @@ fn payload_forms() {
 }
 
 /// A setup the previous release can carry is written as V1 (it opens there); one that uses
-/// the RepE method or the Selective Steering op is written as V2, and both open here.
+/// the RepE method or the Selective Steering op is written as V2, one with a condition as V3,
+/// and all open here.
 #[test]
 fn links_use_the_oldest_version_that_carries_the_setup() {
     use base64::Engine;
@@ -273,6 +283,15 @@ fn links_use_the_oldest_version_that_carries_the_setup() {
     c3.interventions[0].op = OpKind::SelectiveSteering;
     let l3 = encode(&c3).unwrap();
     assert_eq!((version(&l3), decode(&l3).unwrap()), (2, c3));
+    // A condition (conditional steering) needs V3.
+    let mut c4 = typical();
+    let name = c4.concepts[0].name.clone();
+    c4.condition = Some(Condition { concept: name, layer: 12, threshold: 0.05, below: false });
+    let l4 = encode(&c4).unwrap();
+    assert_eq!((version(&l4), decode(&l4).unwrap()), (3, c4.clone()));
+    // A condition naming no concept of the setup is refused.
+    c4.condition.as_mut().unwrap().concept = "nobody".into();
+    assert!(encode(&c4).unwrap_err().to_string().contains("condition names concept"));
 }
 
 #[test]

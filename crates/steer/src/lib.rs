@@ -6,19 +6,24 @@
 //! - [`directions`]: mean difference and PCA of pair differences, per layer.
 //! - [`intervene`]: add, ablate, clamp and norm-preserving rotation as engine hooks, with
 //!   position filters; they compose.
+//! - [`patch`]: activation patching (interchange interventions) and interchange-intervention
+//!   accuracy; [`lens`]: the logit lens; [`condition`]: conditional steering (CAST).
 //!
 //! Conventions (as ../shared/reference): "layer l" is the residual stream at the output of
 //! block l, 0-based.
 
 pub mod concept;
+pub mod condition;
 pub mod diagnostics;
 pub mod directions;
 pub mod effects;
 pub mod geometry;
 pub mod heldout;
 pub mod intervene;
+pub mod lens;
 pub mod lineas;
 pub mod observable;
+pub mod patch;
 pub mod plan;
 pub mod probe;
 pub mod report;

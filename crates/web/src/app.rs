@@ -3,10 +3,13 @@
 //! location, localStorage) happens here and in the share bar only.
 
 use crate::components::{
-    ConceptResults, ConceptsPanel, GeneratePanel, ModelBar, OutputPanel, ReadingView, ShareBar,
-    SteeringPanel, SweepView,
+    ConceptResults, ConceptsPanel, GeneratePanel, LensView, ModelBar, OutputPanel, PatchView,
+    ReadingView, ShareBar, SteeringPanel, SweepView,
 };
-use crate::state::{AppState, Computed, LoadState, ModelStatus, Reading, RunState};
+use crate::state::{
+    AppState, CellResult, Computed, ConditionResult, LensResult, LoadState, ModelStatus,
+    PatchResult, Reading, RunState,
+};
 use leptos::prelude::*;
 use tiller_share::SteeringConfig;
 use tiller_web::protocol::{
@@ -159,6 +162,8 @@ fn on_message(st: AppState, msg: FromWorker) {
                 Task::Sweep => "sweeping",
                 Task::Export => "exporting",
                 Task::Promotes => "what the direction promotes",
+                Task::Patch => "patching",
+                Task::Lens => "the logit lens",
                 Task::Load => "loading",
             };
             let frac = if total > 0 { format!(" ({done}/{total})") } else { String::new() };
@@ -228,6 +233,44 @@ fn on_message(st: AppState, msg: FromWorker) {
                 }
             });
         }
+        FromWorker::Condition { concept, layer, score, threshold, below, met } => {
+            st.condition_result.set(Some(ConditionResult {
+                concept,
+                layer,
+                score,
+                threshold,
+                below,
+                met,
+            }));
+            if !met {
+                st.steered.update(|o| {
+                    o.state = RunState::Done;
+                    o.stats = "not steered: the prompt does not meet the condition".into();
+                });
+            }
+        }
+        FromWorker::Patched { tokens, source_tokens, patched, ld_base, ld_source, recovery } => {
+            st.working.set(None);
+            st.patch_error.set(None);
+            st.patch_cell.set(None);
+            st.patch.set(Some(PatchResult {
+                tokens,
+                source_tokens,
+                patched,
+                ld_base,
+                ld_source,
+                recovery,
+            }));
+        }
+        FromWorker::PatchCell { layer, pos, top, base_top } => {
+            st.working.set(None);
+            st.patch_cell.set(Some(CellResult { layer, pos, top, base_top }));
+        }
+        FromWorker::Lens { tokens, top, track, tracked } => {
+            st.working.set(None);
+            st.lens_error.set(None);
+            st.lens.set(Some(LensResult { tokens, top, track, tracked }));
+        }
         FromWorker::SweepDone => {
             st.working.set(None);
             st.sweep_running.set(false);
@@ -259,6 +302,8 @@ fn on_message(st: AppState, msg: FromWorker) {
                     st.sweep_running.set(false);
                     st.sweep_error.set(Some(message));
                 }
+                Task::Patch => st.patch_error.set(Some(message)),
+                Task::Lens => st.lens_error.set(Some(message)),
             }
         }
     }
@@ -347,6 +392,7 @@ pub fn App() -> impl IntoView {
         st.layer.track();
         st.reading_text.track();
         st.large_text.track();
+        st.condition.track();
         let json = st.to_config().to_json_pretty();
         if let Some(s) = storage() {
             let _ = s.set_item(AUTOSAVE_KEY, &json);
@@ -371,6 +417,8 @@ pub fn App() -> impl IntoView {
                         <OutputPanel />
                         <ReadingView />
                         <SweepView />
+                        <PatchView />
+                        <LensView />
                     </div>
                 </div>
             </main>

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tiller_engine::{SamplingParams, StopReason};
 use tiller_steer::concept::Concept;
+use tiller_steer::condition::Condition;
 use tiller_steer::plan::InterventionSpec;
 use tiller_steer::report::{ConceptReport, Promotes};
 use tiller_steer::sweep::SweepPoint;
@@ -53,6 +54,21 @@ pub enum ToWorker {
         sampling: SamplingParams,
         concepts: Vec<Concept>,
         interventions: Vec<InterventionSpec>,
+        /// Conditional steering (CAST): the interventions run only when the prompt meets it.
+        #[serde(default)]
+        condition: Option<Condition>,
+    },
+    /// Activation patching at every layer x position of `base` from `source` (the whole
+    /// residual stream, or only its component along `concept`'s direction).
+    Patch { patch: PatchRequest },
+    /// The base run's next-token distribution with one patch (a heatmap cell).
+    PatchCell { patch: PatchRequest, layer: usize, pos: usize },
+    /// The logit lens of `text`: every layer's top tokens at every position.
+    Lens {
+        text: String,
+        chat: bool,
+        /// A token (its text, or #ID) whose probability is followed across layers.
+        track: Option<String>,
     },
     /// Project every token of `text` on a concept's direction at `layer`.
     Read {
@@ -82,6 +98,19 @@ pub enum ToWorker {
     Stop,
 }
 
+/// An activation-patching question: base and source prompts of equal token count, the
+/// answer and wrong tokens (each the text of one token, or #ID), and what is patched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatchRequest {
+    pub base: String,
+    pub source: String,
+    pub chat: bool,
+    pub answer: String,
+    pub wrong: String,
+    /// Patch only the component along this concept's direction (None: the whole residual).
+    pub concept: Option<Concept>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -108,6 +137,8 @@ pub enum Task {
     Sweep,
     Export,
     Promotes,
+    Patch,
+    Lens,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,6 +244,42 @@ pub enum FromWorker {
         promotes: Promotes,
     },
     SweepDone,
+    /// The prompt's conditional-steering verdict (sent before the streams when the generation
+    /// has a condition; when it is not met only the baseline runs).
+    Condition {
+        concept: String,
+        layer: usize,
+        score: f32,
+        threshold: f32,
+        below: bool,
+        met: bool,
+    },
+    /// Activation patching's result: `recovery[layer][pos]`.
+    Patched {
+        tokens: Vec<String>,
+        source_tokens: Vec<String>,
+        /// "residual" or "direction:NAME".
+        patched: String,
+        ld_base: f64,
+        ld_source: f64,
+        recovery: Vec<Vec<f64>>,
+    },
+    /// One patched run's next-token distribution: the top tokens and probabilities.
+    PatchCell {
+        layer: usize,
+        pos: usize,
+        top: Vec<(String, f32)>,
+        /// The unpatched base's, for comparison.
+        base_top: Vec<(String, f32)>,
+    },
+    /// The logit lens: `top[layer][pos]` = the top tokens (text, probability), best first.
+    Lens {
+        tokens: Vec<String>,
+        top: Vec<Vec<Vec<(String, f32)>>>,
+        /// The tracked token and its probability at `[layer][pos]`.
+        track: Option<String>,
+        tracked: Vec<Vec<f32>>,
+    },
     Error {
         task: Task,
         message: String,

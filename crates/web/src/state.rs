@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use tiller_engine::StopReason;
 use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
 use tiller_steer::concept::{Concept, Read};
+use tiller_steer::condition::Condition;
 use tiller_steer::directions::Method;
 use tiller_steer::plan::{InterventionSpec, OpKind};
 use tiller_steer::report::{ConceptReport, Promotes};
@@ -181,6 +182,69 @@ pub struct Reading {
     pub values: Vec<f32>,
 }
 
+/// The prompt's conditional-steering verdict from the last generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionResult {
+    pub concept: String,
+    pub layer: usize,
+    pub score: f32,
+    pub threshold: f32,
+    pub below: bool,
+    pub met: bool,
+}
+
+/// The activation-patching form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchForm {
+    pub base: String,
+    pub source: String,
+    pub answer: String,
+    pub wrong: String,
+    /// Patch along this concept's direction (empty: the whole residual stream).
+    pub along: String,
+}
+
+impl Default for PatchForm {
+    fn default() -> Self {
+        PatchForm {
+            base: "The capital of France is the city of".into(),
+            source: "The capital of Italy is the city of".into(),
+            answer: " Rome".into(),
+            wrong: " Paris".into(),
+            along: String::new(),
+        }
+    }
+}
+
+/// Activation patching's heatmap: `recovery[layer][pos]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchResult {
+    pub tokens: Vec<String>,
+    pub source_tokens: Vec<String>,
+    pub patched: String,
+    pub ld_base: f64,
+    pub ld_source: f64,
+    pub recovery: Vec<Vec<f64>>,
+}
+
+/// One heatmap cell's patched next-token distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellResult {
+    pub layer: usize,
+    pub pos: usize,
+    pub top: Vec<(String, f32)>,
+    pub base_top: Vec<(String, f32)>,
+}
+
+/// The logit lens of a text: `top[layer][pos]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LensResult {
+    pub tokens: Vec<String>,
+    pub top: Vec<Vec<Vec<(String, f32)>>>,
+    pub track: Option<String>,
+    pub tracked: Vec<Vec<f32>>,
+}
+
 /// Everything on the page, as signals (Copy: hand it to closures freely).
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -210,6 +274,17 @@ pub struct AppState {
     pub share_url: RwSignal<String>,
     /// A message about the setup that was opened (a link from another model, a bad link).
     pub notice: RwSignal<Option<String>>,
+    /// Conditional steering: the interventions run only when the prompt meets it.
+    pub condition: RwSignal<Option<Condition>>,
+    pub condition_result: RwSignal<Option<ConditionResult>>,
+    pub patch_form: RwSignal<PatchForm>,
+    pub patch: RwSignal<Option<PatchResult>>,
+    pub patch_cell: RwSignal<Option<CellResult>>,
+    pub patch_error: RwSignal<Option<String>>,
+    pub lens_text: RwSignal<String>,
+    pub lens_track: RwSignal<String>,
+    pub lens: RwSignal<Option<LensResult>>,
+    pub lens_error: RwSignal<Option<String>>,
     pub worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -242,6 +317,16 @@ impl AppState {
             large_text: RwSignal::new(false),
             share_url: RwSignal::new(String::new()),
             notice: RwSignal::new(None),
+            condition: RwSignal::new(None),
+            condition_result: RwSignal::new(None),
+            patch_form: RwSignal::new(PatchForm::default()),
+            patch: RwSignal::new(None),
+            patch_cell: RwSignal::new(None),
+            patch_error: RwSignal::new(None),
+            lens_text: RwSignal::new(String::new()),
+            lens_track: RwSignal::new(String::new()),
+            lens: RwSignal::new(None),
+            lens_error: RwSignal::new(None),
             worker: StoredValue::new_local(None),
         }
     }
@@ -311,6 +396,7 @@ impl AppState {
                 reading: Some(self.reading_text.get_untracked()).filter(|t| !t.is_empty()),
                 large_text: self.large_text.get_untracked(),
             },
+            condition: self.condition.get_untracked().filter(|c| names.contains(&c.concept)),
         }
     }
 
@@ -336,6 +422,8 @@ impl AppState {
         self.reading_text.set(c.view.reading.clone().unwrap_or_default());
         self.panel.set(c.view.panel.clone());
         self.large_text.set(c.view.large_text);
+        self.condition.set(c.condition.clone());
+        self.condition_result.set(None);
         self.baseline.set(Output::default());
         self.steered.set(Output::default());
         self.reading.set(None);

@@ -104,6 +104,43 @@ impl<B: Backend> Model<B> {
         Ok(be.read(&[&y]).await?.pop().unwrap_or_default())
     }
 
+    /// The model's output for residual-stream rows at the last block's output: the final
+    /// norm, the LM head and the final soft-cap (the logits a forward pass returns).
+    fn head(&self, x: &B::Act) -> Result<B::Act> {
+        let (be, w, cfg) = (&self.backend, &self.weights, &self.config);
+        let x = match &w.out_norm_b {
+            Some(b) => be.layer_norm(x, &w.out_norm, b, cfg.rms_eps)?,
+            None => be.rms_norm(x, &w.out_norm, cfg.rms_eps)?,
+        };
+        let head = w.lm_head.as_ref().unwrap_or(&w.embed);
+        let mut logits = be
+            .matmul(&x, &[head])?
+            .pop()
+            .ok_or_else(|| Error::Backend("the LM head produced no logits".into()))?;
+        if let Some(cap) = cfg.block.final_softcap {
+            be.softcap(&mut logits, cap)?;
+        }
+        Ok(logits)
+    }
+
+    /// Logits of host residual-stream rows (`rows` x d_model) taken at any block's output, as
+    /// if they were the last block's: the logit lens. Rows from the last block give the
+    /// forward pass's own logits.
+    pub async fn logits_of(&self, rows: Vec<f32>) -> Result<Vec<f32>> {
+        let d = self.config.d_model;
+        if rows.is_empty() || !rows.len().is_multiple_of(d) {
+            return Err(Error::Backend(format!(
+                "the logit lens takes rows of {d} values, not {}",
+                rows.len()
+            )));
+        }
+        let be = &self.backend;
+        let n = rows.len() / d;
+        let x = be.upload_act(rows, n, d)?;
+        let y = self.head(&x)?;
+        Ok(be.read(&[&y]).await?.pop().unwrap_or_default())
+    }
+
     pub fn session(&self) -> Session<'_, B> {
         let kv = self.config.n_kv_head * self.config.head_dim;
         Session {
@@ -220,18 +257,7 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         self.pos += ids.len();
         let x = if which == LogitsFor::Last { be.last_row(&x)? } else { x };
-        let x = match &w.out_norm_b {
-            Some(b) => be.layer_norm(&x, &w.out_norm, b, cfg.rms_eps)?,
-            None => be.rms_norm(&x, &w.out_norm, cfg.rms_eps)?,
-        };
-        let head = w.lm_head.as_ref().unwrap_or(&w.embed);
-        let mut logits = be
-            .matmul(&x, &[head])?
-            .pop()
-            .ok_or_else(|| Error::Backend("the LM head produced no logits".into()))?;
-        if let Some(cap) = cfg.block.final_softcap {
-            be.softcap(&mut logits, cap)?;
-        }
+        let logits = m.head(&x)?;
         Ok(Pass { logits, kept })
     }
 }

@@ -30,6 +30,7 @@ pub fn GeneratePanel() -> impl IntoView {
             return;
         }
         let steering = st.interventions.get_untracked().iter().any(|i| i.enabled);
+        st.condition_result.set(None);
         st.baseline.set(Output { state: RunState::Running, ..Default::default() });
         st.steered.set(Output {
             state: if steering { RunState::Running } else { RunState::Idle },
@@ -46,6 +47,7 @@ pub fn GeneratePanel() -> impl IntoView {
             },
             concepts: st.valid_concepts(),
             interventions: st.interventions.get_untracked(),
+            condition: st.condition.get_untracked(),
         });
     };
     view! {

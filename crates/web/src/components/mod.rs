@@ -1,5 +1,6 @@
 //! One component a file.
 
+mod causal;
 mod concept_results;
 mod concepts_panel;
 mod generate_panel;
@@ -10,6 +11,7 @@ pub mod share_bar;
 mod steering_panel;
 mod sweep_view;
 
+pub use causal::{LensView, PatchView};
 pub use concept_results::ConceptResults;
 pub use concepts_panel::ConceptsPanel;
 pub use generate_panel::GeneratePanel;

@@ -1,5 +1,6 @@
 use crate::state::AppState;
 use leptos::prelude::*;
+use tiller_steer::condition::Condition;
 use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
 use tiller_web::protocol::ToWorker;
@@ -62,7 +63,71 @@ pub fn SteeringPanel() -> impl IntoView {
                 <For each={move || (0..st.interventions.get().len()).collect::<Vec<_>>()} key={|i| *i}
                     children=move |i| view! { <Card index=i /> } />
             </div>
+            <ConditionCard />
         </section>
+    }
+}
+
+/// Conditional steering (CAST): a condition concept, the layer it is read at and a threshold;
+/// the interventions run only when the prompt's score passes.
+#[component]
+fn ConditionCard() -> impl IntoView {
+    let st = expect_context::<AppState>();
+    let c = st.condition;
+    let edit = move |f: &dyn Fn(&mut Condition)| {
+        c.update(|x| {
+            if let Some(x) = x {
+                f(x)
+            }
+        })
+    };
+    let toggle = move |ev| {
+        if event_target_checked(&ev) {
+            let concept = st.valid_concepts().first().map(|k| k.name.clone()).unwrap_or_default();
+            let layer = st.layer.get_untracked().unwrap_or(10);
+            c.set(Some(Condition { concept, layer, threshold: 0.05, below: false }));
+        } else {
+            c.set(None);
+        }
+    };
+    view! {
+        <div class="card condition" data-testid="condition">
+            <label><input type="checkbox" data-testid="condition-on" prop:checked=move || c.get().is_some()
+                on:change=toggle disabled=move || st.valid_concepts().is_empty() />
+                " steer only when the prompt is about a concept (CAST)"</label>
+            <Show when=move || c.get().is_some()>
+                <div class="controls">
+                    <select aria-label="condition concept" data-testid="condition-concept"
+                        on:change=move |ev| { let v = event_target_value(&ev); edit(&|x| x.concept = v.clone()) }>
+                        {move || st.valid_concepts().into_iter().map(|k| {
+                            let n = k.name.clone();
+                            let sel = c.get().map(|x| x.concept == n).unwrap_or(false);
+                            view! { <option value=n.clone() selected=sel>{n.clone()}</option> }
+                        }).collect_view()}
+                    </select>
+                    <label>"layer "<input type="number" min="0" class="num" data-testid="condition-layer"
+                        prop:value=move || c.get().map(|x| x.layer).unwrap_or(0).to_string()
+                        on:change=move |ev| { if let Ok(l) = event_target_value(&ev).parse::<usize>() { edit(&|x| x.layer = l) } } /></label>
+                    <select aria-label="comparison" data-testid="condition-side"
+                        on:change=move |ev| { let below = event_target_value(&ev) == "below"; edit(&|x| x.below = below) }>
+                        <option value="at_least" selected=move || !c.get().map(|x| x.below).unwrap_or(false)>"score ≥"</option>
+                        <option value="below" selected=move || c.get().map(|x| x.below).unwrap_or(false)>"score <"</option>
+                    </select>
+                    <input type="number" step="any" class="num" aria-label="threshold" data-testid="condition-threshold"
+                        prop:value=move || c.get().map(|x| x.threshold).unwrap_or(0.0).to_string()
+                        on:change=move |ev| { if let Ok(t) = event_target_value(&ev).parse::<f32>() { if t.is_finite() { edit(&|x| x.threshold = t) } } } />
+                </div>
+                <p class="muted">"Score: CAST's cos(h, tanh(P h)), h the prompt's mean hidden state at the layer, P the projection on the concept's direction; it says how much of h lies along the direction, on either side."</p>
+            </Show>
+            {move || st.condition_result.get().map(|r| view! {
+                <p data-testid="condition-result" data-met=r.met.to_string() data-score=format!("{:.6}", r.score)
+                    class=if r.met { "cond met" } else { "cond not-met" }>
+                    {format!("Prompt's score on `{}` at layer {}: {:.4} {} {}: {}", r.concept, r.layer, r.score,
+                        if r.below { "<" } else { "≥" }, r.threshold,
+                        if r.met { "met, steering" } else { "not met, no steering (the steered side is the baseline)" })}
+                </p>
+            })}
+        </div>
     }
 }
 

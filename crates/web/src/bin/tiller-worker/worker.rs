@@ -10,6 +10,7 @@ use std::rc::Rc;
 use tiller_engine::{Capture, Cpu, LogitsFor, Model, Precision};
 use tiller_gpu::Gpu;
 use tiller_steer::concept::Concept;
+use tiller_steer::condition::Condition;
 use tiller_steer::lineas::LineasParams;
 use tiller_steer::plan::{self, InterventionSpec, Prepared};
 use tiller_steer::report::{self, analyze_and_prepare, Options};
@@ -209,6 +210,8 @@ fn task_of(m: &ToWorker) -> Task {
         ToWorker::Sweep { .. } => Task::Sweep,
         ToWorker::Export { .. } => Task::Export,
         ToWorker::Promotes { .. } => Task::Promotes,
+        ToWorker::Patch { .. } | ToWorker::PatchCell { .. } => Task::Patch,
+        ToWorker::Lens { .. } => Task::Lens,
         ToWorker::Load { .. }
         | ToWorker::LoadBytes { .. }
         | ToWorker::Backend { .. }
@@ -236,11 +239,27 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
             load(state, &name, &key, bytes, false, now()).await
         }
         ToWorker::Analyze { concept } => with_model!(state, m => analyze(state, &m, concept).await),
-        ToWorker::Generate { prompt, chat, max_tokens, sampling, concepts, interventions } => {
-            with_model!(state, m => generate(
-                state, &m, &prompt, chat, max_tokens, sampling, &concepts, &interventions
-            )
-            .await)
+        ToWorker::Generate {
+            prompt,
+            chat,
+            max_tokens,
+            sampling,
+            concepts,
+            interventions,
+            condition,
+        } => {
+            let setup = Steering { concepts: &concepts, specs: &interventions, condition };
+            with_model!(state, m => generate(state, &m, &prompt, chat, max_tokens, sampling, setup)
+                .await)
+        }
+        ToWorker::Patch { patch } => {
+            with_model!(state, m => crate::causal::patch_all(state, &m, patch).await)
+        }
+        ToWorker::PatchCell { patch, layer, pos } => {
+            with_model!(state, m => crate::causal::patch_cell(state, &m, patch, layer, pos).await)
+        }
+        ToWorker::Lens { text, chat, track } => {
+            with_model!(state, m => crate::causal::lens(&m, &text, chat, track).await)
         }
         ToWorker::Read { text, concept, layer, chat_prompt } => {
             with_model!(state, m => read(state, &m, &text, concept, layer, chat_prompt).await)
@@ -522,7 +541,7 @@ async fn prepare<B: OnDevice>(
 }
 
 /// One concept, prepared (from the cache when computed).
-async fn prepare_one<B: OnDevice>(
+pub(crate) async fn prepare_one<B: OnDevice>(
     state: &Shared,
     model: &Model<B>,
     concept: Concept,
@@ -541,7 +560,13 @@ async fn prepare_one<B: OnDevice>(
     p.into_iter().next().ok_or_else(|| "the concept could not be prepared".to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a generation steers with: the concepts, the interventions and their condition.
+pub(crate) struct Steering<'a> {
+    concepts: &'a [Concept],
+    specs: &'a [InterventionSpec],
+    condition: Option<Condition>,
+}
+
 async fn generate<B: OnDevice>(
     state: &Shared,
     model: &Model<B>,
@@ -549,9 +574,9 @@ async fn generate<B: OnDevice>(
     chat: bool,
     max_tokens: usize,
     sampling: tiller_engine::SamplingParams,
-    concepts: &[Concept],
-    specs: &[InterventionSpec],
+    steering: Steering<'_>,
 ) -> Result<(), String> {
+    let Steering { concepts, specs, condition } = steering;
     if prompt.trim().is_empty() {
         return Err("the prompt is empty: type something to continue".into());
     }
@@ -562,6 +587,28 @@ async fn generate<B: OnDevice>(
             ids.len(),
             model.config.context_length
         ));
+    }
+    let steering_on = specs.iter().any(|s| s.enabled);
+    // Conditional steering: the prompt's score first; when the condition is not met no
+    // intervention runs (only the baseline).
+    if let (Some(cond), true) = (&condition, steering_on) {
+        let c = concepts.iter().find(|c| c.name == cond.concept).ok_or_else(|| {
+            format!("the condition names concept `{}`, which is not defined", cond.concept)
+        })?;
+        let p = prepare_one(state, model, c.clone(), Task::Generate).await?;
+        let check = cond.check(model, &ids, &p.dirs).await.map_err(|e| e.to_string())?;
+        post(&FromWorker::Condition {
+            concept: cond.concept.clone(),
+            layer: cond.layer,
+            score: check.score,
+            threshold: check.threshold,
+            below: cond.below,
+            met: check.met,
+        });
+        if !check.met {
+            post(&FromWorker::Prompt { ids: ids.clone() });
+            return stream(state, model, &ids, max_tokens, sampling, &mut None).await;
+        }
     }
     let prepared = prepare(state, model, concepts, specs, Task::Generate).await?;
     let owned: Vec<Prepared> = prepared.iter().map(|p| Prepared::clone(p)).collect();
