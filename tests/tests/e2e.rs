@@ -574,3 +574,151 @@ fn page_does_concept_work_on_webgpu() {
         v["console_errors"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
     assert!(console.is_empty(), "console errors: {console:?}");
 }
+
+/// The causal tools in the page (issue 15), on the CPU backend: conditional steering opened
+/// from two share links (threshold below the prompt's score: the plain steered output; above
+/// it: the baseline, no steering), the activation-patching heatmap against the engine's
+/// numbers (what `tiller patch` prints), a cell's distribution, and the logit lens, whose last
+/// layer is the model's own prediction.
+#[test]
+fn page_patches_looks_through_and_steers_on_condition() {
+    use tiller_share::config::{Sampling, SteeringConfig};
+    use tiller_steer::concept::Concept;
+    use tiller_steer::condition::Condition;
+    use tiller_steer::lineas::LineasParams;
+    use tiller_steer::patch::{patch, PatchSetup, Patched};
+    use tiller_steer::plan::{self, InterventionSpec, OpKind};
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = workspace();
+    let dist = ws.join("dist");
+    assert!(dist.join("index.html").is_file(), "dist is missing: run `./dev build`");
+    let m = model(Precision::Fast);
+    let c: Concept = serde_json::from_str(
+        &std::fs::read_to_string(ws.join("tests/data/formality.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt = "Dear Sir, I am writing to";
+    let ids = m.encode_prompt(prompt, false).unwrap();
+    let p = plan::prepare(m, &c).wait().unwrap();
+    let probe = Condition { concept: c.name.clone(), layer: 10, threshold: 0.0, below: false };
+    let score = probe.check(m, &ids, &p.dirs).wait().unwrap().score;
+    let spec = InterventionSpec {
+        concept: c.name.clone(),
+        op: OpKind::AddUnit,
+        layers: vec![10],
+        strength: 8.0,
+        positions: Default::default(),
+        selective: false,
+        enabled: true,
+    };
+    let mut steer =
+        plan::build(m, &[p], std::slice::from_ref(&spec), ids.len(), &LineasParams::default())
+            .wait()
+            .unwrap()
+            .unwrap();
+    let steered = greedy(m, &ids, 8, Some(&mut steer));
+    let baseline = greedy(m, &ids, 8, None);
+    assert_ne!(steered, baseline);
+    let link = |threshold: f32| {
+        let cfg = SteeringConfig {
+            concepts: vec![c.clone()],
+            interventions: vec![spec.clone()],
+            prompt: prompt.into(),
+            sampling: Sampling { max_tokens: 8, ..Default::default() },
+            condition: Some(Condition { threshold, ..probe.clone() }),
+            ..Default::default()
+        };
+        tiller_share::url::encode(&cfg).unwrap()
+    };
+    let shots = ws.join("artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new("node")
+        .arg(ws.join("tests/e2e/causal.mjs"))
+        .arg(&dist)
+        .arg(link(score - 0.01))
+        .arg(link(score + 0.01))
+        .arg(&shots)
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .expect("causal.mjs prints one JSON line");
+    assert_eq!(v["ok"], true, "causal e2e failed: {}", v["error"]);
+    let u32s = |x: &serde_json::Value| -> Vec<u32> {
+        x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
+    };
+
+    // Conditional steering, reproduced from the links.
+    let (met, not) = (&v["condition"][0], &v["condition"][1]);
+    println!("condition: native score {score:.5}; page {} / {}", met["score"], not["score"]);
+    for r in [met, not] {
+        assert_eq!(r["checkbox"], true, "the link restores the condition");
+        assert!((r["score"].as_f64().unwrap() - score as f64).abs() < 1e-3, "{r}");
+    }
+    assert_eq!(met["met"], true, "{met}");
+    assert_eq!(
+        (u32s(&met["steered"]), u32s(&met["baseline"])),
+        (steered.clone(), baseline.clone())
+    );
+    assert_eq!(not["met"], false, "{not}");
+    assert_eq!(u32s(&not["baseline"]), baseline);
+    assert!(u32s(&not["steered"]).is_empty(), "nothing is steered when the condition fails");
+
+    // The heatmap equals the engine's patching (`tiller patch` on the same prompts).
+    let enc = |t: &str| m.encode_prompt(t, false).unwrap();
+    let setup = PatchSetup {
+        base: enc("The capital of France is the city of"),
+        source: enc("The capital of Italy is the city of"),
+        answer: enc(" Rome")[0],
+        wrong: enc(" Paris")[0],
+    };
+    let ours = patch(m, &setup, Patched::Residual, &mut |_, _| {}).wait().unwrap();
+    let cells = v["patch"].as_array().unwrap();
+    assert_eq!(cells.len(), 30 * setup.base.len());
+    let mut md = tiller_tests::MaxDiff::default();
+    for cell in cells {
+        let (l, pos) = (cell[0].as_u64().unwrap() as usize, cell[1].as_u64().unwrap() as usize);
+        md.see(cell[2].as_f64().unwrap() as f32, ours.recovery[l][pos] as f32, || {
+            format!("layer {l} position {pos}")
+        });
+    }
+    const TOL: f32 = 5e-4; // measured 7.7e-5 (wasm's CPU kernels against native ones)
+    println!(
+        "{} (page: {} ms for 240 patched runs)",
+        md.report("page heatmap vs engine", TOL),
+        v["patch_ms"]
+    );
+    assert!(md.max <= TOL, "{}", md.report("page heatmap vs engine", TOL));
+    assert_eq!(v["cell_top"].as_array().unwrap().len(), 5, "a cell's distribution: top 5");
+    assert!(v["patched_along"].as_str().unwrap().starts_with("direction:"));
+    assert!(v["patch_error"].as_str().unwrap().contains("equal token"), "{}", v["patch_error"]);
+
+    // The lens: its last layer's top token at each position is the model's argmax.
+    let lens_ids = enc("The capital of France is the city of");
+    let logits =
+        m.session().forward(&lens_ids, None, tiller_engine::LogitsFor::All).wait().unwrap();
+    let want: Vec<String> = logits
+        .chunks_exact(m.config.vocab)
+        .map(|r| {
+            let top = tiller_steer::lens::top_k(r, 1)[0].0;
+            m.tokenizer.decode(&[top]).unwrap()
+        })
+        .collect();
+    let last: Vec<String> = v["lens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c[0].as_u64() == Some(29))
+        .map(|c| c[2].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(last, want, "the lens's last layer is the model's prediction");
+    assert_eq!(v["lens_tracked_rows"], 30);
+    assert!(
+        v["overflow_390"].as_f64().unwrap() <= 0.0,
+        "horizontal overflow at 390 px: {}",
+        v["overflow_390"]
+    );
+    let console = v["console_errors"].as_array().unwrap();
+    assert!(console.is_empty(), "console errors: {console:?}");
+}

@@ -123,7 +123,7 @@ fn ConditionCard() -> impl IntoView {
                 <p data-testid="condition-result" data-met=r.met.to_string() data-score=format!("{:.6}", r.score)
                     class=if r.met { "cond met" } else { "cond not-met" }>
                     {format!("Prompt's score on `{}` at layer {}: {:.4} {} {}: {}", r.concept, r.layer, r.score,
-                        if r.below { "<" } else { "≥" }, r.threshold,
+                        if r.score >= r.threshold { "≥" } else { "<" }, r.threshold,
                         if r.met { "met, steering" } else { "not met, no steering (the steered side is the baseline)" })}
                 </p>
             })}
