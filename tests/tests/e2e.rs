@@ -632,19 +632,11 @@ fn page_patches_looks_through_and_steers_on_condition() {
     };
     let shots = ws.join("artifacts");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(ws.join("tests/e2e/causal.mjs"))
-        .arg(&dist)
-        .arg(link(score - 0.01))
-        .arg(link(score + 0.01))
-        .arg(&shots)
-        .output()
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .expect("causal.mjs prints one JSON line");
-    assert_eq!(v["ok"], true, "causal e2e failed: {}", v["error"]);
+    let (met, not) = (link(score - 0.01), link(score + 0.01));
+    let v = run_script(
+        "causal.mjs",
+        &[dist.as_os_str(), met.as_ref(), not.as_ref(), shots.as_os_str()],
+    );
     let u32s = |x: &serde_json::Value| -> Vec<u32> {
         x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
     };
@@ -721,4 +713,20 @@ fn page_patches_looks_through_and_steers_on_condition() {
     );
     let console = v["console_errors"].as_array().unwrap();
     assert!(console.is_empty(), "console errors: {console:?}");
+}
+
+/// Run tests/e2e/SCRIPT with node and `args`; its last stdout line as JSON, which must say
+/// `"ok": true` (its stderr is printed).
+fn run_script(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(workspace().join("tests/e2e").join(script))
+        .args(args)
+        .output()
+        .expect("running node");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{script} prints one JSON line ({e}): {stdout}"));
+    assert_eq!(v["ok"], true, "{script} failed: {}", v["error"]);
+    v
 }

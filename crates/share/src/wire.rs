@@ -127,51 +127,26 @@ pub const CODES_V1: Codes = Codes {
     condition: false,
 };
 
+/// V2's method table: V1's, then RepE's PCA.
+const METHODS_V2: &[Method] =
+    &[Method::MeanDiff, Method::Pca, Method::Probe, Method::Svd, Method::Snmf, Method::PcaRepe];
+/// V2's op table: V1's, then Selective Steering.
+const OPS_V2: &[OpKind] = &[
+    OpKind::Add,
+    OpKind::AddUnit,
+    OpKind::Ablate,
+    OpKind::Clamp,
+    OpKind::Rotate,
+    OpKind::Affine,
+    OpKind::SelectiveSteering,
+];
+
 /// V2's tables: V1's and then the new variants.
-pub const CODES_V2: Codes = Codes {
-    version: 2,
-    methods: &[
-        Method::MeanDiff,
-        Method::Pca,
-        Method::Probe,
-        Method::Svd,
-        Method::Snmf,
-        Method::PcaRepe,
-    ],
-    ops: &[
-        OpKind::Add,
-        OpKind::AddUnit,
-        OpKind::Ablate,
-        OpKind::Clamp,
-        OpKind::Rotate,
-        OpKind::Affine,
-        OpKind::SelectiveSteering,
-    ],
-    condition: false,
-};
+pub const CODES_V2: Codes =
+    Codes { version: 2, methods: METHODS_V2, ops: OPS_V2, condition: false };
 
 /// V3's tables: V2's (V3 adds the condition).
-pub const CODES_V3: Codes = Codes {
-    version: 3,
-    methods: &[
-        Method::MeanDiff,
-        Method::Pca,
-        Method::Probe,
-        Method::Svd,
-        Method::Snmf,
-        Method::PcaRepe,
-    ],
-    ops: &[
-        OpKind::Add,
-        OpKind::AddUnit,
-        OpKind::Ablate,
-        OpKind::Clamp,
-        OpKind::Rotate,
-        OpKind::Affine,
-        OpKind::SelectiveSteering,
-    ],
-    condition: true,
-};
+pub const CODES_V3: Codes = Codes { version: 3, methods: METHODS_V2, ops: OPS_V2, condition: true };
 
 /// Every wire version this build reads, oldest first.
 pub const VERSIONS: [&Codes; 3] = [&CODES_V1, &CODES_V2, &CODES_V3];
