@@ -1,12 +1,14 @@
 // End-to-end test of the causal tools in headless Chromium with the real default model (CPU
 // backend): conditional steering from two share links (condition met / not met), the
-// activation-patching heatmap (and one cell's distribution), the logit lens.
+// activation-patching heatmap (and one cell's distribution), the logit lens, and a three-turn
+// conversation from a link: per-turn readings, the steered reply kept as a fourth turn, shared
+// and reopened in a fresh context.
 // Prints one JSON line with what it saw; screenshots go to SHOTS.
-// Usage: node causal.mjs DIST LINK_MET LINK_NOT_MET SHOTS
+// Usage: node causal.mjs DIST LINK_MET LINK_NOT_MET SHOTS LINK_CONVERSATION
 import path from 'node:path';
 import { serve, launch } from './serve.mjs';
 
-const [dist, linkMet, linkNot, shots] = process.argv.slice(2);
+const [dist, linkMet, linkNot, shots, linkConv] = process.argv.slice(2);
 const { server, base } = await serve(dist);
 const browser = await launch({ webgpu: false });
 const out = { console_errors: [] };
@@ -79,6 +81,33 @@ try {
   // No horizontal overflow from the new tables at phone width.
   await page.setViewportSize({ width: 390, height: 844 });
   out.overflow_390 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // A conversation from a link: continue it, read it turn by turn, keep the steered reply.
+  await page.goto('about:blank');
+  await page.goto(base + '?backend=cpu' + linkConv);
+  await page.waitForSelector('[data-testid=model-status][data-state=ready]', { timeout: T });
+  await idle(page);
+  out.turns_opened = await page.getByTestId('turn').count();
+  await page.getByTestId('conversation-continue').click();
+  await page.waitForSelector('[data-testid=turn-reading]', { timeout: T });
+  await page.waitForSelector('[data-testid=baseline-output][data-state=done]', { timeout: T });
+  await page.waitForSelector('[data-testid=steered-output][data-state=done]', { timeout: T });
+  out.readings = await page.locator('[data-testid=turn-reading]').evaluateAll(els => els.map(e => e.dataset.values.split(',').map(Number)));
+  out.conv_baseline = await ids(page, 'baseline-output');
+  out.conv_steered = await ids(page, 'steered-output');
+  out.conv_chart = await page.getByTestId('conversation-readings').count();
+  await page.getByTestId('conversation-keep-steered').click();
+  out.turns_kept = await page.getByTestId('turn').count();
+  await page.getByTestId('conversation').scrollIntoViewIfNeeded();
+  await shot(page, 'conversation.png');
+  await page.getByTestId('share').click();
+  const shared = await page.getByTestId('share-url').inputValue();
+  const fresh = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  await fresh.goto(shared.replace(/^[^#]*/, base + '?backend=cpu'));
+  await fresh.waitForSelector('[data-testid=turn]', { timeout: T });
+  out.turns_reloaded = await fresh.locator('[data-testid=turn-text]').evaluateAll(els => els.map(e => e.value));
+  out.turns_roles = await fresh.locator('[data-testid=turn]').evaluateAll(els => els.map(e => e.dataset.role));
   out.ok = true;
 } catch (e) {
   out.ok = false;

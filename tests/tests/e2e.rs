@@ -582,9 +582,11 @@ fn page_does_concept_work_on_webgpu() {
 /// layer is the model's own prediction.
 #[test]
 fn page_patches_looks_through_and_steers_on_condition() {
+    use tiller_model::ChatMessage;
     use tiller_share::config::{Sampling, SteeringConfig};
     use tiller_steer::concept::Concept;
     use tiller_steer::condition::Condition;
+    use tiller_steer::conversation::{readings, Conversation};
     use tiller_steer::lineas::LineasParams;
     use tiller_steer::patch::{patch, PatchSetup, Patched};
     use tiller_steer::plan::{self, InterventionSpec, OpKind};
@@ -633,10 +635,31 @@ fn page_patches_looks_through_and_steers_on_condition() {
     let shots = ws.join("artifacts");
     std::fs::create_dir_all(&shots).unwrap();
     let (met, not) = (link(score - 0.01), link(score + 0.01));
-    let v = run_script(
-        "causal.mjs",
-        &[dist.as_os_str(), met.as_ref(), not.as_ref(), shots.as_os_str()],
-    );
+    // A three-turn conversation, steered (add-unit formality at layer 10) from turn 2 on.
+    let conv = Conversation {
+        turns: vec![
+            ChatMessage::user("hey, can u help me write a msg to my landlord"),
+            ChatMessage {
+                role: "assistant".into(),
+                content: "Sure! What would you like to say?".into(),
+            },
+            ChatMessage::user("tell him the sink is broken again"),
+        ],
+        steer_from: 1,
+        probe: "How would you describe the tone of this chat?".into(),
+    };
+    let conv_link = tiller_share::url::encode(&SteeringConfig {
+        concepts: vec![c.clone()],
+        interventions: vec![spec.clone()],
+        sampling: Sampling { max_tokens: 8, ..Default::default() },
+        conversation: Some(conv.clone()),
+        view: tiller_share::config::View { layer: Some(10), ..Default::default() },
+        ..Default::default()
+    })
+    .unwrap();
+    let args =
+        [dist.as_os_str(), met.as_ref(), not.as_ref(), shots.as_os_str(), conv_link.as_ref()];
+    let v = run_script("causal.mjs", &args);
     let u32s = |x: &serde_json::Value| -> Vec<u32> {
         x.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
     };
@@ -711,6 +734,44 @@ fn page_patches_looks_through_and_steers_on_condition() {
         "horizontal overflow at 390 px: {}",
         v["overflow_390"]
     );
+
+    // The conversation: per-turn readings equal the engine's, the steered branch (from turn
+    // 2 on) equals the engine's, and the setup with the kept reply comes back from its link.
+    let p = plan::prepare(m, &c).wait().unwrap();
+    let want = readings(m, &conv, 10, &[&p.dirs[10]]).wait().unwrap();
+    let got: Vec<Vec<f64>> = v["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect();
+    println!("conversation readings, page {got:?}; engine {want:?}");
+    assert_eq!(
+        (v["turns_opened"].as_u64(), got.len(), v["conv_chart"].as_u64()),
+        (Some(3), 3, Some(1))
+    );
+    for (g, w) in got.iter().zip(&want) {
+        // Measured 1e-3 (the page prints 4 decimals; wasm kernels against native ones).
+        assert!((g[0] - w[0] as f64).abs() < 5e-3, "reading {g:?} vs {w:?}");
+    }
+    let (conv_ids, start) = conv.prompt(m).unwrap();
+    let from = InterventionSpec {
+        positions: tiller_steer::intervene::Positions::Range { start, end: usize::MAX },
+        ..spec.clone()
+    };
+    let mut steer = plan::build(m, &[p], &[from], conv_ids.len(), &LineasParams::default())
+        .wait()
+        .unwrap()
+        .unwrap();
+    assert_eq!(u32s(&v["conv_baseline"]), greedy(m, &conv_ids, 8, None));
+    assert_eq!(u32s(&v["conv_steered"]), greedy(m, &conv_ids, 8, Some(&mut steer)));
+    assert_ne!(v["conv_baseline"], v["conv_steered"], "the steered branch differs");
+    assert_eq!(v["turns_kept"], 4);
+    let reloaded: Vec<&str> =
+        v["turns_reloaded"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(reloaded.len(), 4, "the link restores the conversation with the kept reply");
+    assert_eq!(&reloaded[..3], conv.turns.iter().map(|t| t.content.as_str()).collect::<Vec<_>>());
+    assert_eq!(v["turns_roles"][3], "assistant");
     let console = v["console_errors"].as_array().unwrap();
     assert!(console.is_empty(), "console errors: {console:?}");
 }

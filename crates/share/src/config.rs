@@ -6,6 +6,7 @@
 use crate::{Error, Result};
 use tiller_steer::concept::Concept;
 use tiller_steer::condition::Condition;
+use tiller_steer::conversation::Conversation;
 use tiller_steer::plan::InterventionSpec;
 
 /// The config format this build writes. Every earlier version still opens.
@@ -23,6 +24,7 @@ pub const MAX_LAYERS: usize = 256;
 pub const MAX_PROMPT_CHARS: usize = 8192;
 pub const MAX_ID_CHARS: usize = 2048;
 pub const MAX_TOKENS: u32 = 4096;
+pub const MAX_TURNS: usize = 64;
 
 /// Which model the setup was made with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -101,6 +103,10 @@ pub struct SteeringConfig {
     /// (version 3 on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
+    /// A multi-turn conversation continued baseline and steered, with per-turn readings on a
+    /// probe item (version 3 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
 }
 
 fn v1() -> u32 {
@@ -119,6 +125,7 @@ impl Default for SteeringConfig {
             sampling: Sampling::default(),
             view: View::default(),
             condition: None,
+            conversation: None,
         }
     }
 }
@@ -184,6 +191,17 @@ impl SteeringConfig {
                 return Err(Error::Invalid(
                     "the condition needs a layer below 256 and a finite threshold".into(),
                 ));
+            }
+        }
+        if let Some(c) = &self.conversation {
+            c.validate().map_err(|e| Error::Invalid(e.to_string()))?;
+            if c.turns.len() > MAX_TURNS {
+                return Err(too_long("conversation turns", c.turns.len(), MAX_TURNS));
+            }
+            let chars: usize =
+                c.turns.iter().map(|t| t.content.len()).sum::<usize>() + c.probe.len();
+            if chars > MAX_PROMPT_CHARS {
+                return Err(too_long("conversation characters", chars, MAX_PROMPT_CHARS));
             }
         }
         if self.prompt.len() > MAX_PROMPT_CHARS {

@@ -13,14 +13,16 @@
 //! readable by the previous release; one that does is written as V2, which that release
 //! reports as "from a newer Tiller" instead of misreading a code.
 //!
-//! V3 (Tiller 0.3): [`V3`], the V1 struct followed by a conditional-steering condition, with
-//! V2's code tables. Written only for a setup that has a condition.
+//! V3 (Tiller 0.3): [`V3`], the V1 struct followed by a conditional-steering condition and a
+//! conversation, with V2's code tables. Written only for a setup that has one of them.
 
 use crate::config::{ModelRef, Sampling, SteeringConfig, View};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use tiller_model::ChatMessage;
 use tiller_steer::concept::{Concept, Read};
 use tiller_steer::condition::Condition;
+use tiller_steer::conversation::{Conversation, ROLES};
 use tiller_steer::directions::Method;
 use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
@@ -93,6 +95,15 @@ struct ViewV1 {
 pub struct V3 {
     pub base: V1,
     pub condition: Option<ConditionV3>,
+    pub conversation: Option<ConversationV3>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConversationV3 {
+    /// (role: 0 system, 1 user, 2 assistant; content)
+    turns: Vec<(u8, String)>,
+    steer_from: u16,
+    probe: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -108,7 +119,7 @@ pub struct Codes {
     pub version: u8,
     methods: &'static [Method],
     ops: &'static [OpKind],
-    /// Whether the version carries a condition.
+    /// Whether the version carries a condition and a conversation.
     condition: bool,
 }
 
@@ -156,7 +167,7 @@ impl Codes {
     pub fn carries(&self, c: &SteeringConfig) -> bool {
         c.concepts.iter().all(|k| self.methods.contains(&k.method))
             && c.interventions.iter().all(|s| self.ops.contains(&s.op))
-            && (self.condition || c.condition.is_none())
+            && (self.condition || (c.condition.is_none() && c.conversation.is_none()))
     }
 }
 
@@ -350,6 +361,7 @@ impl V1 {
                 large_text: self.view.large_text,
             },
             condition: None,
+            conversation: None,
             concepts,
             interventions,
             prompt: self.prompt,
@@ -380,7 +392,25 @@ impl V3 {
                 }),
                 None => None,
             };
-        Ok(V3 { base: V1::from_config(c, codes)?, condition })
+        let conversation = match &c.conversation {
+            Some(k) => Some(ConversationV3 {
+                turns: k
+                    .turns
+                    .iter()
+                    .map(|t| {
+                        let role = ROLES.iter().position(|r| *r == t.role).ok_or_else(|| {
+                            Error::Invalid(format!("role `{}` has no code", t.role))
+                        })?;
+                        Ok((role as u8, t.content.clone()))
+                    })
+                    .collect::<Result<_>>()?,
+                steer_from: u16::try_from(k.steer_from)
+                    .map_err(|_| Error::Invalid("steer_from is too large".into()))?,
+                probe: k.probe.clone(),
+            }),
+            None => None,
+        };
+        Ok(V3 { base: V1::from_config(c, codes)?, condition, conversation })
     }
 
     pub fn into_config(self, codes: &Codes) -> Result<SteeringConfig> {
@@ -397,6 +427,22 @@ impl V3 {
                 layer: k.layer as usize,
                 threshold: k.threshold,
                 below: k.below,
+            });
+        }
+        if let Some(k) = self.conversation {
+            c.conversation = Some(Conversation {
+                turns: k
+                    .turns
+                    .into_iter()
+                    .map(|(r, content)| {
+                        let role = ROLES
+                            .get(r as usize)
+                            .ok_or_else(|| Error::Link(format!("unknown role code {r}")))?;
+                        Ok(ChatMessage { role: role.to_string(), content })
+                    })
+                    .collect::<Result<_>>()?,
+                steer_from: k.steer_from as usize,
+                probe: k.probe,
             });
         }
         Ok(c)

@@ -1,10 +1,12 @@
 //! Share links: round trip (property test), sizes, versions, caps and damaged links.
 
 use proptest::prelude::*;
+use tiller_model::ChatMessage;
 use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
 use tiller_share::url::{decode, encode, payload};
 use tiller_steer::concept::{Concept, Read};
 use tiller_steer::condition::Condition;
+use tiller_steer::conversation::{Conversation, ROLES};
 use tiller_steer::directions::Method;
 use tiller_steer::intervene::Positions;
 use tiller_steer::plan::{InterventionSpec, OpKind};
@@ -89,9 +91,25 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                         .prop_map(|(id, h)| ModelRef { id, sha256: Some(h) }),
                 ],
                 prop::option::of((0..n, 0usize..64, -1f32..1.0, any::<bool>())),
+                prop::option::of((
+                    prop::collection::vec((0usize..3, any::<String>()), 1..4),
+                    0usize..2,
+                    any::<String>(),
+                )),
             )
         })
-        .prop_map(|(concepts, ivs, prompt, chat, s, v, model, cond)| {
+        .prop_map(|(concepts, ivs, prompt, chat, s, v, model, cond, conv)| {
+            let conversation = conv.map(|(turns, steer_from, probe)| Conversation {
+                turns: turns
+                    .into_iter()
+                    .map(|(r, c)| ChatMessage {
+                        role: ROLES[r].to_string(),
+                        content: c.chars().take(40).collect(),
+                    })
+                    .collect(),
+                steer_from,
+                probe: probe.chars().take(40).collect(),
+            });
             let condition = cond.map(|(c, layer, threshold, below)| Condition {
                 concept: concepts[c].name.clone(),
                 layer,
@@ -132,6 +150,7 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                     seed: s.4,
                 },
                 condition,
+                conversation,
             }
         })
 }
@@ -289,6 +308,17 @@ fn links_use_the_oldest_version_that_carries_the_setup() {
     c4.condition = Some(Condition { concept: name, layer: 12, threshold: 0.05, below: false });
     let l4 = encode(&c4).unwrap();
     assert_eq!((version(&l4), decode(&l4).unwrap()), (3, c4.clone()));
+    let mut c5 = typical();
+    c5.conversation = Some(Conversation {
+        turns: vec![
+            ChatMessage::user("hi"),
+            ChatMessage { role: "assistant".into(), content: "hello".into() },
+        ],
+        steer_from: 1,
+        probe: "How formal are you?".into(),
+    });
+    let l5 = encode(&c5).unwrap();
+    assert_eq!((version(&l5), decode(&l5).unwrap()), (3, c5));
     // A condition naming no concept of the setup is refused.
     c4.condition.as_mut().unwrap().concept = "nobody".into();
     assert!(encode(&c4).unwrap_err().to_string().contains("condition names concept"));

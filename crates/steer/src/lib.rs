@@ -14,6 +14,7 @@
 
 pub mod concept;
 pub mod condition;
+pub mod conversation;
 pub mod diagnostics;
 pub mod directions;
 pub mod effects;

@@ -3,12 +3,12 @@
 //! location, localStorage) happens here and in the share bar only.
 
 use crate::components::{
-    ConceptResults, ConceptsPanel, GeneratePanel, LensView, ModelBar, OutputPanel, PatchView,
-    ReadingView, ShareBar, SteeringPanel, SweepView,
+    ConceptResults, ConceptsPanel, ConversationView, GeneratePanel, LensView, ModelBar,
+    OutputPanel, PatchView, ReadingView, ShareBar, SteeringPanel, SweepView,
 };
 use crate::state::{
     AppState, CellResult, Computed, ConditionResult, LensResult, LoadState, ModelStatus,
-    PatchResult, Reading, RunState,
+    PatchResult, Reading, RunState, TurnReadings,
 };
 use leptos::prelude::*;
 use tiller_share::SteeringConfig;
@@ -249,6 +249,9 @@ fn on_message(st: AppState, msg: FromWorker) {
                 });
             }
         }
+        FromWorker::TurnReadings { layer, concepts, values } => {
+            st.turn_readings.set(Some(TurnReadings { layer, concepts, values }));
+        }
         FromWorker::Patched { tokens, source_tokens, patched, ld_base, ld_source, recovery } => {
             st.working.set(None);
             st.patch_error.set(None);
@@ -393,6 +396,7 @@ pub fn App() -> impl IntoView {
         st.reading_text.track();
         st.large_text.track();
         st.condition.track();
+        st.conversation.track();
         let json = st.to_config().to_json_pretty();
         if let Some(s) = storage() {
             let _ = s.set_item(AUTOSAVE_KEY, &json);
@@ -417,6 +421,7 @@ pub fn App() -> impl IntoView {
                         <OutputPanel />
                         <ReadingView />
                         <SweepView />
+                        <ConversationView />
                         <PatchView />
                         <LensView />
                     </div>

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use tiller_engine::{SamplingParams, StopReason};
 use tiller_steer::concept::Concept;
 use tiller_steer::condition::Condition;
+use tiller_steer::conversation::Conversation;
 use tiller_steer::plan::InterventionSpec;
 use tiller_steer::report::{ConceptReport, Promotes};
 use tiller_steer::sweep::SweepPoint;
@@ -57,6 +58,17 @@ pub enum ToWorker {
         /// Conditional steering (CAST): the interventions run only when the prompt meets it.
         #[serde(default)]
         condition: Option<Condition>,
+    },
+    /// Continue a conversation: the next assistant turn, baseline and steered (the
+    /// interventions acting from turn `steer_from` on), after the readings of each concept on
+    /// the probe item after each turn, at `layer`.
+    Converse {
+        conversation: Conversation,
+        layer: usize,
+        max_tokens: usize,
+        sampling: SamplingParams,
+        concepts: Vec<Concept>,
+        interventions: Vec<InterventionSpec>,
     },
     /// Activation patching at every layer x position of `base` from `source` (the whole
     /// residual stream, or only its component along `concept`'s direction).
@@ -253,6 +265,13 @@ pub enum FromWorker {
         threshold: f32,
         below: bool,
         met: bool,
+    },
+    /// The conversation's readings: `values[turn][concept]`, the probe item's projection on
+    /// each concept's direction at `layer` after each turn.
+    TurnReadings {
+        layer: usize,
+        concepts: Vec<String>,
+        values: Vec<Vec<f32>>,
     },
     /// Activation patching's result: `recovery[layer][pos]`.
     Patched {

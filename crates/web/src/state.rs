@@ -7,6 +7,7 @@ use tiller_engine::StopReason;
 use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
 use tiller_steer::concept::{Concept, Read};
 use tiller_steer::condition::Condition;
+use tiller_steer::conversation::Conversation;
 use tiller_steer::directions::Method;
 use tiller_steer::plan::{InterventionSpec, OpKind};
 use tiller_steer::report::{ConceptReport, Promotes};
@@ -245,6 +246,14 @@ pub struct LensResult {
     pub tracked: Vec<Vec<f32>>,
 }
 
+/// Each concept's reading on the probe item after each turn: `values[turn][concept]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnReadings {
+    pub layer: usize,
+    pub concepts: Vec<String>,
+    pub values: Vec<Vec<f32>>,
+}
+
 /// Everything on the page, as signals (Copy: hand it to closures freely).
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -285,6 +294,9 @@ pub struct AppState {
     pub lens_track: RwSignal<String>,
     pub lens: RwSignal<Option<LensResult>>,
     pub lens_error: RwSignal<Option<String>>,
+    /// A conversation continued baseline and steered (None: not started).
+    pub conversation: RwSignal<Option<Conversation>>,
+    pub turn_readings: RwSignal<Option<TurnReadings>>,
     pub worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -327,6 +339,8 @@ impl AppState {
             lens_track: RwSignal::new(String::new()),
             lens: RwSignal::new(None),
             lens_error: RwSignal::new(None),
+            conversation: RwSignal::new(None),
+            turn_readings: RwSignal::new(None),
             worker: StoredValue::new_local(None),
         }
     }
@@ -397,6 +411,7 @@ impl AppState {
                 large_text: self.large_text.get_untracked(),
             },
             condition: self.condition.get_untracked().filter(|c| names.contains(&c.concept)),
+            conversation: self.conversation.get_untracked(),
         }
     }
 
@@ -424,6 +439,8 @@ impl AppState {
         self.large_text.set(c.view.large_text);
         self.condition.set(c.condition.clone());
         self.condition_result.set(None);
+        self.conversation.set(c.conversation.clone());
+        self.turn_readings.set(None);
         self.baseline.set(Output::default());
         self.steered.set(Output::default());
         self.reading.set(None);

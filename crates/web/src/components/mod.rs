@@ -3,6 +3,7 @@
 mod causal;
 mod concept_results;
 mod concepts_panel;
+mod conversation;
 mod generate_panel;
 mod model_bar;
 mod output_panel;
@@ -14,6 +15,7 @@ mod sweep_view;
 pub use causal::{LensView, PatchView};
 pub use concept_results::ConceptResults;
 pub use concepts_panel::ConceptsPanel;
+pub use conversation::ConversationView;
 pub use generate_panel::GeneratePanel;
 pub use model_bar::ModelBar;
 pub use output_panel::OutputPanel;

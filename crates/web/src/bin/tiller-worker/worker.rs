@@ -205,7 +205,7 @@ async fn fall_back(state: &Shared, why: &str, task: Task) -> Result<(), String> 
 fn task_of(m: &ToWorker) -> Task {
     match m {
         ToWorker::Analyze { .. } => Task::Analyze,
-        ToWorker::Generate { .. } => Task::Generate,
+        ToWorker::Generate { .. } | ToWorker::Converse { .. } => Task::Generate,
         ToWorker::Read { .. } => Task::Read,
         ToWorker::Sweep { .. } => Task::Sweep,
         ToWorker::Export { .. } => Task::Export,
@@ -252,6 +252,17 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
             with_model!(state, m => generate(state, &m, &prompt, chat, max_tokens, sampling, setup)
                 .await)
         }
+        ToWorker::Converse {
+            conversation,
+            layer,
+            max_tokens,
+            sampling,
+            concepts,
+            interventions,
+        } => with_model!(state, m => converse(
+            state, &m, &conversation, layer, max_tokens, sampling, &concepts, &interventions
+        )
+        .await),
         ToWorker::Patch { patch } => {
             with_model!(state, m => crate::causal::patch_all(state, &m, patch).await)
         }
@@ -576,11 +587,23 @@ async fn generate<B: OnDevice>(
     sampling: tiller_engine::SamplingParams,
     steering: Steering<'_>,
 ) -> Result<(), String> {
-    let Steering { concepts, specs, condition } = steering;
     if prompt.trim().is_empty() {
         return Err("the prompt is empty: type something to continue".into());
     }
     let ids = model.encode_prompt(prompt, chat).map_err(|e| e.to_string())?;
+    generate_ids(state, model, ids, max_tokens, sampling, steering).await
+}
+
+/// Baseline and steered generation after the prompt `ids`.
+async fn generate_ids<B: OnDevice>(
+    state: &Shared,
+    model: &Model<B>,
+    ids: Vec<u32>,
+    max_tokens: usize,
+    sampling: tiller_engine::SamplingParams,
+    steering: Steering<'_>,
+) -> Result<(), String> {
+    let Steering { concepts, specs, condition } = steering;
     if ids.len() >= model.config.context_length {
         return Err(format!(
             "the prompt has {} tokens; the model's context holds {}: shorten it",
@@ -738,4 +761,53 @@ async fn sweep<B: OnDevice>(
     }
     post(&FromWorker::SweepDone);
     Ok(())
+}
+
+/// A conversation's readings after each turn, then its next assistant turn, baseline and
+/// steered from turn `steer_from` on.
+#[allow(clippy::too_many_arguments)]
+async fn converse<B: OnDevice>(
+    state: &Shared,
+    model: &Model<B>,
+    conv: &tiller_steer::conversation::Conversation,
+    layer: usize,
+    max_tokens: usize,
+    sampling: tiller_engine::SamplingParams,
+    concepts: &[Concept],
+    specs: &[InterventionSpec],
+) -> Result<(), String> {
+    use tiller_steer::conversation::readings;
+    let e = |e: tiller_steer::Error| e.to_string();
+    let (ids, start) = conv.prompt(model).map_err(e)?;
+    if !conv.probe.trim().is_empty() && !concepts.is_empty() {
+        let mut dirs = Vec::new();
+        for c in concepts {
+            dirs.push(prepare_one(state, model, c.clone(), Task::Generate).await?);
+        }
+        post(&FromWorker::Working {
+            task: Task::Generate,
+            stage: format!("reading the probe after each of {} turns", conv.turns.len()),
+            done: 0,
+            total: 1,
+        });
+        yield_now().await;
+        let d: Vec<&[f32]> =
+            dirs.iter().map(|p| p.dirs[layer.min(p.dirs.len() - 1)].as_slice()).collect();
+        let values = readings(model, conv, layer, &d).await.map_err(e)?;
+        post(&FromWorker::TurnReadings {
+            layer,
+            concepts: concepts.iter().map(|c| c.name.clone()).collect(),
+            values,
+        });
+    }
+    // The interventions act from the first token of turn `steer_from` on.
+    let from: Vec<InterventionSpec> = specs
+        .iter()
+        .map(|s| InterventionSpec {
+            positions: tiller_steer::intervene::Positions::Range { start, end: usize::MAX },
+            ..s.clone()
+        })
+        .collect();
+    let steering = Steering { concepts, specs: &from, condition: None };
+    generate_ids(state, model, ids, max_tokens, sampling, steering).await
 }
