@@ -10,6 +10,9 @@ x + (u.s - u.x) u, with u the unit direction at that layer and s the source run'
 stdin: {"model": PATH, "base": [ids], "source": [ids], "answer": id, "wrong": id,
         "cells": [[layer, pos], ...], "dirs": {"LAYER": [...]}, "what": "direction"|"residual"}
 stdout: {"ld_base": .., "ld_source": .., "ld": [per cell], "recovery": [per cell]}
+
+Or attention patterns: stdin {"model": PATH, "attention": {"ids": [...], "layer": L}};
+stdout {"heads": [[[weight per key] per query] per head]}.
 """
 import json
 import sys
@@ -58,7 +61,7 @@ class Llama:
         out[..., 1::2] = a * s + b * c
         return out
 
-    def forward(self, ids, hook=None):
+    def forward(self, ids, hook=None, att_hook=None):
         """Last position's logits; hook(layer, x) may edit the residual rows in place and
         sees every block output."""
         n = len(ids)
@@ -76,6 +79,8 @@ class Llama:
             att = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(self.hd) + mask
             att = np.exp(att - att.max(-1, keepdims=True))
             att /= att.sum(-1, keepdims=True)
+            if att_hook:
+                att_hook(l, att)
             o = np.einsum("hqk,khd->qhd", att, v).reshape(n, self.d)
             x = x + o @ self.w[p + "attn_output.weight"].T
             h = self.norm(x, self.w[p + "ffn_norm.weight"])
@@ -90,6 +95,17 @@ class Llama:
 def main():
     a = json.load(sys.stdin)
     m = Llama(a["model"])
+    if "attention" in a:
+        want = a["attention"]
+        got = {}
+
+        def keep_att(l, att):
+            if l == want["layer"]:
+                got["heads"] = att.tolist()
+
+        m.forward(want["ids"], att_hook=keep_att)
+        json.dump(got, sys.stdout)
+        return
     src = {}
 
     def keep(l, x):

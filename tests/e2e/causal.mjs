@@ -78,6 +78,16 @@ try {
   out.lens_tracked_rows = await page.locator('[data-testid=lens-tracked] .turn').count();
   await page.getByTestId('lens-grid').scrollIntoViewIfNeeded();
   await shot(page, 'lens.png');
+  // Attention patterns at layer 3.
+  await page.getByTestId('attention-input').fill('The capital of France is the city of');
+  await page.getByTestId('attention-layer').fill('3');
+  await page.getByTestId('attention-layer').dispatchEvent('change');
+  await page.getByTestId('attention-run').click();
+  await page.waitForSelector('[data-testid=attention-view][data-layer="3"]', { timeout: T });
+  out.attention_heads = await page.getByTestId('attention-head').count();
+  out.attention_head0 = await page.locator('[data-testid=attention-head][data-head="0"] rect').evaluateAll(els => els.map(e => Number(e.getAttribute('fill-opacity')) ** 2));
+  await page.getByTestId('attention-view').scrollIntoViewIfNeeded();
+  await shot(page, 'attention.png');
   // No horizontal overflow from the new tables at phone width.
   await page.setViewportSize({ width: 390, height: 844 });
   out.overflow_390 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -729,6 +729,20 @@ fn page_patches_looks_through_and_steers_on_condition() {
         .collect();
     assert_eq!(last, want, "the lens's last layer is the model's prediction");
     assert_eq!(v["lens_tracked_rows"], 30);
+    // Attention patterns: 9 heads, head 0's lower triangle as the engine computes it.
+    let att = tiller_steer::attention::patterns(m, &lens_ids, 3).wait().unwrap();
+    let n = att.n;
+    let want: Vec<f32> = (0..n)
+        .flat_map(|i| (0..=i).map(move |j| (i, j)))
+        .map(|(i, j)| att.heads[0][i * n + j])
+        .collect();
+    let got: Vec<f64> =
+        v["attention_head0"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!((v["attention_heads"].as_u64(), got.len()), (Some(9), want.len()));
+    for (g, w) in got.iter().zip(&want) {
+        // The page draws sqrt(weight) to 3 decimals.
+        assert!((g - *w as f64).abs() < 2e-3, "attention {g} vs {w}");
+    }
     assert!(
         v["overflow_390"].as_f64().unwrap() <= 0.0,
         "horizontal overflow at 390 px: {}",

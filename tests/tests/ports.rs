@@ -366,3 +366,31 @@ fn activation_patching_matches_a_numpy_forward_pass() {
         assert!(md.max <= TOL, "{}", md.report(name, TOL));
     }
 }
+
+/// Attention patterns (recomputed from the queries and keys the forward pass used) against the
+/// attention weights of the independent NumPy forward pass.
+#[test]
+fn attention_patterns_match_a_numpy_forward_pass() {
+    let m = model(Precision::F32);
+    let ids = m.encode_prompt("The capital of France is the city of", false).unwrap();
+    for layer in [0, 14, 29] {
+        let ours = tiller_steer::attention::patterns(m, &ids, layer).wait().unwrap();
+        let theirs = port(
+            "patching.py",
+            &json!({ "model": model_path(), "attention": { "ids": ids, "layer": layer } }),
+        );
+        let heads = theirs["heads"].as_array().unwrap();
+        assert_eq!(heads.len(), ours.heads.len());
+        let mut md = MaxDiff::default();
+        for (h, (o, t)) in ours.heads.iter().zip(heads).enumerate() {
+            for (i, row) in t.as_array().unwrap().iter().enumerate() {
+                for (j, x) in f64s(row).into_iter().enumerate() {
+                    md.see(o[i * ours.n + j], x as f32, || format!("head {h} query {i} key {j}"));
+                }
+            }
+        }
+        const TOL: f32 = 1e-5;
+        println!("{}", md.report(&format!("attention weights at layer {layer} vs NumPy"), TOL));
+        assert!(md.max <= TOL, "{}", md.report("attention", TOL));
+    }
+}

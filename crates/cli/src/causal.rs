@@ -190,3 +190,37 @@ pub fn lens_cmd(a: LensArgs) -> Result<()> {
         Ok(())
     })
 }
+
+#[derive(Args)]
+pub struct AttentionArgs {
+    #[command(flatten)]
+    pub m: crate::ModelArgs,
+    #[arg(long)]
+    pub prompt: String,
+    /// Apply the chat template (one user turn + generation prompt).
+    #[arg(long)]
+    pub chat: bool,
+    /// The layer (block) whose heads are shown.
+    #[arg(long)]
+    pub layer: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `{"tokens", "layer", "heads": [[[weight per key] per query] per head]}`.
+pub fn attention(a: AttentionArgs) -> Result<()> {
+    crate::with_model!(&a.m, model => {
+        let ids = model.encode_prompt(&a.prompt, a.chat)?;
+        if ids.is_empty() {
+            bail!("the prompt is empty: it has no tokens");
+        }
+        let p = tiller_steer::attention::patterns(&model, &ids, a.layer).wait()?;
+        let heads: Vec<Vec<&[f32]>> =
+            p.heads.iter().map(|h| h.chunks_exact(p.n).collect()).collect();
+        println!(
+            "{}",
+            json!({ "tokens": token_texts(&model, &ids)?, "ids": ids, "layer": a.layer, "heads": heads })
+        );
+        Ok(())
+    })
+}

@@ -47,6 +47,8 @@ enum Cmd {
     Patch(causal::PatchArgs),
     /// The logit lens: every layer's top tokens at every position (JSON).
     Lens(causal::LensArgs),
+    /// Attention patterns: every head's weights (query x key) at one layer (JSON).
+    Attention(causal::AttentionArgs),
 }
 
 #[derive(Args)]
@@ -137,6 +139,7 @@ fn threads(cmd: &Cmd) -> Result<Option<usize>> {
         Cmd::Observable(a) => a.m.threads,
         Cmd::Patch(a) => a.m.threads,
         Cmd::Lens(a) => a.m.threads,
+        Cmd::Attention(a) => a.m.threads,
         Cmd::Share(_) => None,
     };
     if t == Some(0) {
@@ -165,6 +168,7 @@ fn in_pool(cmd: Cmd) -> Result<()> {
         Cmd::Observable(a) => steering::observable(a),
         Cmd::Patch(a) => causal::patch(a),
         Cmd::Lens(a) => causal::lens_cmd(a),
+        Cmd::Attention(a) => causal::attention(a),
     })
 }
 

@@ -266,3 +266,26 @@ fn condition_gates_the_interventions() {
         "no concept named",
     );
 }
+
+/// `tiller attention`: every head's weights at a layer, causal rows summing to 1.
+#[test]
+fn attention_patterns_are_causal_distributions() {
+    let m = model();
+    let v = json_ok(&["attention", "--model", &m, "--prompt", BASE, "--layer", "3", "--json"]);
+    let n = v["tokens"].as_array().unwrap().len();
+    let heads = v["heads"].as_array().unwrap();
+    assert_eq!((heads.len(), v["layer"].as_u64()), (9, Some(3)));
+    for h in heads {
+        let rows = rows(h);
+        assert_eq!(rows.len(), n);
+        for (i, r) in rows.iter().enumerate() {
+            assert!(
+                (r.iter().sum::<f64>() - 1.0).abs() < 1e-5,
+                "row {i} sums to {}",
+                r.iter().sum::<f64>()
+            );
+            assert!(r[i + 1..].iter().all(|&x| x == 0.0), "row {i} attends to the future");
+        }
+    }
+    fails(&["attention", "--model", &m, "--prompt", BASE, "--layer", "30"], "out of range");
+}

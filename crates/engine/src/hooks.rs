@@ -25,10 +25,17 @@ pub enum Site {
     MlpIn,
     /// The MLP hidden activation (SwiGLU output, `d_ff` wide), before the down projection.
     Mlp,
+    /// Attention's queries as they meet the keys: after biases, q-norm and RoPE
+    /// (`n_head * head_dim` wide, head by head).
+    Query,
+    /// Attention's keys as they enter the cache: after biases, k-norm and RoPE
+    /// (`n_kv_head * head_dim` wide).
+    Key,
 }
 
 impl Site {
-    pub const ALL: [Site; 4] = [Site::Residual, Site::AttnIn, Site::MlpIn, Site::Mlp];
+    pub const ALL: [Site; 6] =
+        [Site::Residual, Site::AttnIn, Site::MlpIn, Site::Mlp, Site::Query, Site::Key];
 }
 
 /// Hooks see the rows of one forward call at the sites they ask for: they edit them (as

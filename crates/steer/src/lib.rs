@@ -7,11 +7,13 @@
 //! - [`intervene`]: add, ablate, clamp and norm-preserving rotation as engine hooks, with
 //!   position filters; they compose.
 //! - [`patch`]: activation patching (interchange interventions) and interchange-intervention
-//!   accuracy; [`lens`]: the logit lens; [`condition`]: conditional steering (CAST).
+//!   accuracy; [`lens`]: the logit lens; [`condition`]: conditional steering (CAST);
+//!   [`conversation`]: conversations and per-turn readings; [`attention`]: attention patterns.
 //!
 //! Conventions (as ../shared/reference): "layer l" is the residual stream at the output of
 //! block l, 0-based.
 
+pub mod attention;
 pub mod concept;
 pub mod condition;
 pub mod conversation;

@@ -3,8 +3,8 @@
 //! location, localStorage) happens here and in the share bar only.
 
 use crate::components::{
-    ConceptResults, ConceptsPanel, ConversationView, GeneratePanel, LensView, ModelBar,
-    OutputPanel, PatchView, ReadingView, ShareBar, SteeringPanel, SweepView,
+    AttentionView, ConceptResults, ConceptsPanel, ConversationView, GeneratePanel, LensView,
+    ModelBar, OutputPanel, PatchView, ReadingView, ShareBar, SteeringPanel, SweepView,
 };
 use crate::state::{
     AppState, CellResult, Computed, ConditionResult, LensResult, LoadState, ModelStatus,
@@ -164,6 +164,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                 Task::Promotes => "what the direction promotes",
                 Task::Patch => "patching",
                 Task::Lens => "the logit lens",
+                Task::Attention => "attention patterns",
                 Task::Load => "loading",
             };
             let frac = if total > 0 { format!(" ({done}/{total})") } else { String::new() };
@@ -249,6 +250,11 @@ fn on_message(st: AppState, msg: FromWorker) {
                 });
             }
         }
+        FromWorker::Attention { tokens, layer, heads } => {
+            st.working.set(None);
+            st.attention_error.set(None);
+            st.attention.set(Some((tokens, layer, heads)));
+        }
         FromWorker::TurnReadings { layer, concepts, values } => {
             st.turn_readings.set(Some(TurnReadings { layer, concepts, values }));
         }
@@ -307,6 +313,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                 }
                 Task::Patch => st.patch_error.set(Some(message)),
                 Task::Lens => st.lens_error.set(Some(message)),
+                Task::Attention => st.attention_error.set(Some(message)),
             }
         }
     }
@@ -424,6 +431,7 @@ pub fn App() -> impl IntoView {
                         <ConversationView />
                         <PatchView />
                         <LensView />
+                        <AttentionView />
                     </div>
                 </div>
             </main>

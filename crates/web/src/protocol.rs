@@ -82,6 +82,8 @@ pub enum ToWorker {
         /// A token (its text, or #ID) whose probability is followed across layers.
         track: Option<String>,
     },
+    /// Every head's attention pattern at `layer` over `text`.
+    Attention { text: String, layer: usize },
     /// Project every token of `text` on a concept's direction at `layer`.
     Read {
         text: String,
@@ -151,6 +153,7 @@ pub enum Task {
     Promotes,
     Patch,
     Lens,
+    Attention,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +301,12 @@ pub enum FromWorker {
         /// The tracked token and its probability at `[layer][pos]`.
         track: Option<String>,
         tracked: Vec<Vec<f32>>,
+    },
+    /// Attention patterns: `heads[h][q * n + k]`.
+    Attention {
+        tokens: Vec<String>,
+        layer: usize,
+        heads: Vec<Vec<f32>>,
     },
     Error {
         task: Task,

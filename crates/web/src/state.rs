@@ -294,6 +294,11 @@ pub struct AppState {
     pub lens_track: RwSignal<String>,
     pub lens: RwSignal<Option<LensResult>>,
     pub lens_error: RwSignal<Option<String>>,
+    pub attention_text: RwSignal<String>,
+    pub attention_layer: RwSignal<usize>,
+    /// (tokens, layer, heads[h][q * n + k])
+    pub attention: RwSignal<Option<(Vec<String>, usize, Vec<Vec<f32>>)>>,
+    pub attention_error: RwSignal<Option<String>>,
     /// A conversation continued baseline and steered (None: not started).
     pub conversation: RwSignal<Option<Conversation>>,
     pub turn_readings: RwSignal<Option<TurnReadings>>,
@@ -339,6 +344,10 @@ impl AppState {
             lens_track: RwSignal::new(String::new()),
             lens: RwSignal::new(None),
             lens_error: RwSignal::new(None),
+            attention_text: RwSignal::new(String::new()),
+            attention_layer: RwSignal::new(0),
+            attention: RwSignal::new(None),
+            attention_error: RwSignal::new(None),
             conversation: RwSignal::new(None),
             turn_readings: RwSignal::new(None),
             worker: StoredValue::new_local(None),

@@ -64,6 +64,8 @@ pub fn forward<B: Backend>(
         let theta = cfg.rope_theta_at(layer);
         be.rope_qk(&mut q, &mut k, cfg.n_head, cfg.n_kv_head, hd, pos0, theta, b.rope)?;
     }
+    hooks::run(be, hooks, kept, Site::Query, layer, pos0, &mut q, cfg.n_head * hd)?;
+    hooks::run(be, hooks, kept, Site::Key, layer, pos0, &mut k, cfg.n_kv_head * hd)?;
     let window = if cfg.is_swa(layer) { b.sliding_window } else { None };
     let shape = AttnShape {
         n_head: cfg.n_head,

@@ -237,3 +237,63 @@ pub fn LensView() -> impl IntoView {
         </section>
     }
 }
+
+/// Each head's attention at a layer as a query x key grid, heads side by side.
+#[component]
+pub fn AttentionView() -> impl IntoView {
+    let st = expect_context::<AppState>();
+    let run = move |_| {
+        st.attention_error.set(None);
+        let t = st.attention_text.get_untracked();
+        let text = if t.trim().is_empty() { st.gen.get_untracked().prompt } else { t };
+        st.working.set(Some("attention patterns".into()));
+        st.send(&ToWorker::Attention { text, layer: st.attention_layer.get_untracked() });
+    };
+    view! {
+        <section class="panel attention">
+            <div class="panel-head">
+                <h2>"Attention patterns"</h2>
+            </div>
+            <p class="muted">"Each head's attention weights at one layer: row = the query token, column = the key token it reads; darker = more weight. Hover a cell for the tokens."</p>
+            <textarea rows="2" data-testid="attention-input" placeholder="Any text (empty: the prompt)"
+                prop:value=move || st.attention_text.get()
+                on:input=move |ev| st.attention_text.set(event_target_value(&ev))></textarea>
+            <div class="controls">
+                <label>"layer "<input type="number" min="0" class="num" data-testid="attention-layer"
+                    prop:value=move || st.attention_layer.get().to_string()
+                    on:change=move |ev| { if let Ok(l) = event_target_value(&ev).parse() { st.attention_layer.set(l) } } /></label>
+                <button data-testid="attention-run" on:click=run disabled=move || !st.ready() || st.working.get().is_some()>"Show"</button>
+            </div>
+            <Show when=move || st.attention_error.get().is_some()>
+                <p class="error" role="alert" data-testid="attention-error">{move || st.attention_error.get().unwrap_or_default()}</p>
+            </Show>
+            {move || st.attention.get().map(|(tokens, layer, heads)| {
+                let n = tokens.len();
+                let cell = (160.0 / n.max(1) as f64).clamp(3.0, 14.0);
+                let size = cell * n as f64;
+                view! {
+                    <div class="heads" data-testid="attention-view" data-layer=layer>
+                        {heads.iter().enumerate().map(|(h, w)| view! {
+                            <figure class="head">
+                                <svg viewBox=format!("0 0 {size} {size}") width=size height=size data-testid="attention-head" data-head=h
+                                    role="img" aria-label=format!("layer {layer} head {h}: query rows, key columns")>
+                                    {(0..n).flat_map(|i| (0..=i).map(move |j| (i, j))).map(|(i, j)| {
+                                        let x = w[i * n + j];
+                                        view! {
+                                            <rect x=j as f64 * cell y=i as f64 * cell width=cell height=cell
+                                                fill="#c2562c" fill-opacity=format!("{:.3}", x.sqrt())>
+                                                <title>{format!("{:?} reads {:?}: {x:.3}", tokens[i], tokens[j])}</title>
+                                            </rect>
+                                        }
+                                    }).collect_view()}
+                                </svg>
+                                <figcaption>{format!("head {h}")}</figcaption>
+                            </figure>
+                        }).collect_view()}
+                    </div>
+                    <p class="muted">{format!("Layer {layer}: {} heads over {n} tokens (shade: square root of the weight, so small weights show).", heads.len())}</p>
+                }
+            })}
+        </section>
+    }
+}

@@ -12,7 +12,7 @@ pub mod share_bar;
 mod steering_panel;
 mod sweep_view;
 
-pub use causal::{LensView, PatchView};
+pub use causal::{AttentionView, LensView, PatchView};
 pub use concept_results::ConceptResults;
 pub use concepts_panel::ConceptsPanel;
 pub use conversation::ConversationView;

@@ -165,3 +165,24 @@ pub(crate) async fn lens<B: OnDevice>(
     post(&FromWorker::Lens { tokens: texts(model, &ids), top, track, tracked });
     Ok(())
 }
+
+pub(crate) async fn attention<B: OnDevice>(
+    model: &Model<B>,
+    text: &str,
+    layer: usize,
+) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("there is no text: type some".into());
+    }
+    let ids = model.encode_prompt(text, false).map_err(|e| e.to_string())?;
+    if ids.len() > 128 {
+        return Err(format!(
+            "the text has {} tokens; the attention view shows at most 128: shorten it",
+            ids.len()
+        ));
+    }
+    let p =
+        tiller_steer::attention::patterns(model, &ids, layer).await.map_err(|e| e.to_string())?;
+    post(&FromWorker::Attention { tokens: texts(model, &ids), layer, heads: p.heads });
+    Ok(())
+}

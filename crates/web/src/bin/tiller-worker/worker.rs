@@ -212,6 +212,7 @@ fn task_of(m: &ToWorker) -> Task {
         ToWorker::Promotes { .. } => Task::Promotes,
         ToWorker::Patch { .. } | ToWorker::PatchCell { .. } => Task::Patch,
         ToWorker::Lens { .. } => Task::Lens,
+        ToWorker::Attention { .. } => Task::Attention,
         ToWorker::Load { .. }
         | ToWorker::LoadBytes { .. }
         | ToWorker::Backend { .. }
@@ -268,6 +269,9 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
         }
         ToWorker::PatchCell { patch, layer, pos } => {
             with_model!(state, m => crate::causal::patch_cell(state, &m, patch, layer, pos).await)
+        }
+        ToWorker::Attention { text, layer } => {
+            with_model!(state, m => crate::causal::attention(&m, &text, layer).await)
         }
         ToWorker::Lens { text, chat, track } => {
             with_model!(state, m => crate::causal::lens(&m, &text, chat, track).await)
