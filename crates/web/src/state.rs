@@ -254,6 +254,9 @@ pub struct TurnReadings {
     pub values: Vec<Vec<f32>>,
 }
 
+/// Attention patterns: (tokens, layer, `heads[h][q * n + k]`).
+pub type AttentionResult = (Vec<String>, usize, Vec<Vec<f32>>);
+
 /// Everything on the page, as signals (Copy: hand it to closures freely).
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -296,8 +299,7 @@ pub struct AppState {
     pub lens_error: RwSignal<Option<String>>,
     pub attention_text: RwSignal<String>,
     pub attention_layer: RwSignal<usize>,
-    /// (tokens, layer, heads[h][q * n + k])
-    pub attention: RwSignal<Option<(Vec<String>, usize, Vec<Vec<f32>>)>>,
+    pub attention: RwSignal<Option<AttentionResult>>,
     pub attention_error: RwSignal<Option<String>>,
     /// A conversation continued baseline and steered (None: not started).
     pub conversation: RwSignal<Option<Conversation>>,
