@@ -89,7 +89,7 @@ fn bad_setups_and_links_are_clear_errors() {
     fails(&["share", "encode", "--config", file.to_str().unwrap()], "does not define");
     fails(&["generate", "--model", &m, "--config", file.to_str().unwrap()], "does not define");
     let mut s = add_setup();
-    s["version"] = json!(3);
+    s["version"] = json!(tiller_share::config::VERSION + 1);
     std::fs::write(&file, s.to_string()).unwrap();
     fails(&["generate", "--model", &m, "--config", file.to_str().unwrap()], "newer Tiller");
     fails(&["generate", "--model", &m, "--config", "not-a-file-or-link"], "not a file");
