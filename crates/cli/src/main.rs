@@ -262,18 +262,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
-    let k = k.min(row.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    idx.select_nth_unstable_by(k - 1, |&a, &b| row[b as usize].total_cmp(&row[a as usize]));
-    idx.truncate(k);
-    idx.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
-    idx.into_iter().map(|i| (i, row[i as usize])).collect()
-}
-
 fn logits(a: LogitsArgs) -> Result<()> {
     match a.m.backend {
         BackendKind::Cpu => logits_on(a, Cpu::default()),
@@ -297,7 +285,8 @@ fn logits_on<B: Backend>(a: LogitsArgs, backend: B) -> Result<()> {
     let hooks = plan.as_mut().map(|p| p as &mut dyn tiller_engine::Hooks);
     let out = model.session().forward(&ids, hooks, which).wait()?;
     let v = model.config.vocab;
-    let top: Vec<Vec<(u32, f32)>> = out.chunks_exact(v).map(|r| top_k(r, a.top)).collect();
+    let top: Vec<Vec<(u32, f32)>> =
+        out.chunks_exact(v).map(|r| tiller_steer::lens::top_k(r, a.top)).collect();
     let mut o = json!({ "ids": ids, "top": top });
     if let Some(c) = condition {
         o["condition"] = c;

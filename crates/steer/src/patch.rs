@@ -101,7 +101,8 @@ fn patch_plan(what: Patched, layer: usize, pos: usize, source_row: &[f32]) -> Re
             strength: 1.0,
         },
         Patched::Direction(dirs) => {
-            let d = dirs.get(layer).ok_or(Error::Layer { layer, max: dirs.len() - 1 })?;
+            let d =
+                dirs.get(layer).ok_or(Error::Layer { layer, max: dirs.len().saturating_sub(1) })?;
             if d.len() != source_row.len() {
                 return Err(Error::Intervention(format!(
                     "the direction at layer {layer} has {} values; the residual stream has {}",
@@ -171,7 +172,10 @@ impl<'a, 'm, B: Backend> Patcher<'a, 'm, B> {
     /// The patched runs' logit differences at every position of `layer`.
     pub async fn layer(&self, layer: usize) -> Result<Vec<f64>> {
         let d = self.model.config.d_model;
-        let rows = self.src.get(layer).ok_or(Error::Layer { layer, max: self.src.len() - 1 })?;
+        let rows = self
+            .src
+            .get(layer)
+            .ok_or(Error::Layer { layer, max: self.src.len().saturating_sub(1) })?;
         let mut out = Vec::with_capacity(self.setup.base.len());
         for pos in 0..self.setup.base.len() {
             let mut plan = patch_plan(self.what, layer, pos, &rows[pos * d..(pos + 1) * d])?;

@@ -796,7 +796,7 @@ async fn converse<B: OnDevice>(
         });
         yield_now().await;
         let d: Vec<&[f32]> =
-            dirs.iter().map(|p| p.dirs[layer.min(p.dirs.len() - 1)].as_slice()).collect();
+            dirs.iter().map(|p| p.dirs.get(layer).map_or(&[][..], |d| d.as_slice())).collect();
         let values = readings(model, conv, layer, &d).await.map_err(e)?;
         post(&FromWorker::TurnReadings {
             layer,
