@@ -9,8 +9,10 @@ use tiller_steer::condition::Condition;
 use tiller_steer::conversation::Conversation;
 use tiller_steer::plan::InterventionSpec;
 
+pub use crate::lesson::Lesson;
+
 /// The config format this build writes. Every earlier version still opens.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The default model's id and the sha256 of its file.
 pub const DEFAULT_MODEL_ID: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -78,6 +80,9 @@ pub struct View {
     pub reading: Option<String>,
     /// Large-text (projector) mode.
     pub large_text: bool,
+    /// The open step of the lesson (0-based; version 4 on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -107,6 +112,9 @@ pub struct SteeringConfig {
     /// probe item (version 3 on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<Conversation>,
+    /// A lesson: guided steps over this setup (version 4 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lesson: Option<Lesson>,
 }
 
 fn v1() -> u32 {
@@ -126,6 +134,7 @@ impl Default for SteeringConfig {
             view: View::default(),
             condition: None,
             conversation: None,
+            lesson: None,
         }
     }
 }
@@ -202,6 +211,24 @@ impl SteeringConfig {
                 c.turns.iter().map(|t| t.content.len()).sum::<usize>() + c.probe.len();
             if chars > MAX_PROMPT_CHARS {
                 return Err(too_long("conversation characters", chars, MAX_PROMPT_CHARS));
+            }
+        }
+        if self.lesson.is_none() && self.view.step.is_some() {
+            return Err(Error::Invalid(
+                "the view names a lesson step, but there is no lesson".into(),
+            ));
+        }
+        if let Some(l) = &self.lesson {
+            let names: Vec<&str> = self.concepts.iter().map(|c| c.name.as_str()).collect();
+            l.validate(&names)?;
+            if let Some(s) = self.view.step {
+                if s as usize >= l.steps.len() {
+                    return Err(Error::Invalid(format!(
+                        "the open step is {}, but the lesson has {} steps",
+                        s + 1,
+                        l.steps.len()
+                    )));
+                }
             }
         }
         if self.prompt.len() > MAX_PROMPT_CHARS {

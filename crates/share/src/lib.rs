@@ -3,10 +3,12 @@
 //! - [`config`]: the SteeringConfig (versioned) that links, files, presets and the CLI hold;
 //! - [`url`]: the share link codec (compact binary, compressed, base64url, in the fragment);
 //! - [`wire`]: the frozen binary structs of each link version;
+//! - [`lesson`]: guided steps over a setup (lessons are presets with steps);
 //! - [`cvec`]: llama.cpp control-vector GGUF files, out and in.
 
 pub mod config;
 pub mod cvec;
+pub mod lesson;
 pub mod url;
 pub mod wire;
 

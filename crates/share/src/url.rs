@@ -22,7 +22,9 @@ pub fn encode(c: &SteeringConfig) -> Result<String> {
     let codes = wire::VERSIONS.iter().find(|v| v.carries(c)).ok_or_else(|| {
         Error::Invalid("the setup uses a method or op no link version carries".into())
     })?;
-    let body = if codes.version >= 3 {
+    let body = if codes.version >= 4 {
+        postcard::to_allocvec(&wire::V4::from_config(c, codes)?)
+    } else if codes.version >= 3 {
         postcard::to_allocvec(&wire::V3::from_config(c, codes)?)
     } else {
         postcard::to_allocvec(&wire::V1::from_config(c, codes)?)
@@ -70,8 +72,10 @@ pub fn decode(link: &str) -> Result<SteeringConfig> {
         .map_err(|e| Error::Link(format!("the link is damaged (decompression: {:?})", e.status)))?;
     let damaged = |e: postcard::Error| Error::Link(format!("the link is damaged (decoding: {e})"));
     // Versions 1 and 2: postcard of wire::V1, read with that version's code tables; 3 on:
-    // wire::V3.
-    let c = if codes.version >= 3 {
+    // wire::V3; 4 on: wire::V4.
+    let c = if codes.version >= 4 {
+        postcard::from_bytes::<wire::V4>(&raw).map_err(damaged)?.into_config(codes)?
+    } else if codes.version >= 3 {
         postcard::from_bytes::<wire::V3>(&raw).map_err(damaged)?.into_config(codes)?
     } else {
         postcard::from_bytes::<wire::V1>(&raw).map_err(damaged)?.into_config(codes)?

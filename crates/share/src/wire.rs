@@ -15,8 +15,12 @@
 //!
 //! V3 (Tiller 0.3): [`V3`], the V1 struct followed by a conditional-steering condition and a
 //! conversation, with V2's code tables. Written only for a setup that has one of them.
+//!
+//! V4 (Tiller 0.4): [`V4`], the V3 struct followed by a lesson (guided steps) and its open
+//! step, with V2's code tables. Written only for a setup with a lesson.
 
 use crate::config::{ModelRef, Sampling, SteeringConfig, View};
+use crate::lesson::{Action, Lesson, Step};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tiller_model::ChatMessage;
@@ -114,6 +118,33 @@ pub struct ConditionV3 {
     below: bool,
 }
 
+/// V4: V3's fields, then the lesson and its open step.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct V4 {
+    pub base: V3,
+    pub lesson: Option<LessonV4>,
+    pub step: Option<u16>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct LessonV4 {
+    title: String,
+    steps: Vec<StepV4>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct StepV4 {
+    text: String,
+    todo: String,
+    question: String,
+    expect: String,
+    /// Index into the concepts.
+    concept: Option<u16>,
+    layer: Option<u16>,
+    panel: Option<String>,
+    run: Option<String>,
+}
+
 /// The method and op codes of one wire version (append only: a code never changes meaning).
 pub struct Codes {
     pub version: u8,
@@ -121,6 +152,8 @@ pub struct Codes {
     ops: &'static [OpKind],
     /// Whether the version carries a condition and a conversation.
     condition: bool,
+    /// Whether the version carries a lesson.
+    lesson: bool,
 }
 
 /// V1's tables, frozen.
@@ -136,6 +169,7 @@ pub const CODES_V1: Codes = Codes {
         OpKind::Affine,
     ],
     condition: false,
+    lesson: false,
 };
 
 /// V2's method table: V1's, then RepE's PCA.
@@ -154,13 +188,18 @@ const OPS_V2: &[OpKind] = &[
 
 /// V2's tables: V1's and then the new variants.
 pub const CODES_V2: Codes =
-    Codes { version: 2, methods: METHODS_V2, ops: OPS_V2, condition: false };
+    Codes { version: 2, methods: METHODS_V2, ops: OPS_V2, condition: false, lesson: false };
 
 /// V3's tables: V2's (V3 adds the condition).
-pub const CODES_V3: Codes = Codes { version: 3, methods: METHODS_V2, ops: OPS_V2, condition: true };
+pub const CODES_V3: Codes =
+    Codes { version: 3, methods: METHODS_V2, ops: OPS_V2, condition: true, lesson: false };
+
+/// V4's tables: V2's (V4 adds the lesson).
+pub const CODES_V4: Codes =
+    Codes { version: 4, methods: METHODS_V2, ops: OPS_V2, condition: true, lesson: true };
 
 /// Every wire version this build reads, oldest first.
-pub const VERSIONS: [&Codes; 3] = [&CODES_V1, &CODES_V2, &CODES_V3];
+pub const VERSIONS: [&Codes; 4] = [&CODES_V1, &CODES_V2, &CODES_V3, &CODES_V4];
 
 impl Codes {
     /// Can this version carry every method and op of `c`?
@@ -168,6 +207,7 @@ impl Codes {
         c.concepts.iter().all(|k| self.methods.contains(&k.method))
             && c.interventions.iter().all(|s| self.ops.contains(&s.op))
             && (self.condition || (c.condition.is_none() && c.conversation.is_none()))
+            && (self.lesson || (c.lesson.is_none() && c.view.step.is_none()))
     }
 }
 
@@ -359,9 +399,11 @@ impl V1 {
                 panel: self.view.panel,
                 reading: self.view.reading,
                 large_text: self.view.large_text,
+                step: None,
             },
             condition: None,
             conversation: None,
+            lesson: None,
             concepts,
             interventions,
             prompt: self.prompt,
@@ -445,6 +487,92 @@ impl V3 {
                 probe: k.probe,
             });
         }
+        Ok(c)
+    }
+}
+
+impl V4 {
+    pub fn from_config(c: &SteeringConfig, codes: &Codes) -> Result<V4> {
+        let lesson = match &c.lesson {
+            Some(l) => Some(LessonV4 {
+                title: l.title.clone(),
+                steps: l
+                    .steps
+                    .iter()
+                    .map(|s| {
+                        let a = &s.action;
+                        Ok(StepV4 {
+                            text: s.text.clone(),
+                            todo: s.todo.clone(),
+                            question: s.question.clone(),
+                            expect: s.expect.clone(),
+                            concept: match &a.concept {
+                                Some(n) => {
+                                    Some(c.concepts.iter().position(|x| &x.name == n).ok_or_else(
+                                        || Error::Invalid(format!("no concept named `{n}`")),
+                                    )? as u16)
+                                }
+                                None => None,
+                            },
+                            layer: match a.layer {
+                                Some(l) => Some(u16::try_from(l).map_err(|_| {
+                                    Error::Invalid(format!("layer {l} is too large"))
+                                })?),
+                                None => None,
+                            },
+                            panel: a.panel.clone(),
+                            run: a.run.clone(),
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            }),
+            None => None,
+        };
+        let step = match c.view.step {
+            Some(s) => Some(
+                u16::try_from(s).map_err(|_| Error::Invalid(format!("step {s} is too large")))?,
+            ),
+            None => None,
+        };
+        Ok(V4 { base: V3::from_config(c, codes)?, lesson, step })
+    }
+
+    pub fn into_config(self, codes: &Codes) -> Result<SteeringConfig> {
+        let mut c = self.base.into_config(codes)?;
+        if let Some(l) = self.lesson {
+            let steps = l
+                .steps
+                .into_iter()
+                .map(|s| {
+                    let concept = match s.concept {
+                        Some(i) => {
+                            Some(c.concepts.get(i as usize).map(|x| x.name.clone()).ok_or_else(
+                                || {
+                                    Error::Link(format!(
+                                        "a lesson step names concept {i}, not in the link"
+                                    ))
+                                },
+                            )?)
+                        }
+                        None => None,
+                    };
+                    Ok(Step {
+                        text: s.text,
+                        todo: s.todo,
+                        question: s.question,
+                        expect: s.expect,
+                        action: Action {
+                            concept,
+                            layer: s.layer.map(u32::from),
+                            panel: s.panel,
+                            run: s.run,
+                        },
+                    })
+                })
+                .collect::<Result<_>>()?;
+            c.lesson = Some(Lesson { title: l.title, steps });
+        }
+        c.view.step = self.step.map(u32::from);
         Ok(c)
     }
 }

@@ -46,4 +46,19 @@ fn every_preset_opens() {
         }
     }
     assert!(n >= 9, "{n} presets under {}", dir.display());
+    // The menu lists files that exist; its lessons have a lesson with at least 3 steps.
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    let mut lessons = 0;
+    for e in index.as_array().unwrap() {
+        let file = e["file"].as_str().unwrap();
+        let c = SteeringConfig::from_json(&std::fs::read_to_string(dir.join(file)).unwrap())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        if e["kind"] == "lesson" {
+            let l = c.lesson.unwrap_or_else(|| panic!("{file} is listed as a lesson but has none"));
+            assert!(l.steps.len() >= 3, "{file}: {} steps", l.steps.len());
+            lessons += 1;
+        }
+    }
+    assert!(lessons >= 5, "{lessons} lessons in the menu");
 }

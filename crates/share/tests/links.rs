@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 use tiller_model::ChatMessage;
 use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
+use tiller_share::lesson::{Action, Lesson, Step, PANELS, RUNS};
 use tiller_share::url::{decode, encode, payload};
 use tiller_steer::concept::{Concept, Read};
 use tiller_steer::condition::Condition;
@@ -96,9 +97,47 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                     0usize..2,
                     any::<String>(),
                 )),
+                prop::option::of((
+                    any::<String>(),
+                    prop::collection::vec(
+                        (
+                            text(),
+                            any::<String>(),
+                            prop::option::of(0..n),
+                            prop::option::of(0u32..64),
+                            prop::option::of(prop::sample::select(PANELS)),
+                            prop::option::of(prop::sample::select(RUNS)),
+                        ),
+                        1..5,
+                    ),
+                    any::<prop::sample::Index>(),
+                )),
             )
         })
-        .prop_map(|(concepts, ivs, prompt, chat, s, v, model, cond, conv)| {
+        .prop_map(|(concepts, ivs, prompt, chat, s, v, model, cond, conv, lesson)| {
+            let (lesson, step) = match lesson {
+                Some((title, steps, at)) => {
+                    let n = steps.len();
+                    let steps = steps
+                        .into_iter()
+                        .map(|(text, q, c, layer, panel, run)| Step {
+                            text,
+                            todo: String::new(),
+                            question: q.chars().take(30).collect(),
+                            expect: String::new(),
+                            action: Action {
+                                concept: c.map(|i| concepts[i].name.clone()),
+                                layer,
+                                panel: panel.map(String::from),
+                                run: run.map(String::from),
+                            },
+                        })
+                        .collect();
+                    let title = title.chars().take(30).collect();
+                    (Some(Lesson { title, steps }), Some(at.index(n) as u32))
+                }
+                None => (None, None),
+            };
             let conversation = conv.map(|(turns, steer_from, probe)| Conversation {
                 turns: turns
                     .into_iter()
@@ -137,6 +176,7 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                     panel: v.2,
                     reading: None,
                     large_text: v.3,
+                    step,
                 },
                 concepts,
                 interventions,
@@ -151,6 +191,7 @@ fn config() -> impl Strategy<Value = SteeringConfig> {
                 },
                 condition,
                 conversation,
+                lesson,
             }
         })
 }
@@ -319,6 +360,28 @@ fn links_use_the_oldest_version_that_carries_the_setup() {
     });
     let l5 = encode(&c5).unwrap();
     assert_eq!((version(&l5), decode(&l5).unwrap()), (3, c5));
+    // A lesson needs V4, and carries its open step.
+    let mut c6 = typical();
+    c6.lesson = Some(Lesson {
+        title: "Read it".into(),
+        steps: vec![
+            Step { text: "Look at the chart.".into(), ..Default::default() },
+            Step {
+                text: "Select the best layer.".into(),
+                action: Action {
+                    layer: Some(12),
+                    panel: Some("results".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ],
+    });
+    c6.view.step = Some(1);
+    let l6 = encode(&c6).unwrap();
+    assert_eq!((version(&l6), decode(&l6).unwrap()), (4, c6.clone()));
+    c6.view.step = Some(2);
+    assert!(encode(&c6).unwrap_err().to_string().contains("the lesson has 2 steps"));
     // A condition naming no concept of the setup is refused.
     c4.condition.as_mut().unwrap().concept = "nobody".into();
     assert!(encode(&c4).unwrap_err().to_string().contains("condition names concept"));

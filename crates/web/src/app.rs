@@ -4,7 +4,7 @@
 
 use crate::components::{
     AttentionView, ConceptResults, ConceptsPanel, ConversationView, GeneratePanel, LensView,
-    ModelBar, OutputPanel, PatchView, ReadingView, ShareBar, SteeringPanel, SweepView,
+    LessonPanel, ModelBar, OutputPanel, PatchView, ReadingView, ShareBar, SteeringPanel, SweepView,
 };
 use crate::state::{
     AppState, CellResult, Computed, ConditionResult, LensResult, LoadState, ModelStatus,
@@ -392,6 +392,7 @@ pub fn App() -> impl IntoView {
         Some(c) => st.apply_config(&c),
         None => st.apply_config(&crate::components::share_bar::starter()),
     }
+    crate::components::lesson::start(st);
     start_worker(st);
     // Autosave: the setup goes to localStorage whenever it changes, so a reload loses nothing.
     Effect::new(move |_| {
@@ -404,18 +405,21 @@ pub fn App() -> impl IntoView {
         st.large_text.track();
         st.condition.track();
         st.conversation.track();
+        st.lesson.track();
+        st.lesson_step.track();
         let json = st.to_config().to_json_pretty();
         if let Some(s) = storage() {
             let _ = s.set_item(AUTOSAVE_KEY, &json);
         }
     });
     view! {
-        <div class="app" class:large=move || st.large_text.get()>
+        <div class="app" class:large=move || st.large_text.get() class:lesson-open=move || st.lesson.with(|l| l.is_some())>
             <ShareBar />
             <Show when=move || st.notice.get().is_some()>
                 <p class="notice" role="status" data-testid="notice">{move || st.notice.get().unwrap_or_default()}</p>
             </Show>
             <main>
+                <LessonPanel />
                 <ModelBar />
                 <div class="columns">
                     <div class="column">

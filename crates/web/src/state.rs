@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use std::collections::HashMap;
 use tiller_engine::StopReason;
 use tiller_share::config::{ModelRef, Sampling, SteeringConfig, View, VERSION};
+use tiller_share::lesson::Lesson;
 use tiller_steer::concept::{Concept, Read};
 use tiller_steer::condition::Condition;
 use tiller_steer::conversation::Conversation;
@@ -304,6 +305,12 @@ pub struct AppState {
     /// A conversation continued baseline and steered (None: not started).
     pub conversation: RwSignal<Option<Conversation>>,
     pub turn_readings: RwSignal<Option<TurnReadings>>,
+    /// The open lesson and its open step.
+    pub lesson: RwSignal<Option<Lesson>>,
+    pub lesson_step: RwSignal<usize>,
+    /// What the open step asked to run (one of `tiller_share::lesson::RUNS`), waiting for the
+    /// model and the concepts to be ready.
+    pub lesson_run: RwSignal<Option<String>>,
     pub worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -352,6 +359,9 @@ impl AppState {
             attention_error: RwSignal::new(None),
             conversation: RwSignal::new(None),
             turn_readings: RwSignal::new(None),
+            lesson: RwSignal::new(None),
+            lesson_step: RwSignal::new(0),
+            lesson_run: RwSignal::new(None),
             worker: StoredValue::new_local(None),
         }
     }
@@ -391,6 +401,12 @@ impl AppState {
             .map(|d| d.name.trim().to_string());
         let id = self.model_id.get_untracked();
         let sha = self.status.get_untracked().sha256;
+        // Step actions may name concepts the visitor has since removed: keep the lesson only
+        // while it is still valid for the setup.
+        let lesson = self
+            .lesson
+            .get_untracked()
+            .filter(|l| l.validate(&names.iter().map(String::as_str).collect::<Vec<_>>()).is_ok());
         SteeringConfig {
             version: VERSION,
             model: if id.is_empty() || id == tiller_web::protocol::DEFAULT_MODEL_URL {
@@ -420,9 +436,13 @@ impl AppState {
                 panel: self.panel.get_untracked(),
                 reading: Some(self.reading_text.get_untracked()).filter(|t| !t.is_empty()),
                 large_text: self.large_text.get_untracked(),
+                step: lesson.as_ref().map(|l| {
+                    self.lesson_step.get_untracked().min(l.steps.len().saturating_sub(1)) as u32
+                }),
             },
             condition: self.condition.get_untracked().filter(|c| names.contains(&c.concept)),
             conversation: self.conversation.get_untracked(),
+            lesson,
         }
     }
 
@@ -456,6 +476,19 @@ impl AppState {
         self.steered.set(Output::default());
         self.reading.set(None);
         self.sweep.set(Vec::new());
+        self.lesson.set(c.lesson.clone());
+        self.lesson_step.set(c.view.step.unwrap_or(0) as usize);
+        self.lesson_run.set(None);
+    }
+
+    /// Is everything a step may run ready: the model loaded, no task running, every valid
+    /// concept computed?
+    pub fn settled(&self) -> bool {
+        if !self.ready() || self.working.get().is_some() {
+            return false;
+        }
+        let have = self.computed.get();
+        self.valid_concepts().iter().all(|c| have.get(&c.name).is_some_and(|x| &x.concept == c))
     }
 
     /// Compute every valid concept that is not computed yet, one after another (the worker

@@ -69,7 +69,7 @@ pub fn PatchView() -> impl IntoView {
         }
     };
     view! {
-        <section class="panel patch">
+        <section class="panel patch" id="panel-patch">
             <div class="panel-head">
                 <h2>"Is it used? Activation patching"</h2>
             </div>
@@ -168,7 +168,7 @@ pub fn LensView() -> impl IntoView {
         st.send(&ToWorker::Lens { text, chat: false, track });
     };
     view! {
-        <section class="panel lens">
+        <section class="panel lens" id="panel-lens">
             <div class="panel-head">
                 <h2>"Logit lens"</h2>
             </div>
@@ -250,7 +250,7 @@ pub fn AttentionView() -> impl IntoView {
         st.send(&ToWorker::Attention { text, layer: st.attention_layer.get_untracked() });
     };
     view! {
-        <section class="panel attention">
+        <section class="panel attention" id="panel-attention">
             <div class="panel-head">
                 <h2>"Attention patterns"</h2>
             </div>
@@ -275,8 +275,11 @@ pub fn AttentionView() -> impl IntoView {
                     <div class="heads" data-testid="attention-view" data-layer=layer>
                         {heads.iter().enumerate().map(|(h, w)| view! {
                             <figure class="head">
-                                <svg viewBox=format!("0 0 {size} {size}") width=size height=size data-testid="attention-head" data-head=h
+                                <svg viewBox=format!("-14 -14 {} {}", size + 14.0, size + 14.0) width=size + 14.0 height=size + 14.0
+                                    class="chart" data-testid="attention-head" data-head=h
                                     role="img" aria-label=format!("layer {layer} head {h}: query rows, key columns")>
+                                    <text x=size / 2.0 y="-4" class="axis-title mid">"key →"</text>
+                                    <text class="axis-title mid" transform=format!("translate(-4 {}) rotate(-90)", size / 2.0)>"query →"</text>
                                     {(0..n).flat_map(|i| (0..=i).map(move |j| (i, j))).map(|(i, j)| {
                                         let x = w[i * n + j];
                                         view! {
@@ -291,6 +294,24 @@ pub fn AttentionView() -> impl IntoView {
                             </figure>
                         }).collect_view()}
                     </div>
+                    <details class="numbers" data-testid="attention-numbers">
+                        <summary>"Each head's strongest key per query"</summary>
+                        <table>
+                            <thead><tr><th scope="col">"query"</th>
+                                {(0..heads.len()).map(|h| view! { <th scope="col">{format!("head {h}")}</th> }).collect_view()}
+                            </tr></thead>
+                            <tbody>
+                                {(0..n).map(|i| view! {
+                                    <tr><th scope="row">{show(&tokens[i])}</th>
+                                        {heads.iter().map(|w| {
+                                            let (j, x) = (0..=i).map(|j| (j, w[i * n + j])).fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+                                            view! { <td>{format!("{} {x:.2}", show(&tokens[j]))}</td> }
+                                        }).collect_view()}
+                                    </tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    </details>
                     <p class="muted">{format!("Layer {layer}: {} heads over {n} tokens (shade: square root of the weight, so small weights show).", heads.len())}</p>
                 }
             })}

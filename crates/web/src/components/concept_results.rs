@@ -1,3 +1,4 @@
+use crate::components::Term;
 use crate::state::{AppState, Computed};
 use leptos::prelude::*;
 use tiller_steer::report::{ConceptReport, LayerReport, Promotes, TokenScore};
@@ -17,13 +18,13 @@ pub fn ConceptResults() -> impl IntoView {
     let computed = move || st.concepts.get().get(st.selected.get()).and_then(|d| st.report_for(d));
     view! {
         <Show when=move || computed().is_some()
-            fallback=move || view! { <section class="panel results muted">"Compute a concept to see its directions layer by layer."</section> }>
+            fallback=move || view! { <section class="panel results muted" id="panel-results">"Compute a concept to see its directions layer by layer."</section> }>
             {move || computed().map(|c| {
                 let r = c.report.clone();
                 let layer = st.layer.get().unwrap_or(r.best_layer).min(r.layers.len().saturating_sub(1));
                 let lr = r.layers.get(layer).cloned();
                 view! {
-                    <section class="panel results">
+                    <section class="panel results" id="panel-results">
                         <div class="panel-head">
                             <h2>{format!("`{}` by {}", r.name, r.method.label())}</h2>
                             <span class="muted">{format!("computed in {:.1} s", c.ms / 1000.0)}</span>
@@ -100,9 +101,41 @@ fn LayerChart(
          shuffled-label runs; best layer {best}.",
         report.name, report.null_runs
     );
+    // Arrow keys move the selected layer (Home / End: first / last).
+    let key = move |ev: web_sys::KeyboardEvent| {
+        let to = match ev.key().as_str() {
+            "ArrowLeft" | "ArrowDown" => selected.checked_sub(1),
+            "ArrowRight" | "ArrowUp" => Some((selected + 1).min(n - 1)),
+            "Home" => Some(0),
+            "End" => Some(n - 1),
+            _ => None,
+        };
+        if let Some(l) = to {
+            ev.prevent_default();
+            st.layer.set(Some(l));
+        }
+    };
+    let rows = report
+        .layers
+        .iter()
+        .map(|l| {
+            view! {
+                <tr class:sel=l.layer == selected>
+                    <th scope="row">{l.layer}</th>
+                    <td>{f2(l.auroc)}</td>
+                    <td>{format!("{}–{}", f2(l.auroc_null_band[0]), f2(l.auroc_null_band[1]))}</td>
+                    <td>{l.probe_accuracy.map(f2).unwrap_or("—".into())}</td>
+                    <td>{f2(l.diagnostics.auroc_in_sample)}</td>
+                    <td>{f2(l.cohens_d)}</td>
+                    <td>{if l.diagnostics.opposite_signs { "yes" } else { "no" }}</td>
+                </tr>
+            }
+        })
+        .collect_view();
     view! {
         <svg class="chart" data-testid="layer-chart" viewBox=format!("0 0 {W} {H}") role="img"
-            aria-label=desc>
+            aria-label=format!("{desc} Selected layer {selected}: arrow keys change it.") tabindex="0"
+            on:keydown=key>
             <polygon points=null_band class="null-band" data-testid="null-band">
                 <title>"range of held-out AUROC with labels shuffled within pairs (chance)"</title>
             </polygon>
@@ -145,13 +178,21 @@ fn LayerChart(
             <text x=10.0 y=y_of(0.5) class="axis-title mid" transform=format!("rotate(-90 10 {})", y_of(0.5))>"held out (0 to 1)"</text>
         </svg>
         <p class="legend">
-            <span class="key auroc" title="Probability that a held-out positive projects above a held-out negative on a direction fitted on the other folds of pairs">"AUROC (held out)"</span>
-            <span class="key acc" title="Accuracy of a logistic probe on pairs it was not trained on">"probe accuracy (held out)"</span>
-            <span class="key nullkey" title="The same pipeline with labels shuffled within pairs: where separation is indistinguishable from chance">{format!("chance: shuffled labels ({} runs)", report.null_runs)}</span>
-            <span class="key insample" title="AUROC on the examples the direction was fitted on: optimistic, near 1 even for noise">"AUROC in sample"</span>
-            <span class="key sign" title="Selective Steering's criterion: the class means of the normalised projection have opposite signs">"opposite signs"</span>
-            <span class="key best" title="Among the middle half of the layers, the largest held-out AUROC x min(|d|/2, 1)">"best layer"</span>
+            <span class="key auroc"><Term name="AUROC (held out)" tip="Probability that a held-out positive projects above a held-out negative, on a direction fitted on the other folds of pairs: 0.5 is chance, 1 perfect" /></span>
+            <span class="key acc"><Term name="probe accuracy (held out)" tip="Accuracy of a logistic probe on pairs it was not trained on" /></span>
+            <span class="key nullkey"><Term name=format!("chance: shuffled labels ({} runs)", report.null_runs) tip="The same pipeline with labels shuffled within pairs: separation inside this band is indistinguishable from chance" /></span>
+            <span class="key insample"><Term name="AUROC in sample" tip="AUROC on the examples the direction was fitted on: optimistic, near 1 even for noise" /></span>
+            <span class="key sign"><Term name="opposite signs" tip="Selective Steering's criterion: the class means of the normalised projection have opposite signs at this layer" /></span>
+            <span class="key best"><Term name="best layer" tip="Among the middle half of the layers, the largest held-out AUROC x min(|d|/2, 1)" /></span>
         </p>
+        <details class="numbers" data-testid="layer-numbers">
+            <summary>"The chart's numbers"</summary>
+            <table>
+                <caption class="sr-only">"Per layer: held-out AUROC, its chance range, probe accuracy, in-sample AUROC, Cohen's d, opposite signs"</caption>
+                <thead><tr><th scope="col">"layer"</th><th scope="col">"AUROC"</th><th scope="col">"chance range"</th><th scope="col">"probe"</th><th scope="col">"in sample"</th><th scope="col">"d"</th><th scope="col">"opposite signs"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
     }
 }
 
@@ -161,7 +202,8 @@ fn Scatter(
     /// The selected layer's report.
     layer: LayerReport,
 ) -> impl IntoView {
-    let (w, h, p) = (260.0, 200.0, 14.0);
+    // Width, height, outer pad, left margin (ticks and title), bottom margin.
+    let (w, h, p, l, b) = (260.0, 210.0, 10.0, 34.0, 30.0);
     let all: Vec<[f32; 2]> = layer.scatter_pos.iter().chain(&layer.scatter_neg).copied().collect();
     let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
     for [x, y] in &all {
@@ -170,21 +212,41 @@ fn Scatter(
         y0 = y0.min(*y);
         y1 = y1.max(*y);
     }
-    let sx = move |x: f32| p + (w - 2.0 * p) * ((x - x0) / (x1 - x0).max(1e-6)) as f64;
-    let sy = move |y: f32| h - p - (h - 2.0 * p) * ((y - y0) / (y1 - y0).max(1e-6)) as f64;
+    let sx = move |x: f32| l + 4.0 + (w - p - l - 8.0) * ((x - x0) / (x1 - x0).max(1e-6)) as f64;
+    let sy = move |y: f32| h - b - 4.0 - (h - b - p - 8.0) * ((y - y0) / (y1 - y0).max(1e-6)) as f64;
     let dots = |pts: &[[f32; 2]], class: &'static str| {
         pts.iter()
             .map(|[x, y]| view! { <circle cx=sx(*x) cy=sy(*y) r="4" class=class /> })
             .collect_view()
     };
+    let rows = |pts: &[[f32; 2]], label: &'static str| {
+        pts.iter()
+            .map(|[x, y]| view! { <tr><td>{label}</td><td>{format!("{x:.2}")}</td><td>{format!("{y:.2}")}</td></tr> })
+            .collect_view()
+    };
     view! {
         <figure class="scatter">
-            <svg viewBox=format!("0 0 {w} {h}") data-testid="scatter" role="img"
+            <svg class="chart" viewBox=format!("0 0 {w} {h}") data-testid="scatter" role="img"
                 aria-label="Examples projected on the direction (x) and the top orthogonal component (y)">
+                <line class="grid" x1=l y1=h - b x2=w - p y2=h - b />
+                <line class="grid" x1=l y1=p x2=l y2=h - b />
                 {dots(&layer.scatter_neg, "neg")}
                 {dots(&layer.scatter_pos, "pos")}
+                <text x=l y=h - b + 12.0 class="axis mid">{format!("{x0:.1}")}</text>
+                <text x=w - p y=h - b + 12.0 class="axis mid">{format!("{x1:.1}")}</text>
+                <text x=l - 3.0 y=h - b class="axis end">{format!("{y0:.1}")}</text>
+                <text x=l - 3.0 y=p + 4.0 class="axis end">{format!("{y1:.1}")}</text>
+                <text x=(l + w - p) / 2.0 y=h - 4.0 class="axis-title mid">"along the direction (projection)"</text>
+                <text class="axis-title mid" transform=format!("translate(10 {}) rotate(-90)", (h - b + p) / 2.0)>"top other component"</text>
             </svg>
             <figcaption>{format!("layer {}: the examples along the direction →, top orthogonal component ↑ (positives ●, negatives ○; in sample: the direction was fitted on these)", layer.layer)}</figcaption>
+            <details class="numbers">
+                <summary>"The points"</summary>
+                <table>
+                    <thead><tr><th scope="col">"class"</th><th scope="col">"along the direction"</th><th scope="col">"other component"</th></tr></thead>
+                    <tbody>{rows(&layer.scatter_pos, "positive")}{rows(&layer.scatter_neg, "negative")}</tbody>
+                </table>
+            </details>
         </figure>
     }
 }
@@ -225,7 +287,7 @@ fn LayerFacts(
             <h3>{format!("Layer {}{}", layer.layer, if layer.layer == best { " (best)" } else { "" })}</h3>
             <p class="muted small">{format!("held out: {}-fold over pairs; chance: {} runs with labels shuffled within pairs", report.folds, report.null_runs)}</p>
             <table>{rows.into_iter().map(|(k, tip, v, n)| view! {
-                <tr><th><abbr title=tip>{k}</abbr></th><td>{v}</td><td class="muted">{n}</td></tr>
+                <tr><th><Term name=k tip=tip /></th><td>{v}</td><td class="muted">{n}</td></tr>
             }).collect_view()}</table>
         </div>
     }
@@ -301,10 +363,17 @@ fn Extras(
             <div class="svd">
                 <h3>{format!("Spectrum: σ1/σ2 = {:.2}, σ1 explains {:.0}% of the differences, effective rank {:.1}",
                     s.eigengap_ratio, 100.0 * s.explained_variance, s.effective_rank)}</h3>
-                <svg viewBox="0 0 200 60" class="spectrum" role="img" aria-label="singular values">
+                <svg viewBox="0 0 220 84" class="chart spectrum" role="img" aria-label=format!("singular values: {}", s.singular_values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(", "))>
+                    <text x="26" y="12" class="axis end">{format!("{top:.1}")}</text>
+                    <text x="26" y="60" class="axis end">"0"</text>
+                    <text class="axis-title mid" transform="translate(8 34) rotate(-90)">"σ"</text>
+                    <text x="120" y="82" class="axis-title mid">"component (σ1, σ2, …)"</text>
                     {s.singular_values.iter().enumerate().map(|(i, v)| {
                         let hgt = 50.0 * v / top;
-                        view! { <rect x=10.0 + 40.0 * i as f64 y=55.0 - hgt width="28" height=hgt><title>{format!("σ{} = {v:.2}", i + 1)}</title></rect> }
+                        view! {
+                            <rect x=32.0 + 36.0 * i as f64 y=58.0 - hgt width="26" height=hgt><title>{format!("σ{} = {v:.2}", i + 1)}</title></rect>
+                            <text x=45.0 + 36.0 * i as f64 y="70" class="axis mid">{format!("{}", i + 1)}</text>
+                        }
                     }).collect_view()}
                 </svg>
             </div>

@@ -61,7 +61,7 @@ pub fn ConceptsPanel() -> impl IntoView {
     };
     let stale = move || cur().map(|d| st.report_for(&d).is_none()).unwrap_or(false);
     view! {
-        <section class="panel concepts">
+        <section class="panel concepts" id="panel-concepts">
             <div class="panel-head">
                 <h2>"Concepts"</h2>
                 <button data-testid="concept-add" on:click=add title="Add a concept">"+ concept"</button>

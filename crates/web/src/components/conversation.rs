@@ -61,7 +61,7 @@ pub fn ConversationView() -> impl IntoView {
         });
     };
     view! {
-        <section class="panel conversation" data-testid="conversation">
+        <section class="panel conversation" id="panel-conversation" data-testid="conversation">
             <div class="panel-head">
                 <h2>"Conversation"</h2>
                 <Show when=move || c.get().is_none()>

@@ -51,7 +51,7 @@ pub fn GeneratePanel() -> impl IntoView {
         });
     };
     view! {
-        <section class="panel generate">
+        <section class="panel generate" id="panel-generate">
             <label for="prompt">"Prompt"</label>
             <textarea id="prompt" data-testid="prompt-input" rows="3"
                 prop:value=move || g.get().prompt

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 pub fn OutputPanel() -> impl IntoView {
     let st = expect_context::<AppState>();
     view! {
-        <section class="panel output">
+        <section class="panel output" id="panel-output">
             <div class="side-by-side">
                 <OutputColumn title="Baseline" testid="baseline-output" output=st.baseline />
                 <OutputColumn title="Steered" testid="steered-output" output=st.steered />

@@ -44,7 +44,7 @@ pub fn ReadingView() -> impl IntoView {
         format!("along `{name}` at layer {}", st.layer.get().unwrap_or(0))
     };
     view! {
-        <section class="panel reading">
+        <section class="panel reading" id="panel-read">
             <div class="panel-head">
                 <h2>"Read a text"</h2>
                 <span class="muted">{concept_line}</span>

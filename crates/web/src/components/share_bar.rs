@@ -77,6 +77,7 @@ pub fn ShareBar() -> impl IntoView {
                     st.apply_config(&c);
                     st.notice.set(None);
                     st.compute_next();
+                    crate::components::lesson::start(st);
                 }
                 Err(e) => {
                     st.notice.set(Some(format!("The preset {file} could not be opened: {e}")))

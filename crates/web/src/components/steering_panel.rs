@@ -51,7 +51,7 @@ pub fn SteeringPanel() -> impl IntoView {
         }
     };
     view! {
-        <section class="panel steering">
+        <section class="panel steering" id="panel-steer">
             <div class="panel-head">
                 <h2>"Steering"</h2>
                 <button data-testid="intervention-add" on:click=add disabled=move || st.computed.get().is_empty()>"+ intervention"</button>

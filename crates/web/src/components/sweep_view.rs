@@ -1,3 +1,4 @@
+use crate::components::Term;
 use crate::state::AppState;
 use leptos::prelude::*;
 use tiller_steer::sweep::SweepPoint;
@@ -32,7 +33,7 @@ pub fn SweepView() -> impl IntoView {
         });
     };
     view! {
-        <section class="panel sweep">
+        <section class="panel sweep" id="panel-sweep">
             <div class="panel-head">
                 <h2>"Strength sweep"</h2>
                 <button data-testid="sweep" on:click=run disabled=move || !st.ready() || st.sweep_running.get() || st.working.get().is_some()>"Sweep"</button>
@@ -62,12 +63,16 @@ pub struct Series {
 fn SmallChart(
     /// Title above the chart (the quantity and its unit).
     title: String,
+    /// What the quantity is, in one line (shown on hover, focus or tap).
+    tip: &'static str,
+    /// The y axis's title (the quantity, short, with its unit).
+    y_title: &'static str,
     /// data-testid of the svg.
     testid: &'static str,
     /// The lines.
     series: Vec<Series>,
 ) -> impl IntoView {
-    let (w, h, px, py) = (320.0, 150.0, 44.0, 22.0);
+    let (w, h, px, py) = (320.0, 150.0, 52.0, 22.0);
     let all: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().copied())
@@ -102,7 +107,7 @@ fn SmallChart(
         .collect();
     view! {
         <figure class="small-chart">
-            <figcaption>{title.clone()}</figcaption>
+            <figcaption><Term name=title.clone() tip=tip /></figcaption>
             <svg class="chart" viewBox=format!("0 0 {w} {h}") data-testid=testid role="img" aria-label=format!("{title} against strength")>
                 {lines}
                 <line x1=px y1=sy(0.0f64.clamp(y0, y1)) x2=w - 10.0 y2=sy(0.0f64.clamp(y0, y1)) class="grid" />
@@ -111,6 +116,7 @@ fn SmallChart(
                 <text x=px y=h - 6.0 class="axis">{format!("{x0:.2}")}</text>
                 <text x=w - 10.0 y=h - 6.0 class="axis end">{format!("{x1:.2}")}</text>
                 <text x=(w + px) / 2.0 y=h - 6.0 class="axis-title mid">"strength"</text>
+                <text class="axis-title mid" transform=format!("translate(12 {}) rotate(-90)", (h - py) / 2.0)>{y_title}</text>
             </svg>
             <ul class="sr-only">{table.into_iter().map(|t| view! { <li>{t}</li> }).collect_view()}</ul>
         </figure>
@@ -167,9 +173,12 @@ fn Curves(
     };
     view! {
         <div class="small-multiples">
-            <SmallChart title="concept scores (z: baseline standard deviations)".into() testid="sweep-chart" series=scores />
-            <SmallChart title="side effects: KL on neutral continuations (nats)".into() testid="sweep-kl" series=kl />
-            <SmallChart title="perplexity of neutral continuations".into() testid="sweep-ppl" series=ppl />
+            <SmallChart title="concept scores (z: baseline standard deviations)".into() testid="sweep-chart" series=scores
+                y_title="score (z)" tip="Each concept's reading of the generated text, in standard deviations of the unsteered baseline's readings: how far steering moved it" />
+            <SmallChart title="side effects: KL on neutral continuations (nats)".into() testid="sweep-kl" series=kl
+                y_title="KL (nats)" tip="KL divergence of the steered next-token distribution from the unsteered one, averaged over neutral texts: 0 means steering changed nothing there" />
+            <SmallChart title="perplexity of neutral continuations".into() testid="sweep-ppl" series=ppl
+                y_title="perplexity" tip="How surprised the steered model is by ordinary text (exp of the mean negative log-likelihood): rising perplexity means the model is being damaged" />
         </div>
         <p class="legend">
             {names.iter().enumerate().map(|(i, n)| view! { <span class=format!("key score s{}", i % 4)>{n.clone()}</span> }).collect_view()}
