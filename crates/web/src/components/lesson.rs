@@ -44,8 +44,9 @@ fn show_panel(name: Option<&str>) {
     }
 }
 
-/// Open step `i`: select what it names, show its panel, queue what it runs.
-fn enter(st: AppState, lesson: &Lesson, i: usize) {
+/// Open step `i`: select what it names, show its panel, queue what it runs; `refocus`: the
+/// learner moved with the lesson's own buttons (keep the keyboard focus in the lesson).
+fn enter(st: AppState, lesson: &Lesson, i: usize, refocus: bool) {
     let Some(step) = lesson.steps.get(i) else { return };
     st.lesson_step.set(i);
     let a = &step.action;
@@ -62,6 +63,29 @@ fn enter(st: AppState, lesson: &Lesson, i: usize) {
         st.panel.set(a.panel.clone());
     }
     show_panel(a.panel.as_deref());
+    // After the panel re-renders: its own scroll shows the current step, and the keyboard
+    // focus (lost with the old buttons) goes to Next (Back on the last step).
+    request_animation_frame(move || {
+        let Some(doc) = document() else { return };
+        let Ok(Some(panel)) = doc.query_selector("[data-testid=lesson-panel]") else { return };
+        if let Ok(Some(cur)) = panel.query_selector("li.current") {
+            if let Some(cur) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlElement>(&cur) {
+                panel.set_scroll_top((cur.offset_top() - 48).max(0));
+            }
+        }
+        let focus_lost = refocus && doc.active_element().is_none_or(|e| e.tag_name() == "BODY");
+        if focus_lost {
+            for id in ["lesson-next", "lesson-back"] {
+                let sel = format!("[data-testid={id}]:not([disabled])");
+                if let Ok(Some(b)) = panel.query_selector(&sel) {
+                    if let Some(b) = wasm_bindgen::JsCast::dyn_ref::<web_sys::HtmlElement>(&b) {
+                        let _ = b.focus();
+                    }
+                    break;
+                }
+            }
+        }
+    });
 }
 
 /// Paragraphs of a step's text (blank lines separate them).
@@ -128,7 +152,7 @@ pub fn LessonPanel() -> impl IntoView {
     });
     let go = move |i: usize| {
         if let Some(l) = st.lesson.get_untracked() {
-            enter(st, &l, i);
+            enter(st, &l, i, true);
         }
     };
     let close = move |_| {
@@ -165,9 +189,9 @@ pub fn LessonPanel() -> impl IntoView {
                             }).collect_view()}
                         </ol>
                         <div class="controls lesson-nav">
-                            <button data-testid="lesson-back" disabled=cur == 0 on:click=move |_| go(cur.saturating_sub(1))>"← Back"</button>
+                            <button data-testid="lesson-back" disabled={cur == 0} on:click=move |_| go(cur.saturating_sub(1))>"← Back"</button>
                             <span class="muted" aria-live="polite">{format!("step {} of {n}", cur + 1)}</span>
-                            <button class="primary" data-testid="lesson-next" disabled=cur + 1 >= n on:click=move |_| go(cur + 1)>"Next →"</button>
+                            <button class="primary" data-testid="lesson-next" disabled={cur + 1 >= n} on:click=move |_| go(cur + 1)>"Next →"</button>
                         </div>
                     </section>
                 }
@@ -180,6 +204,6 @@ pub fn LessonPanel() -> impl IntoView {
 /// autosave).
 pub fn start(st: AppState) {
     if let Some(l) = st.lesson.get_untracked() {
-        enter(st, &l, st.lesson_step.get_untracked());
+        enter(st, &l, st.lesson_step.get_untracked(), false);
     }
 }
