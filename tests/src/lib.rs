@@ -390,3 +390,19 @@ pub fn directions(m: &Model<Cpu>) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
         pca_diff(&pos, &neg).expect("reference directions"),
     )
 }
+
+/// Run tests/e2e/SCRIPT with node and `args`; its last stdout line as JSON, which must say
+/// `"ok": true` (its stderr is printed).
+pub fn run_script(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = std::process::Command::new("node")
+        .arg(workspace().join("tests/e2e").join(script))
+        .args(args)
+        .output()
+        .expect("running node (install Node.js, see ./dev setup)");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{script} prints one JSON line ({e}): {stdout}"));
+    assert_eq!(v["ok"], true, "{script} failed: {}", v["error"]);
+    v
+}

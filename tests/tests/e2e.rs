@@ -8,7 +8,7 @@
 use std::process::Command;
 use tiller_engine::Precision;
 use tiller_engine::Wait;
-use tiller_tests::{greedy, model, workspace};
+use tiller_tests::{greedy, model, run_script, workspace};
 
 const PROMPT: &str = "The capital of France is";
 const N: usize = 16;
@@ -788,20 +788,4 @@ fn page_patches_looks_through_and_steers_on_condition() {
     assert_eq!(v["turns_roles"][3], "assistant");
     let console = v["console_errors"].as_array().unwrap();
     assert!(console.is_empty(), "console errors: {console:?}");
-}
-
-/// Run tests/e2e/SCRIPT with node and `args`; its last stdout line as JSON, which must say
-/// `"ok": true` (its stderr is printed).
-fn run_script(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let out = Command::new("node")
-        .arg(workspace().join("tests/e2e").join(script))
-        .args(args)
-        .output()
-        .expect("running node");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{script} prints one JSON line ({e}): {stdout}"));
-    assert_eq!(v["ok"], true, "{script} failed: {}", v["error"]);
-    v
 }

@@ -213,7 +213,8 @@ fn Scatter(
         y1 = y1.max(*y);
     }
     let sx = move |x: f32| l + 4.0 + (w - p - l - 8.0) * ((x - x0) / (x1 - x0).max(1e-6)) as f64;
-    let sy = move |y: f32| h - b - 4.0 - (h - b - p - 8.0) * ((y - y0) / (y1 - y0).max(1e-6)) as f64;
+    let sy =
+        move |y: f32| h - b - 4.0 - (h - b - p - 8.0) * ((y - y0) / (y1 - y0).max(1e-6)) as f64;
     let dots = |pts: &[[f32; 2]], class: &'static str| {
         pts.iter()
             .map(|[x, y]| view! { <circle cx=sx(*x) cy=sy(*y) r="4" class=class /> })
