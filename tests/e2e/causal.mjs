@@ -15,6 +15,10 @@ const out = { console_errors: [] };
 const T = 600000;
 const ids = async (page, id) => ((await page.getByTestId(id).getAttribute('data-ids')) || '').split(',').filter(Boolean).map(Number);
 const shot = async (page, name) => { if (shots) await page.screenshot({ path: path.join(shots, name), fullPage: true }); };
+// SVGs (charts) lacking two non-empty axis titles.
+const untitled = page => page.evaluate(() => [...document.querySelectorAll('main svg')]
+  .filter(s => [...s.querySelectorAll('.axis-title')].filter(t => t.textContent.trim()).length < 2)
+  .map(s => s.dataset.testid || s.getAttribute('class') || 'svg'));
 const idle = page => page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -88,6 +92,7 @@ try {
   out.attention_head0 = await page.locator('[data-testid=attention-head][data-head="0"] rect').evaluateAll(els => els.map(e => Number(e.getAttribute('fill-opacity')) ** 2));
   await page.getByTestId('attention-view').scrollIntoViewIfNeeded();
   await shot(page, 'attention.png');
+  out.untitled_attention = await untitled(page);
   // No horizontal overflow from the new tables at phone width.
   await page.setViewportSize({ width: 390, height: 844 });
   out.overflow_390 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -111,6 +116,7 @@ try {
   out.turns_kept = await page.getByTestId('turn').count();
   await page.getByTestId('conversation').scrollIntoViewIfNeeded();
   await shot(page, 'conversation.png');
+  out.untitled_conversation = await untitled(page);
   await page.getByTestId('share').click();
   const shared = await page.getByTestId('share-url').inputValue();
   const fresh = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();

@@ -786,6 +786,10 @@ fn page_patches_looks_through_and_steers_on_condition() {
     assert_eq!(reloaded.len(), 4, "the link restores the conversation with the kept reply");
     assert_eq!(&reloaded[..3], conv.turns.iter().map(|t| t.content.as_str()).collect::<Vec<_>>());
     assert_eq!(v["turns_roles"][3], "assistant");
+    // Every chart (attention heads, the conversation's readings) has axis titles.
+    for k in ["untitled_attention", "untitled_conversation"] {
+        assert_eq!(v[k], serde_json::json!([]), "{k}: charts without axis titles");
+    }
     let console = v["console_errors"].as_array().unwrap();
     assert!(console.is_empty(), "console errors: {console:?}");
 }

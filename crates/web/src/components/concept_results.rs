@@ -320,8 +320,8 @@ fn Tokens(
     let causal = match have {
         Some(p) => view! {
             <div class="promotes" data-testid="promotes">
-                <h3 title="The mean change of next-token log-probabilities over the concept's example contexts when the direction (scaled to the distance between the class means) is added at this layer">
-                    {format!("Adding it at layer {} (|v| = {:.1}, {} contexts)", p.layer, p.added_norm, p.contexts)}</h3>
+                <h3><Term name=format!("Adding it at layer {} (|v| = {:.1}, {} contexts)", p.layer, p.added_norm, p.contexts)
+                    tip="The mean change of next-token log-probabilities over the concept's example contexts when the direction (scaled to the distance between the class means) is added at this layer" /></h3>
                 <div class="tokens">
                     <div><h4>"raises"</h4><ol>{token_list(&p.promotes, 2)}</ol></div>
                     <div><h4>"lowers"</h4><ol>{token_list(&p.suppresses, 2)}</ol></div>
@@ -342,7 +342,7 @@ fn Tokens(
         <div class="tokens-all" data-testid="top-tokens">
             {causal}
             <div class="unembed">
-                <h3 title="The LM head applied to the direction (through the final norm's gain), skipping every later layer: a logit lens of the direction, dominated by high-norm rows of the unembedding">"Direct unembedding of the direction"</h3>
+                <h3><Term name="Direct unembedding of the direction" tip="The LM head applied to the direction (through the final norm's gain), skipping every later layer: a logit lens of the direction, dominated by high-norm rows of the unembedding" /></h3>
                 <div class="tokens">
                     <div><h4>"highest"</h4><ol>{token_list(&layer.unembedding_promotes, 2)}</ol></div>
                     <div><h4>"lowest"</h4><ol>{token_list(&layer.unembedding_suppresses, 2)}</ol></div>
@@ -362,8 +362,10 @@ fn Extras(
         let top = s.singular_values.first().copied().unwrap_or(1.0).max(1e-9);
         view! {
             <div class="svd">
-                <h3>{format!("Spectrum: σ1/σ2 = {:.2}, σ1 explains {:.0}% of the differences, effective rank {:.1}",
-                    s.eigengap_ratio, 100.0 * s.explained_variance, s.effective_rank)}</h3>
+                <h3>"Spectrum: "
+                    <Term name=format!("σ1/σ2 = {:.2}", s.eigengap_ratio) tip="The largest singular value of the paired differences over the second: well above 1 when one direction dominates the differences" />
+                    {format!(", σ1 explains {:.0}% of the differences, ", 100.0 * s.explained_variance)}
+                    <Term name=format!("effective rank {:.1}", s.effective_rank) tip="exp of the entropy of the normalised singular values: about 1 when the differences lie along one direction, larger when they spread over many" /></h3>
                 <svg viewBox="0 0 220 84" class="chart spectrum" role="img" aria-label=format!("singular values: {}", s.singular_values.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(", "))>
                     <text x="26" y="12" class="axis end">{format!("{top:.1}")}</text>
                     <text x="26" y="60" class="axis end">"0"</text>
