@@ -6,7 +6,7 @@
 // Prints one JSON line with what it saw; screenshots go to SHOTS.
 // Usage: node causal.mjs DIST LINK_MET LINK_NOT_MET SHOTS LINK_CONVERSATION
 import path from 'node:path';
-import { serve, launch } from './serve.mjs';
+import { serve, launch, untitledCharts } from './serve.mjs';
 
 const [dist, linkMet, linkNot, shots, linkConv] = process.argv.slice(2);
 const { server, base } = await serve(dist);
@@ -15,10 +15,7 @@ const out = { console_errors: [] };
 const T = 600000;
 const ids = async (page, id) => ((await page.getByTestId(id).getAttribute('data-ids')) || '').split(',').filter(Boolean).map(Number);
 const shot = async (page, name) => { if (shots) await page.screenshot({ path: path.join(shots, name), fullPage: true }); };
-// SVGs (charts) lacking two non-empty axis titles.
-const untitled = page => page.evaluate(() => [...document.querySelectorAll('main svg')]
-  .filter(s => [...s.querySelectorAll('.axis-title')].filter(t => t.textContent.trim()).length < 2)
-  .map(s => s.dataset.testid || s.getAttribute('class') || 'svg'));
+const untitled = untitledCharts;
 const idle = page => page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
 try {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -8,7 +8,7 @@
 // Prints one JSON line with what it saw. Usage: node lessons.mjs DIST SHOTS
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch } from './serve.mjs';
+import { serve, launch, untitledCharts } from './serve.mjs';
 
 const [dist, shots] = process.argv.slice(2);
 const { server, base } = await serve(dist);
@@ -20,10 +20,7 @@ const shot = async (page, name, fullPage = false) => { if (shots) await page.scr
 const settled = page => page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
 const step = page => page.getByTestId('lesson-panel').getAttribute('data-step').then(Number);
 const overflow = page => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-// SVGs (charts) lacking two non-empty axis titles, by test id or class.
-const untitled = page => page.evaluate(() => [...document.querySelectorAll('main svg')]
-  .filter(s => [...s.querySelectorAll('.axis-title')].filter(t => t.textContent.trim()).length < 2)
-  .map(s => s.dataset.testid || s.getAttribute('class') || 'svg'));
+const untitled = untitledCharts;
 const selectedLayer = page => page.evaluate(() => {
   const r = document.querySelector('[data-testid=layer-chart] .col rect.sel');
   return r ? Number(r.parentElement.dataset.layer) : null;

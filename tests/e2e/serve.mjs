@@ -37,3 +37,10 @@ export function launch({ webgpu = true } = {}) {
            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 }
+
+/// The page's SVGs (charts) lacking two non-empty axis titles, by test id or class.
+export function untitledCharts(page) {
+  return page.evaluate(() => [...document.querySelectorAll('main svg')]
+    .filter(s => [...s.querySelectorAll('.axis-title')].filter(t => t.textContent.trim()).length < 2)
+    .map(s => s.dataset.testid || s.getAttribute('class') || 'svg'));
+}
