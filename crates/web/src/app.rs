@@ -117,12 +117,18 @@ fn on_message(st: AppState, msg: FromWorker) {
             memory_bytes,
             wasm_bytes,
             gpu_bytes,
+            steps,
         } => {
             st.status.set(ModelStatus {
                 state: Some(LoadState::Ready),
                 message: format!(
-                    "{model} ({family}): {n_layer} layers, width {d_model}; ready in {:.1} s",
-                    load_ms / 1000.0
+                    "{model} ({family}): {n_layer} layers, width {d_model}; ready in {:.1} s ({})",
+                    load_ms / 1000.0,
+                    steps
+                        .iter()
+                        .map(|(what, ms)| format!("{what} {:.2} s", ms / 1000.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 fraction: Some(1.0),
                 backend: match fallback {

@@ -196,6 +196,9 @@ pub enum FromWorker {
         /// Bytes of GPU buffers once loaded (the weights; 0 on the CPU).
         #[serde(default)]
         gpu_bytes: f64,
+        /// What opening took, step by step: (what, ms).
+        #[serde(default)]
+        steps: Vec<(String, f64)>,
     },
     /// The model moved from WebGPU to the CPU (the device failed or was lost): it was loaded
     /// again there and `task` runs again from the start.

@@ -58,6 +58,7 @@ pub fn ModelBar() -> impl IntoView {
     };
     view! {
         <section class="model-bar" data-testid="model-status" data-state=move || status.get().state().as_str()
+            data-sha256=move || status.get().sha256
             on:dragover=|ev: web_sys::DragEvent| ev.prevent_default() on:drop=on_drop>
             <div class="model-line">
                 <span class="model-message">{move || status.get().message}</span>

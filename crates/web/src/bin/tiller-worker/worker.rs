@@ -2,7 +2,7 @@
 //! event loop between steps so `Stop` is seen and progress reaches the page.
 
 use crate::device::{device, Device, OnDevice};
-use crate::fetch::{fetch_cached, remember};
+use crate::fetch::{fetch_cached, forget, remember, sha256_hex, Fetched};
 use crate::stream::stream;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -180,13 +180,14 @@ async fn fall_back(state: &Shared, why: &str, task: Task) -> Result<(), String> 
         s.source.clone()
     };
     let Some(key) = source else { return Err(format!("{why}; no model to load again")) };
-    let (bytes, _) = fetch_cached(&key, &mut |done, total, cached| {
+    let bytes = fetch_cached(&key, &mut |done, total, cached| {
         post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
     })
     .await
     .map_err(|e| {
         format!("{why}; the model could not be read again for the CPU ({e}): open it again")
-    })?;
+    })?
+    .bytes;
     let model = Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut |d, t| {
         post(&FromWorker::Progress {
             stage: Stage::Parsing,
@@ -236,8 +237,12 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
         }
         ToWorker::Load { url } => load_url(state, &url).await,
         ToWorker::LoadBytes { name, bytes } => {
-            let key = local_key(&bytes);
-            load(state, &name, &key, bytes, false, now()).await
+            let t0 = now();
+            let sha256 = sha256_hex(&bytes);
+            let key = format!("local-models/{sha256}");
+            let steps = vec![("sha256".to_string(), now() - t0)];
+            let f = Fetched { bytes, cached: false, sha256 };
+            load(state, &name, &key, f, t0, steps).await
         }
         ToWorker::Analyze { concept } => with_model!(state, m => analyze(state, &m, concept).await),
         ToWorker::Generate {
@@ -357,41 +362,53 @@ fn loaded(state: &Shared) -> Result<Loaded, String> {
     state.borrow().model.clone().ok_or_else(|| "the model is not loaded yet".to_string())
 }
 
-/// The Cache API key a dropped file is kept under (by content), so the worker can read it
-/// again without holding it.
-fn local_key(bytes: &[u8]) -> String {
-    format!("local-models/{}", sha256_hex(bytes))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+/// The message for a model file that does not open; a damaged cached copy is dropped, so the
+/// next visit downloads the file again.
+async fn unloadable(name: &str, key: &str, cached: bool, e: tiller_engine::Error) -> String {
+    if cached {
+        forget(key).await;
+        format!(
+            "cannot load {name} from the browser's cache ({e}); the damaged copy was removed: \
+             reload the page to download it again"
+        )
+    } else {
+        format!("cannot load {name}: {e}")
+    }
 }
 
 async fn load_url(state: &Shared, url: &str) -> Result<(), String> {
     let t0 = now();
-    let (bytes, cached) = fetch_cached(url, &mut |done, total, cached| {
+    let f = fetch_cached(url, &mut |done, total, cached| {
         post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
     })
     .await?;
-    load(state, url, url, bytes, cached, t0).await
+    let what = if f.cached { "read from the cache" } else { "download and sha256" };
+    let steps = vec![(what.to_string(), now() - t0)];
+    load(state, url, url, f, t0, steps).await
 }
 
 /// Load a model from its bytes onto one device: WebGPU when there is a hardware adapter (or
-/// the page forces it), else the CPU. The bytes are kept in the Cache API under `key` (unless
-/// they came from there) and then dropped: the weights are the only copy.
+/// the page forces it), else the CPU. The bytes are kept in the Cache API under `key` with
+/// their sha256 (unless they came from there) and then dropped: the weights are the only copy.
+/// `steps`: what opening took so far (name, ms), reported with Ready.
 async fn load(
     state: &Shared,
     name: &str,
     key: &str,
-    mut bytes: Vec<u8>,
-    cached: bool,
+    f: Fetched,
     t0: f64,
+    mut steps: Vec<(String, f64)>,
 ) -> Result<(), String> {
+    let Fetched { mut bytes, cached, sha256 } = f;
     post(&FromWorker::Progress { stage: Stage::Parsing, done: 0.0, total: None, cached: false });
     yield_now().await;
     state.borrow_mut().model = None;
-    let sha256 = sha256_hex(&bytes);
+    let mut t = now();
+    let mut step = |what: &str, steps: &mut Vec<(String, f64)>| {
+        let n = now();
+        steps.push((what.to_string(), n - t));
+        t = n;
+    };
     let mut progress = |d: usize, t: usize| {
         post(&FromWorker::Progress {
             stage: Stage::Parsing,
@@ -401,7 +418,9 @@ async fn load(
         })
     };
     let force = state.borrow().force_webgpu;
-    let gpu = match device(state).await {
+    let gpu = device(state).await;
+    step("WebGPU adapter", &mut steps);
+    let gpu = match gpu {
         // A software adapter runs the GPU path on the CPU, slower than the CPU backend itself:
         // not used unless the page asks for it.
         Ok(gpu) if gpu.info.device_type == wgpu::DeviceType::Cpu && !force => {
@@ -420,22 +439,30 @@ async fn load(
             Err(tiller_engine::Error::Backend(e)) => {
                 Err(format!("the model does not fit this WebGPU device: {e}"))
             }
-            Err(e) => return Err(format!("cannot load {name}: {e}")),
+            Err(e) => return Err(unloadable(name, key, cached, e).await),
         },
         Err(why) => Err(why),
     };
     let (loaded, fallback) = match on_gpu {
         Ok(m) => (Loaded::Gpu(Rc::new(m)), None),
         Err(why) => {
-            let m =
-                Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut progress)
-                    .map_err(|e| format!("cannot load {name}: {e}"))?;
+            let m = match Model::load_with_progress(
+                &bytes,
+                Cpu::default(),
+                Precision::Fast,
+                &mut progress,
+            ) {
+                Ok(m) => m,
+                Err(e) => return Err(unloadable(name, key, cached, e).await),
+            };
             (Loaded::Cpu(Rc::new(m)), Some(why))
         }
     };
+    step("reading the weights", &mut steps);
     let file_bytes = bytes.len() as f64;
     if !cached {
-        remember(key, &mut bytes).await;
+        remember(key, &mut bytes, &sha256).await;
+        step("keeping it in the cache", &mut steps);
     }
     drop(bytes);
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
@@ -466,6 +493,7 @@ async fn load(
         memory_bytes: file_bytes,
         wasm_bytes: wasm_memory_bytes(),
         gpu_bytes,
+        steps,
     });
     let mut s = state.borrow_mut();
     s.model = Some(loaded);
