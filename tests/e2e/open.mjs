@@ -1,7 +1,8 @@
 // Opening the page, first visit and cached (headless Chromium, CPU backend): the open time and
 // its steps as the model bar reports them, the sha256 the page holds (streamed while
 // downloading; read back with the cached copy, not recomputed), and a damaged cache entry:
-// an error the page shows, then a download on the next visit.
+// an error the page shows, then a download on the next visit; then the page's own benchmark
+// (its JSON).
 // Prints one JSON line. Usage: node open.mjs DIST
 import { serve, launch } from './serve.mjs';
 
@@ -41,6 +42,12 @@ try {
   out.after_damage = await visit(page, false);
   out.after_damage.error = await page.locator('.model-message').innerText();
   out.redownload = await visit(page, false);
+  // The page's own benchmark, as a visitor runs it.
+  await page.locator('[data-testid=bench] summary').click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
+  await page.getByTestId('bench-run').click();
+  await page.waitForSelector('[data-testid=bench-json]', { timeout: T });
+  out.bench = JSON.parse(await page.getByTestId('bench-json').inputValue());
   out.ok = true;
 } catch (e) {
   out.ok = false;

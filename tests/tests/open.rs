@@ -2,7 +2,7 @@
 //! (tests/e2e/open.mjs): the first visit hashes the model while it streams and keeps it in the
 //! Cache API with its sha256; later visits read it from there with that hash (no re-hash); the
 //! hash the page holds is the file's; a damaged cached copy is a clear error, dropped, and the
-//! next visit downloads the file again. Times are printed, not asserted (the benchmark is
+//! next visit downloads the file again; the page's own benchmark gives its JSON. Times are printed, not asserted (the benchmark is
 //! `node tests/e2e/open.mjs dist`).
 
 use tiller_share::config::DEFAULT_MODEL_SHA256;
@@ -35,5 +35,17 @@ fn cached_model_opens_with_its_stored_hash_and_a_damaged_copy_is_replaced() {
         (Some("ready"), Some(DEFAULT_MODEL_SHA256))
     );
     assert!(r["message"].as_str().unwrap().contains("download and sha256"), "{r}");
+    // The page's benchmark: its JSON has the figures the README's tables hold.
+    let b = &v["bench"];
+    println!("the page's benchmark: {b}");
+    assert!(b["backend"].as_str().unwrap().starts_with("cpu"), "{b}");
+    assert_eq!((b["prompt_tokens"].as_u64(), b["decode_tokens"].as_u64()), (Some(201), Some(63)));
+    assert_eq!((b["concept"].as_str(), b["concept_pairs"].as_u64()), (Some("formality"), Some(16)));
+    for k in ["prefill_tok_s", "decode_tok_s", "concept_ms", "open_ms"] {
+        assert!(b[k].as_f64().unwrap() > 0.0, "{k}: {b}");
+    }
+    assert_eq!(b["sha256"], DEFAULT_MODEL_SHA256);
+    assert!(b["open_steps"].as_array().unwrap().len() >= 3, "{b}");
+    assert!(b["cross_origin_isolated"].is_boolean() && b["user_agent"].is_string(), "{b}");
     assert!(v["console_errors"].as_array().unwrap().is_empty(), "{}", v["console_errors"]);
 }

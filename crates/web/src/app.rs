@@ -58,6 +58,10 @@ fn initial_setup(st: AppState) -> Option<SteeringConfig> {
 
 fn on_message(st: AppState, msg: FromWorker) {
     match msg {
+        FromWorker::Bench { report } => {
+            st.working.set(None);
+            st.bench.set(Some(report));
+        }
         FromWorker::Started => {
             let url = model_url();
             st.model_id.set(url.clone());
@@ -119,6 +123,7 @@ fn on_message(st: AppState, msg: FromWorker) {
             gpu_bytes,
             steps,
         } => {
+            st.open_timing.set((load_ms, steps.clone()));
             st.status.set(ModelStatus {
                 state: Some(LoadState::Ready),
                 message: format!(
@@ -171,6 +176,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                 Task::Patch => "patching",
                 Task::Lens => "the logit lens",
                 Task::Attention => "attention patterns",
+                Task::Bench => "benchmark",
                 Task::Load => "loading",
             };
             let frac = if total > 0 { format!(" ({done}/{total})") } else { String::new() };
@@ -320,6 +326,7 @@ fn on_message(st: AppState, msg: FromWorker) {
                 Task::Patch => st.patch_error.set(Some(message)),
                 Task::Lens => st.lens_error.set(Some(message)),
                 Task::Attention => st.attention_error.set(Some(message)),
+                Task::Bench => st.bench_error.set(Some(message)),
             }
         }
     }

@@ -36,7 +36,9 @@ pub enum ToWorker {
         lose_in_analyze: bool,
     },
     /// Download (with progress, through the Cache API) and load a GGUF.
-    Load { url: String },
+    Load {
+        url: String,
+    },
     /// Load a GGUF the visitor dropped or picked.
     LoadBytes {
         name: String,
@@ -45,7 +47,9 @@ pub enum ToWorker {
     },
     /// Capture a concept, compute its direction by its method at every layer, and every
     /// diagnostic.
-    Analyze { concept: Concept },
+    Analyze {
+        concept: Concept,
+    },
     /// Generate the baseline and, when an intervention is enabled, the steered continuation,
     /// token by token side by side.
     Generate {
@@ -72,9 +76,15 @@ pub enum ToWorker {
     },
     /// Activation patching at every layer x position of `base` from `source` (the whole
     /// residual stream, or only its component along `concept`'s direction).
-    Patch { patch: PatchRequest },
+    Patch {
+        patch: PatchRequest,
+    },
     /// The base run's next-token distribution with one patch (a heatmap cell).
-    PatchCell { patch: PatchRequest, layer: usize, pos: usize },
+    PatchCell {
+        patch: PatchRequest,
+        layer: usize,
+        pos: usize,
+    },
     /// The logit lens of `text`: every layer's top tokens at every position.
     Lens {
         text: String,
@@ -83,7 +93,10 @@ pub enum ToWorker {
         track: Option<String>,
     },
     /// Every head's attention pattern at `layer` over `text`.
-    Attention { text: String, layer: usize },
+    Attention {
+        text: String,
+        layer: usize,
+    },
     /// Project every token of `text` on a concept's direction at `layer`.
     Read {
         text: String,
@@ -104,11 +117,22 @@ pub enum ToWorker {
         read_layer: usize,
     },
     /// What adding a computed concept's direction at `layer` does to the next token.
-    Promotes { concept: Concept, layer: usize },
+    Promotes {
+        concept: Concept,
+        layer: usize,
+    },
     /// An `add` intervention as a llama.cpp control-vector GGUF: the concept's direction at
     /// each layer times `strength` (layer 0 cannot be written).
-    Export { concept: Concept, layers: Vec<usize>, strength: f32 },
+    Export {
+        concept: Concept,
+        layers: Vec<usize>,
+        strength: f32,
+    },
     /// Stop the running task after its current step.
+    /// The page's benchmark: prefill and decode of a fixed prompt, then `concept`'s compute.
+    Bench {
+        concept: Concept,
+    },
     Stop,
 }
 
@@ -154,6 +178,7 @@ pub enum Task {
     Patch,
     Lens,
     Attention,
+    Bench,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +186,10 @@ pub enum Task {
 pub enum FromWorker {
     /// The worker is up and listening.
     Started,
+    /// The benchmark's figures.
+    Bench {
+        report: BenchReport,
+    },
     Progress {
         stage: Stage,
         done: f64,
@@ -315,4 +344,24 @@ pub enum FromWorker {
         task: Task,
         message: String,
     },
+}
+
+/// What the page's benchmark measured on the loaded model's device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub prompt_tokens: usize,
+    /// The prompt's forward pass and its first token.
+    pub prefill_ms: f64,
+    pub prefill_tok_s: f64,
+    /// Greedy tokens decoded after the first.
+    pub decode_tokens: usize,
+    pub decode_tok_s: f64,
+    /// WebGPU only (0 on the CPU).
+    pub dispatches_per_token: f64,
+    pub submits_per_token: f64,
+    pub concept: String,
+    pub concept_pairs: usize,
+    /// Capture, directions and every diagnostic, as *Compute* does it.
+    pub concept_ms: f64,
 }

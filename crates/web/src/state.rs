@@ -311,6 +311,10 @@ pub struct AppState {
     /// What the open step asked to run (one of `tiller_share::lesson::RUNS`), waiting for the
     /// model and the concepts to be ready.
     pub lesson_run: RwSignal<Option<String>>,
+    /// How the model opened: (ms, steps).
+    pub open_timing: RwSignal<(f64, Vec<(String, f64)>)>,
+    pub bench: RwSignal<Option<tiller_web::protocol::BenchReport>>,
+    pub bench_error: RwSignal<Option<String>>,
     pub worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -362,6 +366,9 @@ impl AppState {
             lesson: RwSignal::new(None),
             lesson_step: RwSignal::new(0),
             lesson_run: RwSignal::new(None),
+            open_timing: RwSignal::new((0.0, Vec::new())),
+            bench: RwSignal::new(None),
+            bench_error: RwSignal::new(None),
             worker: StoredValue::new_local(None),
         }
     }

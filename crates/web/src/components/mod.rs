@@ -1,5 +1,6 @@
 //! One component a file.
 
+mod bench;
 mod causal;
 mod concept_results;
 mod concepts_panel;
@@ -14,6 +15,7 @@ mod steering_panel;
 mod sweep_view;
 mod term;
 
+pub use bench::BenchPanel;
 pub use causal::{AttentionView, LensView, PatchView};
 pub use concept_results::ConceptResults;
 pub use concepts_panel::ConceptsPanel;

@@ -89,6 +89,7 @@ pub fn ModelBar() -> impl IntoView {
                     <span class="muted">"(or drop a .gguf here)"</span>
                 </div>
             </details>
+            <crate::components::BenchPanel />
         </section>
     }
 }

@@ -2,6 +2,8 @@
 //! Generation yields to the worker's event loop after every token so `Stop` is seen.
 
 #[cfg(target_arch = "wasm32")]
+mod bench;
+#[cfg(target_arch = "wasm32")]
 mod causal;
 #[cfg(target_arch = "wasm32")]
 mod device;

@@ -214,6 +214,7 @@ fn task_of(m: &ToWorker) -> Task {
         ToWorker::Patch { .. } | ToWorker::PatchCell { .. } => Task::Patch,
         ToWorker::Lens { .. } => Task::Lens,
         ToWorker::Attention { .. } => Task::Attention,
+        ToWorker::Bench { .. } => Task::Bench,
         ToWorker::Load { .. }
         | ToWorker::LoadBytes { .. }
         | ToWorker::Backend { .. }
@@ -301,6 +302,9 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
         }
         ToWorker::Promotes { concept, layer } => {
             with_model!(state, m => promotes(state, &m, concept, layer).await)
+        }
+        ToWorker::Bench { concept } => {
+            with_model!(state, m => crate::bench::bench(state, &m, concept).await)
         }
         ToWorker::Stop => Ok(()),
     }
