@@ -1,20 +1,19 @@
 //! Worker state and message handling. One task runs at a time; every long task yields to the
 //! event loop between steps so `Stop` is seen and progress reaches the page.
 
-use crate::device::{device, Device, OnDevice};
-use crate::fetch::{fetch_cached, forget, remember, sha256_hex, Fetched};
+use crate::device::{Device, OnDevice};
 use crate::stream::stream;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use tiller_engine::{Capture, Cpu, LogitsFor, Model, Precision};
+use tiller_engine::{Capture, Cpu, LogitsFor, Model};
 use tiller_gpu::Gpu;
 use tiller_steer::concept::Concept;
 use tiller_steer::condition::Condition;
 use tiller_steer::lineas::LineasParams;
 use tiller_steer::plan::{self, InterventionSpec, Prepared};
 use tiller_steer::report::{self, analyze_and_prepare, Options};
-use tiller_web::protocol::{FromWorker, Stage, Task, ToWorker};
+use tiller_web::protocol::{FromWorker, Task, ToWorker};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -147,7 +146,7 @@ async fn drain(state: &Shared) {
         match (gpu_failure(state), r) {
             (Some(why), r) => {
                 let rerun = r.is_err();
-                if let Err(message) = fall_back(state, &why, task).await {
+                if let Err(message) = crate::load::fall_back(state, &why, task).await {
                     post(&FromWorker::Error { task, message });
                 } else if let (true, Some(m)) = (rerun, again) {
                     if let Err(message) = run(state, m).await {
@@ -167,40 +166,6 @@ fn gpu_failure(state: &Shared) -> Option<String> {
         Some(Loaded::Gpu(m)) => m.backend.failure(),
         _ => None,
     }
-}
-
-/// The GPU failed: turn WebGPU off for this page, load the model again on the CPU (from the
-/// Cache API, where it was kept), tell the page.
-async fn fall_back(state: &Shared, why: &str, task: Task) -> Result<(), String> {
-    web_sys::console::warn_1(&format!("tiller: {why}; moving to the CPU").into());
-    let source = {
-        let mut s = state.borrow_mut();
-        s.device = Device::Off(why.to_string());
-        s.model = None;
-        s.source.clone()
-    };
-    let Some(key) = source else { return Err(format!("{why}; no model to load again")) };
-    let bytes = fetch_cached(&key, &mut |done, total, cached| {
-        post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
-    })
-    .await
-    .map_err(|e| {
-        format!("{why}; the model could not be read again for the CPU ({e}): open it again")
-    })?
-    .bytes;
-    let model = Model::load_with_progress(&bytes, Cpu::default(), Precision::Fast, &mut |d, t| {
-        post(&FromWorker::Progress {
-            stage: Stage::Parsing,
-            done: d as f64,
-            total: Some(t as f64),
-            cached: true,
-        })
-    })
-    .map_err(|e| format!("{why}; loading on the CPU failed: {e}"))?;
-    let backend = tiller_engine::Backend::name(&model.backend);
-    state.borrow_mut().model = Some(Loaded::Cpu(Rc::new(model)));
-    post(&FromWorker::Fallback { backend, reason: why.to_string(), task });
-    Ok(())
 }
 
 fn task_of(m: &ToWorker) -> Task {
@@ -236,15 +201,8 @@ async fn run(state: &Shared, msg: ToWorker) -> Result<(), String> {
             }
             Ok(())
         }
-        ToWorker::Load { url } => load_url(state, &url).await,
-        ToWorker::LoadBytes { name, bytes } => {
-            let t0 = now();
-            let sha256 = sha256_hex(&bytes);
-            let key = format!("local-models/{sha256}");
-            let steps = vec![("sha256".to_string(), now() - t0)];
-            let f = Fetched { bytes, cached: false, sha256 };
-            load(state, &name, &key, f, t0, steps).await
-        }
+        ToWorker::Load { url } => crate::load::load_url(state, &url).await,
+        ToWorker::LoadBytes { name, bytes } => crate::load::load_bytes(state, &name, bytes).await,
         ToWorker::Analyze { concept } => with_model!(state, m => analyze(state, &m, concept).await),
         ToWorker::Generate {
             prompt,
@@ -364,156 +322,6 @@ async fn promotes<B: OnDevice>(
 
 fn loaded(state: &Shared) -> Result<Loaded, String> {
     state.borrow().model.clone().ok_or_else(|| "the model is not loaded yet".to_string())
-}
-
-/// The message for a model file that does not open; a damaged cached copy is dropped, so the
-/// next visit downloads the file again.
-async fn unloadable(name: &str, key: &str, cached: bool, e: tiller_engine::Error) -> String {
-    if cached {
-        forget(key).await;
-        format!(
-            "cannot load {name} from the browser's cache ({e}); the damaged copy was removed: \
-             reload the page to download it again"
-        )
-    } else {
-        format!("cannot load {name}: {e}")
-    }
-}
-
-async fn load_url(state: &Shared, url: &str) -> Result<(), String> {
-    let t0 = now();
-    let f = fetch_cached(url, &mut |done, total, cached| {
-        post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
-    })
-    .await?;
-    let what = if f.cached { "read from the cache" } else { "download and sha256" };
-    let steps = vec![(what.to_string(), now() - t0)];
-    load(state, url, url, f, t0, steps).await
-}
-
-/// Load a model from its bytes onto one device: WebGPU when there is a hardware adapter (or
-/// the page forces it), else the CPU. The bytes are kept in the Cache API under `key` with
-/// their sha256 (unless they came from there) and then dropped: the weights are the only copy.
-/// `steps`: what opening took so far (name, ms), reported with Ready.
-async fn load(
-    state: &Shared,
-    name: &str,
-    key: &str,
-    f: Fetched,
-    t0: f64,
-    mut steps: Vec<(String, f64)>,
-) -> Result<(), String> {
-    let Fetched { mut bytes, cached, sha256 } = f;
-    post(&FromWorker::Progress { stage: Stage::Parsing, done: 0.0, total: None, cached: false });
-    yield_now().await;
-    state.borrow_mut().model = None;
-    let mut t = now();
-    let mut step = |what: &str, steps: &mut Vec<(String, f64)>| {
-        let n = now();
-        steps.push((what.to_string(), n - t));
-        t = n;
-    };
-    let mut progress = |d: usize, t: usize| {
-        post(&FromWorker::Progress {
-            stage: Stage::Parsing,
-            done: d as f64,
-            total: Some(t as f64),
-            cached: false,
-        })
-    };
-    let force = state.borrow().force_webgpu;
-    let gpu = device(state).await;
-    step("WebGPU adapter", &mut steps);
-    let gpu = match gpu {
-        // A software adapter runs the GPU path on the CPU, slower than the CPU backend itself:
-        // not used unless the page asks for it.
-        Ok(gpu) if gpu.info.device_type == wgpu::DeviceType::Cpu && !force => {
-            Err("WebGPU here is a software adapter, slower than the CPU backend, so the page runs \
-             on the CPU (?backend=webgpu uses the adapter anyway)"
-                .to_string())
-        }
-        r => r,
-    };
-    let on_gpu = match gpu {
-        Ok(gpu) => match Model::load_with_progress(&bytes, gpu, Precision::Fast, &mut progress) {
-            Ok(m) => match tiller_engine::Backend::fits(&m.backend, &m.config, 1, 1) {
-                Ok(()) => Ok(m),
-                Err(e) => Err(format!("the model does not run on this WebGPU device: {e}")),
-            },
-            Err(tiller_engine::Error::Backend(e)) => {
-                Err(format!("the model does not fit this WebGPU device: {e}"))
-            }
-            Err(e) => return Err(unloadable(name, key, cached, e).await),
-        },
-        Err(why) => Err(why),
-    };
-    let (loaded, fallback) = match on_gpu {
-        Ok(m) => (Loaded::Gpu(Rc::new(m)), None),
-        Err(why) => {
-            let m = match Model::load_with_progress(
-                &bytes,
-                Cpu::default(),
-                Precision::Fast,
-                &mut progress,
-            ) {
-                Ok(m) => m,
-                Err(e) => return Err(unloadable(name, key, cached, e).await),
-            };
-            (Loaded::Cpu(Rc::new(m)), Some(why))
-        }
-    };
-    step("reading the weights", &mut steps);
-    let file_bytes = bytes.len() as f64;
-    if !cached {
-        remember(key, &mut bytes, &sha256).await;
-        step("keeping it in the cache", &mut steps);
-    }
-    drop(bytes);
-    let short = name.rsplit('/').next().unwrap_or(name).to_string();
-    let (backend, concepts, gpu_bytes, cfg) = match &loaded {
-        Loaded::Gpu(m) => {
-            let n = tiller_engine::Backend::name(&m.backend);
-            let n = if m.backend.info.device_type == wgpu::DeviceType::Cpu {
-                format!("{n} (asked for with ?backend=webgpu; the CPU backend is faster here)")
-            } else {
-                n
-            };
-            (n, m.backend.kind(), m.backend.stats().bytes as f64, m.config.clone())
-        }
-        Loaded::Cpu(m) => {
-            (tiller_engine::Backend::name(&m.backend), m.backend.kind(), 0.0, m.config.clone())
-        }
-    };
-    post(&FromWorker::Ready {
-        model: short,
-        family: cfg.architecture.clone(),
-        backend,
-        concepts: concepts.into(),
-        fallback,
-        n_layer: cfg.n_layer,
-        d_model: cfg.d_model,
-        load_ms: now() - t0,
-        sha256,
-        memory_bytes: file_bytes,
-        wasm_bytes: wasm_memory_bytes(),
-        gpu_bytes,
-        steps,
-    });
-    let mut s = state.borrow_mut();
-    s.model = Some(loaded);
-    s.source = Some(key.to_string());
-    s.prepared.clear();
-    Ok(())
-}
-
-/// The size of this worker's wasm memory (its high-water mark: wasm memory only grows).
-fn wasm_memory_bytes() -> f64 {
-    use wasm_bindgen::JsCast;
-    wasm_bindgen::memory()
-        .dyn_into::<js_sys::WebAssembly::Memory>()
-        .ok()
-        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
-        .map_or(0.0, |b| b.byte_length() as f64)
 }
 
 fn key(c: &Concept) -> String {
