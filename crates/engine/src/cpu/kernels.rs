@@ -3,12 +3,14 @@
 //! here: AMD EPYC runs 512-bit ops in two halves), simd128 in wasm, scalar otherwise.
 //! `TILLER_KERNELS=scalar|avx2|avx512` forces a set natively.
 
-use super::quant::{self, DotQ4_1, DotQ5, DotQ8_0, DotQ8x16};
+use super::quant::{self, DotQ4_1, DotQ4_1x4, DotQ5, DotQ8_0, DotQ8x16};
 use super::vecops::{self, Axpy, Dot};
 
 #[derive(Clone, Copy)]
 pub struct Kernels {
     pub q4_1: DotQ4_1,
+    /// Four activation rows at once (prefill), where the set has it.
+    pub q4_1x4: Option<DotQ4_1x4>,
     pub q8_0: DotQ8_0,
     pub q5: DotQ5,
     pub q8x16: DotQ8x16,
@@ -21,6 +23,7 @@ impl Kernels {
     pub fn scalar() -> Self {
         Kernels {
             q4_1: quant::dot_q4_1_scalar,
+            q4_1x4: None,
             q8_0: quant::dot_q8_0_scalar,
             q5: quant::dot_q5_scalar,
             q8x16: quant::dot_q8x16_scalar,
@@ -36,6 +39,7 @@ impl Kernels {
             && std::arch::is_x86_feature_detected!("fma");
         ok.then_some(Kernels {
             q4_1: quant::avx2::dot_q4_1,
+            q4_1x4: None,
             q8_0: quant::avx2::dot_q8_0,
             q5: quant::avx2::dot_q5,
             q8x16: quant::avx2::dot_q8x16,
@@ -62,6 +66,7 @@ impl Kernels {
     fn simd128() -> Option<Self> {
         Some(Kernels {
             q4_1: quant::simd128::dot_q4_1,
+            q4_1x4: Some(quant::simd128::dot_q4_1_x4),
             q8_0: quant::simd128::dot_q8_0,
             q5: quant::simd128::dot_q5,
             q8x16: quant::simd128::dot_q8x16,

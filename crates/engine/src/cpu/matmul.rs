@@ -198,8 +198,33 @@ impl CpuMatrix {
                     .sum()
             }),
         };
+        // Q4_1 with a four-row kernel: each weight block unpacked once for four activation rows
+        // (the rest one at a time); the same results as the one-row kernel.
+        let x4 = match (&self.format, k.q4_1x4) {
+            (Format::Q4_1 { d, m, qs }, Some(f)) if xr >= 4 => Some((d, m, qs, f)),
+            _ => None,
+        };
+        let mut first = 0;
+        if let Some((d, m, qs, f)) = x4 {
+            first = xr - xr % 4;
+            for r in 0..n {
+                let (b0, b1) = ((r0 + r) * nbr, (r0 + r + 1) * nbr);
+                for i in (0..first).step_by(4) {
+                    let rows = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
+                    let y = f(
+                        &d[b0..b1],
+                        &m[b0..b1],
+                        &qs[b0 * 16..b1 * 16],
+                        rows.map(|t| t.0),
+                        rows.map(|t| t.1),
+                        rows.map(|t| t.2),
+                    );
+                    out[r * xr + i..r * xr + i + 4].copy_from_slice(&y);
+                }
+            }
+        }
         for r in 0..n {
-            for i in 0..xr {
+            for i in first..xr {
                 let (xq, xd, xs) = x.row(i);
                 out[r * xr + i] = row_dot(r0 + r, xq, xd, xs);
             }
@@ -297,4 +322,39 @@ pub fn matmul(k: &Kernels, x: &[f32], n: usize, ws: &[&CpuMatrix]) -> Vec<Vec<f3
         off += w.rows;
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The four-row path of `dot_rows` (whole groups of four activation rows, then the rest)
+    /// gives the one-row path's results exactly, for every row count the decode path takes.
+    #[test]
+    fn four_row_q4_1_path_equals_one_row_path() {
+        let (rows, cols) = (37, 4 * QK);
+        let nb = rows * cols / QK;
+        let mut seed = 7u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let w = CpuMatrix {
+            rows,
+            cols,
+            format: Format::Q4_1 {
+                d: (0..nb).map(|_| rnd() * 0.1).collect(),
+                m: (0..nb).map(|_| rnd() * 0.1).collect(),
+                qs: (0..nb * 16).map(|_| ((rnd() + 0.5) * 255.0) as u8).collect(),
+            },
+        };
+        let one = Kernels::scalar();
+        let four = Kernels { q4_1x4: Some(super::super::quant::dot_q4_1_x4_scalar), ..one };
+        for n in 1..GEMM_MIN_ROWS.min(12) {
+            let x: Vec<f32> = (0..n * cols).map(|_| rnd()).collect();
+            let a = matmul(&one, &x, n, &[&w]);
+            let b = matmul(&four, &x, n, &[&w]);
+            assert_eq!(a, b, "{n} activation rows");
+        }
+    }
 }

@@ -62,6 +62,10 @@ impl QAct {
 
 /// Q4_1 row dot a quantized activation row.
 pub type DotQ4_1 = fn(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32;
+/// Q4_1 dot products of one weight row with four activation rows at once (each block's codes
+/// unpacked once for the four): `None` where a set has no such kernel (one row at a time).
+/// Each result is the same, bit for bit, as the one-row kernel's.
+pub type DotQ4_1x4 = fn(&[f32], &[f32], &[u8], [&[i16]; 4], [&[f32]; 4], [&[f32]; 4]) -> [f32; 4];
 /// Q8_0 row dot a quantized activation row.
 pub type DotQ8_0 = fn(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32;
 
@@ -173,6 +177,18 @@ pub fn dot_q4_1_scalar(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], 
         acc += d[b] * xd[b] * sum as f32 + m[b] * xs[b];
     }
     acc
+}
+
+/// [`DotQ4_1x4`] as four one-row scalar dots: the reference the four-row kernels equal.
+pub fn dot_q4_1_x4_scalar(
+    d: &[f32],
+    m: &[f32],
+    qs: &[u8],
+    xq: [&[i16]; 4],
+    xd: [&[f32]; 4],
+    xs: [&[f32]; 4],
+) -> [f32; 4] {
+    std::array::from_fn(|j| dot_q4_1_scalar(d, m, qs, xq[j], xd[j], xs[j]))
 }
 
 pub fn dot_q8_0_scalar(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
@@ -486,6 +502,45 @@ pub(super) mod simd128 {
             (v128_load(x.as_ptr() as *const v128), v128_load(x.as_ptr().add(8) as *const v128))
         };
         i32x4_add(i32x4_dot_i16x8(wl, x0), i32x4_dot_i16x8(wh, x1))
+    }
+
+    /// [`dot_q4_1`] for four activation rows: the same operations per row, in the same order
+    /// (so the same results), with each block's codes loaded and widened once.
+    pub fn dot_q4_1_x4(
+        d: &[f32],
+        m: &[f32],
+        qs: &[u8],
+        xq: [&[i16]; 4],
+        xd: [&[f32]; 4],
+        xs: [&[f32]; 4],
+    ) -> [f32; 4] {
+        let mut acc = [f32x4_splat(0.0); 4];
+        let mut mins = [0f32; 4];
+        let mask = u8x16_splat(15);
+        for b in 0..d.len() {
+            let q = &qs[b * 16..b * 16 + 16];
+            // SAFETY: `q` is exactly 16 bytes.
+            let qv = unsafe { v128_load(q.as_ptr() as *const v128) };
+            let lo = v128_and(qv, mask);
+            let hi = u8x16_shr(qv, 4);
+            let (l0, l1) = (u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo));
+            let (h0, h1) = (u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi));
+            for j in 0..4 {
+                let x = &xq[j][b * QK..b * QK + QK];
+                let s = i32x4_add(dot16(l0, l1, &x[..16]), dot16(h0, h1, &x[16..]));
+                acc[j] = f32x4_add(
+                    acc[j],
+                    f32x4_mul(f32x4_splat(d[b] * xd[j][b]), f32x4_convert_i32x4(s)),
+                );
+                mins[j] += m[b] * xs[j][b];
+            }
+        }
+        [
+            hsum(acc[0]) + mins[0],
+            hsum(acc[1]) + mins[1],
+            hsum(acc[2]) + mins[2],
+            hsum(acc[3]) + mins[3],
+        ]
     }
 
     pub fn dot_q4_1(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32 {
