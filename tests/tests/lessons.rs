@@ -91,3 +91,116 @@ fn lessons_guide_and_the_page_explains_itself_on_any_screen() {
     let console = v["console_errors"].as_array().unwrap();
     assert!(console.is_empty(), "console errors: {console:?}");
 }
+
+/// What the lessons say the learner will see ("What you should see"), checked on the default
+/// model with the engine the page runs: numbers and texts the lesson files quote. A change
+/// of the engine that moves them fails here, so the lessons never teach something untrue.
+#[test]
+fn what_the_lessons_say_holds_on_the_default_model() {
+    use tiller_steer::lens::lens;
+    use tiller_steer::patch::{patch, token_id, PatchSetup, Patched};
+    use tiller_steer::report::{analyze_and_prepare, Options};
+    let ws = workspace();
+    let lesson = |f: &str| {
+        SteeringConfig::from_json(&std::fs::read_to_string(ws.join("www/presets").join(f)).unwrap())
+            .unwrap()
+    };
+    let m = model(Precision::Fast);
+    let text = |cfg: &SteeringConfig, strength: f32| -> String {
+        let mut specs = cfg.interventions.clone();
+        specs[0].strength = strength;
+        let ids = m.encode_prompt(&cfg.prompt, cfg.chat).unwrap();
+        let p = plan::prepare(m, &cfg.concepts[0]).wait().unwrap();
+        let mut steer =
+            plan::build(m, &[p], &specs, ids.len(), &LineasParams::default()).wait().unwrap();
+        let hooks = steer.as_mut().map(|s| s as &mut dyn tiller_engine::Hooks);
+        m.tokenizer.decode(&greedy(m, &ids, 24, hooks)).unwrap()
+    };
+
+    // Reading a concept: best layer 21; layer 2 inside the chance band though near 1 in
+    // sample; the first layers at most just above the band; 0.94 or more (to two digits) from
+    // layer 12 on.
+    let read = lesson("lesson-reading-a-concept.json");
+    let (r, _) = analyze_and_prepare(
+        m,
+        &read.concepts[0],
+        read.concepts[0].method,
+        &Options { promotes: false, ..Options::default() },
+        &mut |_, _, _| {},
+    )
+    .wait()
+    .unwrap();
+    let l = &r.layers;
+    println!(
+        "sentiment: best {}; layer 2 {:.3} in {:?}",
+        r.best_layer, l[2].auroc, l[2].auroc_null_band
+    );
+    assert_eq!(r.best_layer, 21);
+    assert!(l[2].auroc <= l[2].auroc_null_band[1] && l[2].diagnostics.auroc_in_sample >= 0.95);
+    assert!(l[..3].iter().all(|x| x.auroc <= x.auroc_null_band[1] + 0.07));
+    let from12: Vec<f64> = l[12..].iter().map(|x| x.auroc).collect();
+    assert!(from12.iter().all(|&a| a >= 0.935), "{from12:?}");
+    // Selective Steering's first step: the residual stream's opposite-sign test fails at
+    // layers 1, 2, 7 and 14 only.
+    let fails: Vec<usize> =
+        l.iter().filter(|x| !x.diagnostics.opposite_signs).map(|x| x.layer).collect();
+    assert_eq!(fails, [1, 2, 7, 14]);
+
+    // Steering with a mean difference: strength 1 and -1 against the baseline.
+    let steer = lesson("lesson-steering-sentiment.json");
+    let (base, up, down) = (text(&steer, 0.0), text(&steer, 1.0), text(&steer, -1.0));
+    println!("steering: {base:?} / {up:?} / {down:?}");
+    assert!(base.contains("a bit of a challenge"), "{base}");
+    assert!(up.contains("perfect for a day of enjoying the outdoors"), "{up}");
+    assert!(down.contains("going to be a disaster"), "{down}");
+    // Selective Steering: 180 degrees flips the sentiment, 90 changes less.
+    let sel = lesson("lesson-selective-rotation.json");
+    let (half, quarter) = (text(&sel, 180.0), text(&sel, 90.0));
+    println!("selective: {half:?} / {quarter:?}");
+    assert!(half.contains("going to be a disaster"), "{half}");
+    assert!(quarter.contains("a bit of a different story"), "{quarter}");
+
+    // Is a readable concept used? The Italy/France direction reads at 0.94 at layer 4 and 1
+    // from layer 23 on; patching the whole residual carries the answer at " France" up to
+    // layer 22 and at the last position from 24 on; along the direction at most about 0.1 at
+    // the country's position, about half at the last position late; the lens puts " Rome" on
+    // top at the last position only at layers 28 and 29.
+    let used = lesson("lesson-is-it-used.json");
+    let italy = &used.concepts[0];
+    let (r, p) = analyze_and_prepare(
+        m,
+        italy,
+        italy.method,
+        &Options { promotes: false, ..Options::default() },
+        &mut |_, _, _| {},
+    )
+    .wait()
+    .unwrap();
+    assert!((r.layers[4].auroc - 0.94).abs() < 0.01, "{}", r.layers[4].auroc);
+    assert!(r.layers[23..].iter().all(|x| x.auroc >= 0.99));
+    let enc = |t: &str| m.encode_prompt(t, false).unwrap();
+    let setup = PatchSetup {
+        base: enc("The capital of France is the city of"),
+        source: enc("The capital of Italy is the city of"),
+        answer: token_id(m, " Rome").unwrap(),
+        wrong: token_id(m, " Paris").unwrap(),
+    };
+    let last = setup.base.len() - 1;
+    let whole = patch(m, &setup, Patched::Residual, &mut |_, _| {}).wait().unwrap().recovery;
+    assert!(whole[..=22].iter().all(|row| row[3] > 0.95), "at ' France'");
+    assert!(whole[24..].iter().all(|row| row[last] > 0.7 && row[3] < 0.05), "at the last position");
+    let along =
+        patch(m, &setup, Patched::Direction(&p.dirs), &mut |_, _| {}).wait().unwrap().recovery;
+    let country = along.iter().map(|row| row[3]).fold(f64::MIN, f64::max);
+    let late: Vec<f64> = along[24..].iter().map(|row| row[last]).collect();
+    println!(
+        "along italy: at ' France' at most {country:.3}; last position, layers 24-29 {late:.2?}"
+    );
+    assert!(country <= 0.12, "{country}");
+    assert!(late.iter().all(|&x| (0.4..0.7).contains(&x)), "{late:?}");
+    let rome = setup.answer;
+    let lens = lens(m, &setup.source, 1, None).wait().unwrap();
+    let on_top: Vec<usize> =
+        lens.layers.iter().filter(|l| l.top[last][0].0 == rome).map(|l| l.layer).collect();
+    assert_eq!(on_top, [28, 29]);
+}
