@@ -6,7 +6,7 @@
 // Prints one JSON line with what it saw; screenshots go to SHOTS.
 // Usage: node causal.mjs DIST LINK_MET LINK_NOT_MET SHOTS LINK_CONVERSATION
 import path from 'node:path';
-import { serve, launch, untitledCharts } from './serve.mjs';
+import { serve, launch, untitledCharts, report } from './serve.mjs';
 
 const [dist, linkMet, linkNot, shots, linkConv] = process.argv.slice(2);
 const { server, base } = await serve(dist);
@@ -17,7 +17,7 @@ const ids = async (page, id) => ((await page.getByTestId(id).getAttribute('data-
 const shot = async (page, name) => { if (shots) await page.screenshot({ path: path.join(shots, name), fullPage: true }); };
 const untitled = untitledCharts;
 const idle = page => page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
-try {
+await report(out, async () => {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
@@ -121,12 +121,7 @@ try {
   await fresh.waitForSelector('[data-testid=turn]', { timeout: T });
   out.turns_reloaded = await fresh.locator('[data-testid=turn-text]').evaluateAll(els => els.map(e => e.value));
   out.turns_roles = await fresh.locator('[data-testid=turn]').evaluateAll(els => els.map(e => e.dataset.role));
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

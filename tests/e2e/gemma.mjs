@@ -4,7 +4,7 @@
 // Usage: node gemma.mjs DIST MODEL_PATH_IN_DIST CONCEPT_JSON PROMPT N SHOTS
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch } from './serve.mjs';
+import { serve, launch, report } from './serve.mjs';
 
 const [dist, modelPath, conceptFile, prompt, n, shots] = process.argv.slice(2);
 const concept = JSON.parse(fs.readFileSync(conceptFile, 'utf8'));
@@ -13,7 +13,7 @@ const browser = await launch();
 const out = { console_errors: [] };
 const T = 900000;
 const ids = async (page, id) => ((await page.getByTestId(id).getAttribute('data-ids')) || '').split(',').filter(Boolean).map(Number);
-try {
+await report(out, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
@@ -52,12 +52,7 @@ try {
   out.baseline_text = await page.getByTestId('baseline-output').innerText();
   out.steered_text = await page.getByTestId('steered-output').innerText();
   if (shots) await page.screenshot({ path: path.join(shots, 'gemma.png'), fullPage: true });
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

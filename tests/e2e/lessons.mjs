@@ -8,7 +8,7 @@
 // Prints one JSON line with what it saw. Usage: node lessons.mjs DIST SHOTS
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch, untitledCharts } from './serve.mjs';
+import { serve, launch, untitledCharts, report } from './serve.mjs';
 
 const [dist, shots] = process.argv.slice(2);
 const { server, base } = await serve(dist);
@@ -25,7 +25,7 @@ const selectedLayer = page => page.evaluate(() => {
   const r = document.querySelector('[data-testid=layer-chart] .col rect.sel');
   return r ? Number(r.parentElement.dataset.layer) : null;
 });
-try {
+await report(out, async () => {
   const index = JSON.parse(fs.readFileSync(path.join(dist, 'presets', 'index.json'), 'utf8'));
   const lessons = index.filter(e => e.kind === 'lesson');
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -135,12 +135,7 @@ try {
   out.shared_overflow_390 = await overflow(fresh);
   await fresh.getByTestId('lesson-close').click();
   out.closed = await fresh.getByTestId('lesson-panel').count();
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

@@ -4,7 +4,7 @@
 // an error the page shows, then a download on the next visit; then the page's own benchmark
 // (its JSON).
 // Prints one JSON line. Usage: node open.mjs DIST
-import { serve, launch } from './serve.mjs';
+import { serve, launch, report } from './serve.mjs';
 
 const [dist] = process.argv.slice(2);
 const { server, base } = await serve(dist);
@@ -24,7 +24,7 @@ const visit = async (page, first) => {
     message: await page.locator('.model-message').innerText(),
   };
 };
-try {
+await report(out, async () => {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   page.on('pageerror', e => out.console_errors.push(String(e)));
   out.visits.push(await visit(page, true));
@@ -48,12 +48,7 @@ try {
   await page.getByTestId('bench-run').click();
   await page.waitForSelector('[data-testid=bench-json]', { timeout: T });
   out.bench = JSON.parse(await page.getByTestId('bench-json').inputValue());
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

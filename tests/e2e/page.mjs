@@ -6,7 +6,7 @@
 // Usage: node page.mjs DIST PROMPT N SCREENSHOT_DIR
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch } from './serve.mjs';
+import { serve, launch, report } from './serve.mjs';
 
 const [dist, prompt, n, shots] = process.argv.slice(2);
 // A GGUF header whose tensor table promises far more than the file holds.
@@ -29,7 +29,7 @@ const out = { console_errors: [] };
 // its setup on load, on the model's device, and SwiftShader runs the GPU path about 50 times
 // slower than the CPU backend; the default setup's 16 pairs would take minutes there.
 const small = fs.readFileSync(new URL('../data/share-links/v1/minimal.link', import.meta.url), 'utf8').trim();
-try {
+await report(out, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
@@ -118,12 +118,7 @@ try {
   } finally {
     await plain.close();
   }
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

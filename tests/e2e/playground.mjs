@@ -6,7 +6,7 @@
 // Usage: node playground.mjs DIST CONCEPT_JSON PROMPT N SHOTS [RANDOM_LABELS_JSON]
 import fs from 'node:fs';
 import path from 'node:path';
-import { serve, launch } from './serve.mjs';
+import { serve, launch, report } from './serve.mjs';
 
 const [dist, conceptFile, prompt, n, shots, randomFile] = process.argv.slice(2);
 const concept = JSON.parse(fs.readFileSync(conceptFile, 'utf8'));
@@ -16,7 +16,7 @@ const out = { console_errors: [] };
 const T = 600000;
 const ids = async (page, id) => ((await page.getByTestId(id).getAttribute('data-ids')) || '').split(',').filter(Boolean).map(Number);
 const shot = async (page, name) => { if (shots) await page.screenshot({ path: path.join(shots, name), fullPage: true }); };
-try {
+await report(out, async () => {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const page = await ctx.newPage();
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
@@ -212,12 +212,7 @@ try {
     await page.getByTestId('layer-chart').scrollIntoViewIfNeeded();
     await shot(page, 'random-labels.png');
   }
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

@@ -2,14 +2,14 @@
 // generate N tokens, and report the load time, the worker's peak wasm memory (the model bar's
 // memory line) and the generated ids. Prints one JSON line.
 // Usage: node scale.mjs DIST MODEL_PATH_IN_DIST PROMPT N [BACKEND]
-import { serve, launch } from './serve.mjs';
+import { serve, launch, report } from './serve.mjs';
 
 const [dist, modelPath, prompt, n, backend] = process.argv.slice(2);
 const { server, base } = await serve(dist);
 const browser = await launch();
 const out = { console_errors: [] };
 const T = 1200000;
-try {
+await report(out, async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(m.text()); });
   page.on('pageerror', e => out.console_errors.push(String(e)));
@@ -31,12 +31,7 @@ try {
   await page.waitForSelector('[data-testid=baseline-output][data-state=done]', { timeout: T });
   out.generate_ms = Date.now() - t1;
   out.baseline_ids = ((await page.getByTestId('baseline-output').getAttribute('data-ids')) || '').split(',').filter(Boolean).map(Number);
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});

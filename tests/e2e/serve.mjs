@@ -44,3 +44,19 @@ export function untitledCharts(page) {
     .filter(s => [...s.querySelectorAll('.axis-title')].filter(t => t.textContent.trim()).length < 2)
     .map(s => s.dataset.testid || s.getAttribute('class') || 'svg'));
 }
+
+/// Run an e2e script's body: `out.ok` is true when it finishes, else false with the error;
+/// then `cleanup` (close the browser and the server), then `out` printed as the one JSON line
+/// the Rust test reads.
+export async function report(out, body, cleanup) {
+  try {
+    await body();
+    out.ok = true;
+  } catch (e) {
+    out.ok = false;
+    out.error = String(e && e.stack || e);
+  } finally {
+    await cleanup();
+  }
+  console.log(JSON.stringify(out));
+}

@@ -7,7 +7,7 @@
 // of a concept compute (test hook): the page moves to the CPU and finishes there.
 // Prints one JSON line. Usage: node webgpu.mjs DIST LINK_FRAGMENT OUT_DIR
 import path from 'node:path';
-import { serve, launch } from './serve.mjs';
+import { serve, launch, report } from './serve.mjs';
 
 const [dist, link, outDir] = process.argv.slice(2);
 const { server, base } = await serve(dist);
@@ -66,7 +66,7 @@ async function flow(backend) {
   return r;
 }
 
-try {
+await report(out, async () => {
   out.webgpu = await flow('webgpu');
   out.cpu = await flow('cpu');
   // The device is lost in the middle of the concept compute: the page loads the model again
@@ -86,12 +86,7 @@ try {
   out.lost.chart = await chart(lost);
   out.lost.tabs = await lost.locator('.tab').allInnerTexts();
   await lost.close();
-  out.ok = true;
-} catch (e) {
-  out.ok = false;
-  out.error = String(e && e.stack || e);
-} finally {
+}, async () => {
   await browser.close();
   server.close();
-}
-console.log(JSON.stringify(out));
+});
