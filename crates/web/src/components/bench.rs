@@ -66,7 +66,7 @@ pub fn BenchPanel() -> impl IntoView {
     view! {
         <details class="bench" data-testid="bench">
             <summary>"Benchmark this browser"</summary>
-            <p class="muted">{"Prefill of a 201-token prompt, 64 greedy tokens, and a 16-pair concept's full compute, on the backend the model is on (open the page with ?backend=cpu or ?backend=webgpu to measure the other). The JSON below is what the README's tables hold: paste it into an issue."}</p>
+            <p class="muted">{"Prefill of a fixed prompt (201 tokens on SmolLM2; the table gives the count for this model), 64 greedy tokens, and a 16-pair concept's full compute, on the backend the model is on (open the page with ?backend=cpu or ?backend=webgpu to measure the other). The JSON below is what the README's tables hold: paste it into an issue."}</p>
             <div class="controls">
                 <button data-testid="bench-run" on:click=run disabled=move || !st.ready() || st.working.get().is_some()>"Run the benchmark"</button>
                 <Show when=move || st.bench.get().is_some()>
