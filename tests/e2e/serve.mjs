@@ -7,19 +7,25 @@ import path from 'node:path';
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.gguf': 'application/octet-stream', '.json': 'application/json' };
 
-/// Serve `dir`; `extra(pathname)` may return a Buffer to answer a path itself.
-export async function serve(dir, extra = () => null) {
+/// COOP + COEP: the page is cross-origin isolated, as under `./dev serve`, and runs its
+/// threaded engine.
+const ISOLATED = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+/// Serve `dir`; `extra(pathname)` may return a Buffer to answer a path itself. `isolated: false`
+/// serves it as a plain static host does (no COOP/COEP headers).
+export async function serve(dir, extra = () => null, { isolated = true } = {}) {
+  const iso = isolated ? ISOLATED : {};
   const root = path.resolve(dir);
   const server = http.createServer((req, res) => {
     const p = new URL(req.url, 'http://x').pathname;
     const body = extra(p);
     if (body) {
-      res.writeHead(200, { 'content-type': TYPES[path.extname(p)] || 'application/octet-stream', 'content-length': body.length });
+      res.writeHead(200, { ...iso, 'content-type': TYPES[path.extname(p)] || 'application/octet-stream', 'content-length': body.length });
       return res.end(body);
     }
     const file = path.join(root, decodeURIComponent(p === '/' ? '/index.html' : p));
     if (!file.startsWith(root) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) { res.writeHead(404); return res.end('not found'); }
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'content-length': fs.statSync(file).size });
+    res.writeHead(200, { ...iso, 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'content-length': fs.statSync(file).size });
     fs.createReadStream(file).pipe(res);
   });
   await new Promise(r => server.listen(0, '127.0.0.1', r));

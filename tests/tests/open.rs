@@ -49,3 +49,56 @@ fn cached_model_opens_with_its_stored_hash_and_a_damaged_copy_is_replaced() {
     assert!(b["cross_origin_isolated"].is_boolean() && b["user_agent"].is_string(), "{b}");
     assert!(v["console_errors"].as_array().unwrap().is_empty(), "{}", v["console_errors"]);
 }
+
+/// Threads in the page (tests/e2e/threads.mjs): served with COOP/COEP the page runs its threaded
+/// engine; from a static host without headers, `coi.js`'s service worker makes it isolated after
+/// one reload (threaded again); with service workers blocked it runs on one thread and the
+/// backend line says why. The concept's per-layer numbers and the baseline and steered tokens
+/// are the same all three ways (the parallel regions split work into disjoint outputs).
+#[test]
+fn the_page_runs_threaded_when_isolated_and_on_one_thread_otherwise_with_the_same_results() {
+    let dist = workspace().join("dist");
+    assert!(
+        dist.join("tiller-worker-mt_bg.wasm").is_file(),
+        "the threaded worker is missing: run `./dev build`"
+    );
+    let v = run_script("threads.mjs", &[dist.as_os_str()]);
+    let runs = &v["runs"];
+    for mode in ["headers", "service-worker", "blocked"] {
+        let r = &runs[mode];
+        println!(
+            "{mode}: ready {} ms, {}; {}; {}",
+            r["ready_ms"], r["backend"], r["concept"], r["stats"]
+        );
+        assert_eq!(r["state"], "ready", "{r}");
+    }
+    let backend = |m: &str| runs[m]["backend"].as_str().unwrap().to_string();
+    for mode in ["headers", "service-worker"] {
+        assert_eq!(runs[mode]["isolated"], true, "{mode}");
+        let b = backend(mode);
+        let n: usize = b
+            .split(" threads")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        assert!(n >= 2, "{mode}: {b}");
+    }
+    assert_eq!(runs["headers"]["reloaded"], false, "COOP/COEP need no reload");
+    assert_eq!(runs["service-worker"]["reloaded"], true, "the service worker reloads once");
+    assert_eq!(runs["blocked"]["isolated"], false);
+    let b = backend("blocked");
+    assert!(b.contains("1 thread") && b.contains("not cross-origin isolated"), "{b}");
+    let h = &runs["headers"];
+    assert!(
+        h["steered"].as_array().unwrap().len() == 24 && h["chart"].as_array().unwrap().len() == 30,
+        "{h}"
+    );
+    for mode in ["service-worker", "blocked"] {
+        for k in ["chart", "baseline", "steered"] {
+            assert_eq!(runs[mode][k], h[k], "{mode}: {k} differs from the threaded run's");
+        }
+    }
+    assert_ne!(h["baseline"], h["steered"]);
+    assert!(v["console_errors"].as_array().unwrap().is_empty(), "{}", v["console_errors"]);
+}

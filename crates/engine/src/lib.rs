@@ -9,6 +9,11 @@
 //! - [`hooks`]: capture (copies kept during the pass, read after it) and intervention
 //!   ([`Edit`]s any backend applies) at block outputs. No hooks, no cost.
 //! - [`sampling`] and [`generate`]: greedy / temperature / top-k / top-p with a seed.
+// The threaded wasm build (pinned nightly) waits on atomics with the wasm32 intrinsics.
+#![cfg_attr(
+    all(target_arch = "wasm32", target_feature = "atomics"),
+    feature(stdarch_wasm_atomic_wait)
+)]
 
 pub mod backend;
 pub mod cpu;

@@ -48,6 +48,9 @@ impl Gpu {
     pub fn new(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let limits = device.limits();
         let f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        // Shared between natively threaded callers; in the page's threaded wasm build WebGPU
+        // objects are not Send, and they stay on the engine's thread.
+        #[allow(clippy::arc_with_non_send_sync)]
         let pipelines = Arc::new(ops::Pipelines::new(&device));
         let failure: Arc<std::sync::Mutex<Option<String>>> = Default::default();
         let fail = {

@@ -13,7 +13,7 @@ use crate::state::{
 use leptos::prelude::*;
 use tiller_share::SteeringConfig;
 use tiller_web::protocol::{
-    FromWorker, Stage, Stream, Task, ToWorker, DEFAULT_MODEL_URL, WORKER_URL,
+    FromWorker, Stage, Stream, Task, ToWorker, DEFAULT_MODEL_URL, THREADED_WORKER_URL, WORKER_URL,
 };
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
@@ -352,10 +352,27 @@ fn save_file(name: &str, bytes: &[u8]) {
     let _ = web_sys::Url::revoke_object_url(&url);
 }
 
+/// Whether the page may share memory between workers (COOP/COEP from the server, or the
+/// service worker of `www/coi.js` on a static host).
+fn cross_origin_isolated() -> bool {
+    web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w, &"crossOriginIsolated".into()).ok())
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
+/// The threaded engine when the page is cross-origin isolated (unless `?threads=1`), else the
+/// single-threaded one; a threaded worker that fails before it starts is replaced by the
+/// single-threaded one.
 fn start_worker(st: AppState) {
+    let threaded = cross_origin_isolated() && query("threads").as_deref() != Some("1");
+    spawn_worker(st, if threaded { THREADED_WORKER_URL } else { WORKER_URL });
+}
+
+fn spawn_worker(st: AppState, url: &'static str) {
     let opts = WorkerOptions::new();
     opts.set_type(WorkerType::Classic);
-    let worker = match Worker::new_with_options(WORKER_URL, &opts) {
+    let worker = match Worker::new_with_options(url, &opts) {
         Ok(w) => w,
         Err(e) => {
             st.status.set(ModelStatus {
@@ -366,14 +383,30 @@ fn start_worker(st: AppState) {
             return;
         }
     };
+    let started = std::rc::Rc::new(std::cell::Cell::new(false));
+    let started_in = started.clone();
     let on_msg = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
         match serde_wasm_bindgen::from_value::<FromWorker>(ev.data()) {
-            Ok(m) => on_message(st, m),
+            Ok(m) => {
+                if matches!(m, FromWorker::Started) {
+                    started_in.set(true);
+                }
+                on_message(st, m)
+            }
             Err(e) => web_sys::console::error_1(&format!("bad message from worker: {e}").into()),
         }
     });
     // The worker itself failing (out of memory, a wasm trap) must not leave the page waiting.
+    let w = worker.clone();
     let on_err = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+        if url == THREADED_WORKER_URL && !started.get() {
+            web_sys::console::warn_1(
+                &format!("the threaded engine did not start ({}); using one thread", ev.message())
+                    .into(),
+            );
+            w.terminate();
+            return spawn_worker(st, WORKER_URL);
+        }
         let message =
             format!("The engine stopped: {}. Reload the page to start it again.", ev.message());
         st.working.set(None);

@@ -11,8 +11,11 @@ use tiller_steer::sweep::SweepPoint;
 
 /// Where the default model lives, relative to the page.
 pub const DEFAULT_MODEL_URL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-/// The worker's loader script, built by Trunk from the `tiller-worker` binary.
+/// The worker's loader script, built by Trunk from the `tiller-worker` binary (one thread).
 pub const WORKER_URL: &str = "./tiller-worker_loader.js";
+/// The threaded worker's loader (the same binary built with wasm atomics by
+/// `scripts/build-threads.sh`): used when the page is cross-origin isolated.
+pub const THREADED_WORKER_URL: &str = "./tiller-worker-mt_loader.js";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

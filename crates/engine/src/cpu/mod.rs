@@ -7,6 +7,8 @@ pub mod matmul;
 pub mod par;
 pub mod quant;
 pub mod vecops;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+pub mod wasm_pool;
 
 use crate::backend::{AttnShape, Backend, Precision};
 use crate::hooks::Edit;

@@ -1,14 +1,23 @@
-//! Data parallelism: rayon natively, plain loops in wasm (a Web Worker has one thread).
+//! Data parallelism: rayon natively; in the page's threaded build (wasm with atomics) the
+//! Web Worker pool of [`super::wasm_pool`] once it runs; else plain loops (a Web Worker alone
+//! has one thread). Every parallel region splits work into tasks that own
+//! disjoint outputs, so results are the same bit for bit on any number of threads.
 
 /// Run `f` on every item, in parallel where threads exist.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
-    use rayon::prelude::*;
-    items.into_par_iter().for_each(f);
-}
-
-#[cfg(target_arch = "wasm32")]
-pub fn for_each<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items.into_par_iter().for_each(f);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    {
+        let mut items = items;
+        if !super::wasm_pool::for_each(&mut items, &f) {
+            items.into_iter().for_each(f);
+        }
+    }
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     items.into_iter().for_each(f);
 }
 
@@ -18,7 +27,11 @@ pub fn threads() -> usize {
     {
         rayon::current_num_threads()
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    {
+        super::wasm_pool::threads()
+    }
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     {
         1
     }
@@ -36,13 +49,17 @@ pub fn split_lengths<T>(mut out: &mut [T], lens: impl IntoIterator<Item = usize>
 }
 
 /// `f` of every item, in order, in parallel where threads exist.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
-    use rayon::prelude::*;
-    items.into_par_iter().map(f).collect()
-}
-
-#[cfg(target_arch = "wasm32")]
-pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
-    items.into_iter().map(f).collect()
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items.into_par_iter().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+        let slots: Vec<_> = items.into_iter().zip(out.iter_mut()).collect();
+        for_each(slots, |(item, slot)| *slot = Some(f(item)));
+        out.into_iter().flatten().collect()
+    }
 }

@@ -55,7 +55,9 @@ pub(crate) async fn bench<B: OnDevice>(
     working(&format!("computing `{}` ({} pairs)", concept.name, concept.pairs.len()), 2);
     yield_now().await;
     let tc = now();
-    analyze_and_prepare(model, &concept, concept.method, &Options::default(), &mut |_, _, _| {})
+    // As the page computes a concept (the unembedding's promoted tokens come on request).
+    let opts = Options { promotes: false, ..Options::default() };
+    analyze_and_prepare(model, &concept, concept.method, &opts, &mut |_, _, _| {})
         .await
         .map_err(|e| e.to_string())?;
     let concept_ms = now() - tc;

@@ -46,7 +46,7 @@ pub(crate) async fn fall_back(state: &Shared, why: &str, task: Task) -> Result<(
         })
     })
     .map_err(|e| format!("{why}; loading on the CPU failed: {e}"))?;
-    let backend = tiller_engine::Backend::name(&model.backend);
+    let backend = crate::pool::cpu_name(&model.backend);
     state.borrow_mut().model = Some(Loaded::Cpu(Rc::new(model)));
     post(&FromWorker::Fallback { backend, reason: why.to_string(), task });
     Ok(())
@@ -167,7 +167,7 @@ async fn load(
             (n, m.backend.kind(), m.backend.stats().bytes as f64, m.config.clone())
         }
         Loaded::Cpu(m) => {
-            (tiller_engine::Backend::name(&m.backend), m.backend.kind(), 0.0, m.config.clone())
+            (crate::pool::cpu_name(&m.backend), m.backend.kind(), 0.0, m.config.clone())
         }
     };
     post(&FromWorker::Ready {
@@ -195,9 +195,11 @@ async fn load(
 /// The size of this worker's wasm memory (its high-water mark: wasm memory only grows).
 fn wasm_memory_bytes() -> f64 {
     use wasm_bindgen::JsCast;
+    // An ArrayBuffer, or a SharedArrayBuffer in the threaded build: read its byteLength either way.
     wasm_bindgen::memory()
         .dyn_into::<js_sys::WebAssembly::Memory>()
         .ok()
-        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
-        .map_or(0.0, |b| b.byte_length() as f64)
+        .and_then(|m| js_sys::Reflect::get(&m.buffer(), &"byteLength".into()).ok())
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0)
 }
