@@ -27,5 +27,7 @@ wasm-opt -O3 --enable-threads --enable-bulk-memory --enable-mutable-globals --en
   --enable-nontrapping-float-to-int --enable-sign-ext --enable-reference-types --enable-multivalue \
   "$TARGET_DIR/bindgen/tiller-worker-mt_bg.wasm" -o "$OUT/tiller-worker-mt_bg.wasm"
 cp "$TARGET_DIR/bindgen/tiller-worker-mt.js" "$OUT/"
-printf 'importScripts("./tiller-worker-mt.js");wasm_bindgen({module_or_path:"./tiller-worker-mt_bg.wasm"});' > "$OUT/tiller-worker-mt_loader.js"
+# A module that does not instantiate (a browser without wasm threads, no memory for the shared
+# buffer) becomes the worker's error event, on which the page starts the single-threaded worker.
+printf 'importScripts("./tiller-worker-mt.js");wasm_bindgen({module_or_path:"./tiller-worker-mt_bg.wasm"}).catch(e=>setTimeout(()=>{throw e;}));' > "$OUT/tiller-worker-mt_loader.js"
 cp www/tiller-thread.js "$OUT/"

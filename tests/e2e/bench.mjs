@@ -1,5 +1,5 @@
 // The wasm build in headless Chromium: page-open-to-ready time, the starter concept's compute
-// (16 pairs: capture, directions, every diagnostic) as the page reports it, then a ~216-token
+// (sentiment, 8 pairs: capture, directions, every diagnostic) as the page reports it, then a ~216-token
 // prompt and 128 greedy tokens, as the page itself reports them (prompt ms, decode tok/s, and
 // on WebGPU the dispatches and submits per decoded token); then the page's own benchmark panel.
 // Usage: node bench.mjs DIST [cpu|webgpu] [QUERY]   prints one JSON line (default: cpu; QUERY

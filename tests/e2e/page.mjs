@@ -16,7 +16,9 @@ corrupt.write('GGUF'); corrupt.writeUInt32LE(3, 4); corrupt.writeBigUInt64LE(100
 const brokenWorker = Buffer.from('throw new Error("simulated engine crash");');
 const { server, base } = await serve(dist, p => {
   if (p === '/corrupt.gguf') return corrupt;
-  if (p === '/broken/tiller-worker_loader.js') return brokenWorker;
+  // Both engines: the threaded one fails, the page falls back to the single-threaded one, which
+  // fails too.
+  if (p === '/broken/tiller-worker_loader.js' || p === '/broken/tiller-worker-mt_loader.js') return brokenWorker;
   if (p.startsWith('/broken/')) {
     const f = path.join(path.resolve(dist), p.slice('/broken/'.length) || 'index.html');
     return fs.existsSync(f) && fs.statSync(f).isFile() ? fs.readFileSync(f) : null;

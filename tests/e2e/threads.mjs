@@ -2,13 +2,15 @@
 // meets it: served with COOP/COEP (as `./dev serve` does: the threaded engine), from a static
 // host that sends no headers (the service worker of coi.js makes the page isolated after one
 // reload: threaded again), and from such a host where service workers are blocked (one thread,
-// and the backend line says why). Each computes the starter concept and generates; the tokens
-// must be the same every way. Prints one JSON line. Usage: node threads.mjs DIST
+// and the backend line says why); and, served with the headers, a threaded module that does not
+// instantiate (the page starts the single-threaded worker instead and says so). Each computes
+// the starter concept and generates; the numbers and tokens must be the same every way. Prints one JSON line. Usage: node threads.mjs DIST
 import { serve, launch, report } from './serve.mjs';
 
 const [dist] = process.argv.slice(2);
 const iso = await serve(dist);
 const plain = await serve(dist, () => null, { isolated: false });
+const broken = await serve(dist, p => p === '/tiller-worker-mt_bg.wasm' ? Buffer.from('not a wasm module') : null);
 const browser = await launch({ webgpu: false });
 const out = { console_errors: [], runs: {} };
 const T = 600000;
@@ -20,7 +22,8 @@ async function run(mode) {
   page.on('pageerror', e => out.console_errors.push(`${mode}: ${e}`));
   page.on('console', m => { if (m.type() === 'error') out.console_errors.push(`${mode}: ${m.text()}`); });
   const t0 = Date.now();
-  await page.goto((mode === 'headers' ? iso.base : plain.base) + '?backend=cpu');
+  const base = { headers: iso.base, 'service-worker': plain.base, blocked: plain.base, broken: broken.base }[mode];
+  await page.goto(base + '?backend=cpu');
   const r = { mode };
   if (mode === 'service-worker') {
     // coi.js registers its service worker and reloads the page once.
@@ -54,9 +57,10 @@ async function run(mode) {
 }
 
 await report(out, async () => {
-  for (const mode of ['headers', 'service-worker', 'blocked']) out.runs[mode] = await run(mode);
+  for (const mode of ['headers', 'service-worker', 'blocked', 'broken']) out.runs[mode] = await run(mode);
 }, async () => {
   await browser.close();
   iso.server.close();
   plain.server.close();
+  broken.server.close();
 });

@@ -53,7 +53,8 @@ fn cached_model_opens_with_its_stored_hash_and_a_damaged_copy_is_replaced() {
 /// Threads in the page (tests/e2e/threads.mjs): served with COOP/COEP the page runs its threaded
 /// engine; from a static host without headers, `coi.js`'s service worker makes it isolated after
 /// one reload (threaded again); with service workers blocked it runs on one thread and the
-/// backend line says why. The concept's per-layer numbers and the baseline and steered tokens
+/// backend line says why; a threaded module that does not instantiate is replaced by the
+/// single-threaded worker, which says so. The concept's per-layer numbers and the baseline and steered tokens
 /// are the same all three ways (the parallel regions split work into disjoint outputs).
 #[test]
 fn the_page_runs_threaded_when_isolated_and_on_one_thread_otherwise_with_the_same_results() {
@@ -64,7 +65,7 @@ fn the_page_runs_threaded_when_isolated_and_on_one_thread_otherwise_with_the_sam
     );
     let v = run_script("threads.mjs", &[dist.as_os_str()]);
     let runs = &v["runs"];
-    for mode in ["headers", "service-worker", "blocked"] {
+    for mode in ["headers", "service-worker", "blocked", "broken"] {
         let r = &runs[mode];
         println!(
             "{mode}: ready {} ms, {}; {}; {}",
@@ -89,12 +90,14 @@ fn the_page_runs_threaded_when_isolated_and_on_one_thread_otherwise_with_the_sam
     assert_eq!(runs["blocked"]["isolated"], false);
     let b = backend("blocked");
     assert!(b.contains("1 thread") && b.contains("not cross-origin isolated"), "{b}");
+    let b = backend("broken");
+    assert!(b.contains("1 thread: the threaded engine did not start"), "{b}");
     let h = &runs["headers"];
     assert!(
         h["steered"].as_array().unwrap().len() == 24 && h["chart"].as_array().unwrap().len() == 30,
         "{h}"
     );
-    for mode in ["service-worker", "blocked"] {
+    for mode in ["service-worker", "blocked", "broken"] {
         for k in ["chart", "baseline", "steered"] {
             assert_eq!(runs[mode][k], h[k], "{mode}: {k} differs from the threaded run's");
         }

@@ -366,12 +366,17 @@ fn cross_origin_isolated() -> bool {
 /// single-threaded one.
 fn start_worker(st: AppState) {
     let threaded = cross_origin_isolated() && query("threads").as_deref() != Some("1");
-    spawn_worker(st, if threaded { THREADED_WORKER_URL } else { WORKER_URL });
+    spawn_worker(st, if threaded { THREADED_WORKER_URL } else { WORKER_URL }, None);
 }
 
-fn spawn_worker(st: AppState, url: &'static str) {
+/// `why_one`: why the single-threaded worker replaces the threaded one; it reads it from its
+/// name and says it in the backend line.
+fn spawn_worker(st: AppState, url: &'static str, why_one: Option<String>) {
     let opts = WorkerOptions::new();
     opts.set_type(WorkerType::Classic);
+    if let Some(why) = why_one {
+        opts.set_name(&format!("{}{why}", tiller_web::protocol::FALLBACK_NAME));
+    }
     let worker = match Worker::new_with_options(url, &opts) {
         Ok(w) => w,
         Err(e) => {
@@ -405,7 +410,8 @@ fn spawn_worker(st: AppState, url: &'static str) {
                     .into(),
             );
             w.terminate();
-            return spawn_worker(st, WORKER_URL);
+            let why = format!("the threaded engine did not start ({})", ev.message());
+            return spawn_worker(st, WORKER_URL, Some(why));
         }
         let message =
             format!("The engine stopped: {}. Reload the page to start it again.", ev.message());

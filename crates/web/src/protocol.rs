@@ -16,6 +16,9 @@ pub const WORKER_URL: &str = "./tiller-worker_loader.js";
 /// The threaded worker's loader (the same binary built with wasm atomics by
 /// `scripts/build-threads.sh`): used when the page is cross-origin isolated.
 pub const THREADED_WORKER_URL: &str = "./tiller-worker-mt_loader.js";
+/// How a single-threaded worker started in place of a failed threaded one is named: this, then
+/// why (the worker says it in the backend line).
+pub const FALLBACK_NAME: &str = "fallback: ";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

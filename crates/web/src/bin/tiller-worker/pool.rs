@@ -43,7 +43,13 @@ async fn pool() -> Result<usize, String> {
         .ok()
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    Err(if isolated {
+    let name = js_sys::Reflect::get(&js_sys::global(), &"name".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default();
+    Err(if let Some(why) = name.strip_prefix(tiller_web::protocol::FALLBACK_NAME) {
+        why.to_string()
+    } else if isolated {
         "the threaded engine was not asked for (?threads=1)".into()
     } else {
         "the page is not cross-origin isolated, so the browser shares no memory between workers"
