@@ -31,6 +31,6 @@ await page.locator('[data-testid=bench] summary').click();
 await page.getByTestId('bench-run').click();
 await page.waitForSelector('[data-testid=bench-json]', { timeout: 900000 });
 const b = JSON.parse(await page.getByTestId('bench-json').inputValue());
-const page_bench = { prefill_tok_s: b.prefill_tok_s, decode_tok_s: b.decode_tok_s, concept_ms: b.concept_ms, backend: b.backend };
+const page_bench = { prefill_tok_s: b.prefill_tok_s, decode_tok_s: b.decode_tok_s, concept_ms: b.concept_ms, concept_stages_ms: b.concept_stages_ms, backend: b.backend };
 await browser.close(); server.close();
 console.log(JSON.stringify({ ready_ms, backend, concept, stats, page_bench }));

@@ -370,4 +370,7 @@ pub struct BenchReport {
     pub concept_pairs: usize,
     /// Capture, directions and every diagnostic, as *Compute* does it.
     pub concept_ms: f64,
+    /// Where that time went: each stage of the compute and its milliseconds, in order.
+    #[serde(default)]
+    pub concept_stages_ms: Vec<(String, f64)>,
 }

@@ -3,6 +3,7 @@
 //! here: AMD EPYC runs 512-bit ops in two halves), simd128 in wasm, scalar otherwise.
 //! `TILLER_KERNELS=scalar|avx2|avx512` forces a set natively.
 
+use super::attention::{self, Attend};
 use super::quant::{self, DotQ4_1, DotQ4_1x4, DotQ5, DotQ8_0, DotQ8x16};
 use super::vecops::{self, Axpy, Dot};
 
@@ -16,6 +17,8 @@ pub struct Kernels {
     pub q8x16: DotQ8x16,
     pub dot_f32: Dot,
     pub axpy_f32: Axpy,
+    /// Attention for one (row, head), with this set's dot and axpy inlined.
+    pub attend: Attend,
     pub name: &'static str,
 }
 
@@ -29,6 +32,7 @@ impl Kernels {
             q8x16: quant::dot_q8x16_scalar,
             dot_f32: vecops::dot_portable,
             axpy_f32: vecops::axpy_portable,
+            attend: attention::attend_portable,
             name: "scalar",
         }
     }
@@ -45,6 +49,7 @@ impl Kernels {
             q8x16: quant::avx2::dot_q8x16,
             dot_f32: vecops::avx2::dot,
             axpy_f32: vecops::avx2::axpy,
+            attend: vecops::avx2::attend,
             name: "avx2",
         })
     }
@@ -70,8 +75,10 @@ impl Kernels {
             q8_0: quant::simd128::dot_q8_0,
             q5: quant::simd128::dot_q5,
             q8x16: quant::simd128::dot_q8x16,
+            dot_f32: vecops::simd128::dot_f32,
+            axpy_f32: vecops::simd128::axpy_f32,
+            attend: vecops::simd128::attend,
             name: "simd128",
-            ..Self::scalar()
         })
     }
 

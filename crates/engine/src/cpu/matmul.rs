@@ -350,11 +350,23 @@ mod tests {
         };
         let one = Kernels::scalar();
         let four = Kernels { q4_1x4: Some(super::super::quant::dot_q4_1_x4_scalar), ..one };
-        for n in 1..GEMM_MIN_ROWS.min(12) {
-            let x: Vec<f32> = (0..n * cols).map(|_| rnd()).collect();
-            let a = matmul(&one, &x, n, &[&w]);
-            let b = matmul(&four, &x, n, &[&w]);
-            assert_eq!(a, b, "{n} activation rows");
+        // The scalar pair, and every set with a four-row kernel (simd128) against itself
+        // without it.
+        let mut pairs = vec![(one, four)];
+        pairs.extend(
+            Kernels::available()
+                .into_iter()
+                .filter(|k| k.q4_1x4.is_some())
+                .map(|k| (Kernels { q4_1x4: None, ..k }, k)),
+        );
+        let most = [GEMM_MIN_ROWS, 12].into_iter().min().unwrap_or(12);
+        for (one, four) in pairs {
+            for n in 1..most {
+                let x: Vec<f32> = (0..n * cols).map(|_| rnd()).collect();
+                let a = matmul(&one, &x, n, &[&w]);
+                let b = matmul(&four, &x, n, &[&w]);
+                assert_eq!(a, b, "{}: {n} activation rows", four.name);
+            }
         }
     }
 }

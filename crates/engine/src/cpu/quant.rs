@@ -33,14 +33,11 @@ impl QAct {
         let mut s = vec![0f32; nb];
         for b in 0..nb {
             let xb = &x[b * QK..(b + 1) * QK];
-            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let db = amax / QMAX;
-            let id = if db > 0.0 { 1.0 / db } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, v) in qs[b * QK..(b + 1) * QK].iter_mut().zip(xb) {
-                *q = (v * id).round().clamp(-QMAX, QMAX) as i16;
-                sum += *q as i32;
-            }
+            let qb = &mut qs[b * QK..(b + 1) * QK];
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            let (db, sum) = simd128::quantize_block(xb, qb);
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+            let (db, sum) = quantize_block(xb, qb);
             d[b] = db;
             s[b] = db * sum as f32;
         }
@@ -58,6 +55,21 @@ impl QAct {
             &self.s[r * nb..(r + 1) * nb],
         )
     }
+}
+
+/// One block of 32 activations as int16 codes: the scale `max|x| / 32767` and the codes' sum.
+/// Codes round half away from zero (`f32::round`); the simd128 version gives the same bits.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+pub fn quantize_block(xb: &[f32], qb: &mut [i16]) -> (f32, i32) {
+    let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let db = amax / QMAX;
+    let id = if db > 0.0 { 1.0 / db } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in qb.iter_mut().zip(xb) {
+        *q = (v * id).round().clamp(-QMAX, QMAX) as i16;
+        sum += *q as i32;
+    }
+    (db, sum)
 }
 
 /// Q4_1 row dot a quantized activation row.
@@ -484,8 +496,59 @@ pub(super) mod avx512 {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(super) mod simd128 {
-    use super::QK;
+    use super::{QK, QMAX};
     use std::arch::wasm32::*;
+
+    /// [`super::quantize_block`] four lanes at a time, bit for bit: the max ignores NaN as
+    /// `f32::max` does (pmax keeps the accumulator when the other side is NaN), rounding is half
+    /// away from zero (truncate, then step away from zero where the dropped part is >= 0.5:
+    /// the difference is exact), NaN codes become 0 as `as i16` makes them.
+    #[inline]
+    pub fn quantize_block(xb: &[f32], qb: &mut [i16]) -> (f32, i32) {
+        assert!(xb.len() == QK && qb.len() == QK);
+        let p = xb.as_ptr() as *const v128;
+        // SAFETY: xb holds exactly 32 f32 = 8 v128 (unaligned loads).
+        let v: [v128; 8] = std::array::from_fn(|i| unsafe { v128_load(p.add(i)) });
+        let mut m = f32x4_splat(0.0);
+        for x in &v {
+            m = f32x4_pmax(m, f32x4_abs(*x));
+        }
+        let lanes = [
+            f32x4_extract_lane::<0>(m),
+            f32x4_extract_lane::<1>(m),
+            f32x4_extract_lane::<2>(m),
+            f32x4_extract_lane::<3>(m),
+        ];
+        let amax = lanes.iter().fold(0f32, |a, v| a.max(*v));
+        let db = amax / QMAX;
+        let id = f32x4_splat(if db > 0.0 { 1.0 / db } else { 0.0 });
+        let (half, one, sign) = (f32x4_splat(0.5), f32x4_splat(1.0), f32x4_splat(-0.0));
+        let (lo, hi) = (f32x4_splat(-QMAX), f32x4_splat(QMAX));
+        let code = |x: v128| {
+            let y = f32x4_mul(x, id);
+            let t = f32x4_trunc(y);
+            let away = v128_and(
+                f32x4_ge(f32x4_abs(f32x4_sub(y, t)), half),
+                v128_or(one, v128_and(y, sign)),
+            );
+            // pmax(x, lo) = x < lo ? lo : x and pmin(x, hi) = hi < x ? hi : x keep a NaN.
+            let r = f32x4_pmin(f32x4_pmax(f32x4_add(t, away), lo), hi);
+            i32x4_trunc_sat_f32x4(r)
+        };
+        let mut sum = i32x4_splat(0);
+        let out = qb.as_mut_ptr() as *mut v128;
+        for i in 0..4 {
+            let (a, b) = (code(v[2 * i]), code(v[2 * i + 1]));
+            sum = i32x4_add(sum, i32x4_add(a, b));
+            // SAFETY: qb holds exactly 32 i16 = 4 v128.
+            unsafe { v128_store(out.add(i), i16x8_narrow_i32x4(a, b)) };
+        }
+        let sum = i32x4_extract_lane::<0>(sum)
+            + i32x4_extract_lane::<1>(sum)
+            + i32x4_extract_lane::<2>(sum)
+            + i32x4_extract_lane::<3>(sum);
+        (db, sum)
+    }
 
     fn hsum(v: v128) -> f32 {
         f32x4_extract_lane::<0>(v)
@@ -661,6 +724,37 @@ mod tests {
                 ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    /// The activation quantizer (simd128 in wasm) gives the scalar one's codes, scales and sums
+    /// bit for bit, ties (x.5), NaN, infinities, zeros and extremes included.
+    #[test]
+    fn quantizer_equals_the_scalar_one() {
+        let mut seed = 0x5eed_u64;
+        let mut x: Vec<f32> = rand(&mut seed, 32 * 64).iter().map(|v| v * 7.0).collect();
+        // A block whose max makes the scale exactly 1/4096: codes at ties k + 0.5 on both sides.
+        for (i, v) in x[32..64].iter_mut().enumerate() {
+            *v = (i as f32 - 16.0 + 0.5) / 4096.0;
+        }
+        x[63] = 32767.0 / 4096.0;
+        x[64 + 5] = f32::NAN;
+        x[96 + 7] = f32::INFINITY;
+        x[128 + 9] = f32::NEG_INFINITY;
+        x[160..192].iter_mut().for_each(|v| *v = 0.0);
+        x[192 + 1] = -0.0;
+        x[224..256]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i % 2 == 0 { 1e30 } else { -1e-30 });
+        x[256..288].iter_mut().enumerate().for_each(|(i, v)| *v = f32::MIN_POSITIVE * i as f32);
+        let got = QAct::quantize(&x, x.len());
+        for (b, xb) in x.chunks_exact(QK).enumerate() {
+            let mut q = [0i16; QK];
+            let (d, sum) = quantize_block(xb, &mut q);
+            assert_eq!(&got.qs[b * QK..(b + 1) * QK], &q, "codes of block {b}");
+            assert_eq!(got.d[b].to_bits(), d.to_bits(), "scale of block {b}");
+            assert_eq!(got.s[b].to_bits(), (d * sum as f32).to_bits(), "sum of block {b}");
+        }
     }
 
     /// Every kernel this machine has against the scalar reference, and the scalar reference

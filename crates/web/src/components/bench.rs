@@ -38,6 +38,7 @@ pub fn report_json(st: AppState, r: &BenchReport) -> String {
         "concept": r.concept,
         "concept_pairs": r.concept_pairs,
         "concept_ms": r.concept_ms,
+        "concept_stages_ms": r.concept_stages_ms.iter().map(|(k, ms)| serde_json::json!({"stage": k, "ms": ms})).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }

@@ -57,9 +57,20 @@ pub(crate) async fn bench<B: OnDevice>(
     let tc = now();
     // As the page computes a concept (the unembedding's promoted tokens come on request).
     let opts = Options { promotes: false, ..Options::default() };
-    analyze_and_prepare(model, &concept, concept.method, &opts, &mut |_, _, _| {})
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut stages: Vec<(String, f64)> = Vec::new();
+    let mut last = tc;
+    analyze_and_prepare(model, &concept, concept.method, &opts, &mut |stage, _, _| {
+        let t = now();
+        if let Some(s) = stages.last_mut() {
+            s.1 = t - last;
+        }
+        last = t;
+        if stage != "done" {
+            stages.push((stage.to_string(), 0.0));
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     let concept_ms = now() - tc;
     let prefill_ms = first - t0;
     post(&FromWorker::Bench {
@@ -75,6 +86,7 @@ pub(crate) async fn bench<B: OnDevice>(
             concept: concept.name.clone(),
             concept_pairs: concept.pairs.len(),
             concept_ms,
+            concept_stages_ms: stages,
         },
     });
     Ok(())
