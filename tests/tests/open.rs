@@ -46,6 +46,12 @@ fn cached_model_opens_with_its_stored_hash_and_a_damaged_copy_is_replaced() {
     }
     assert_eq!(b["sha256"], DEFAULT_MODEL_SHA256);
     assert!(b["open_steps"].as_array().unwrap().len() >= 3, "{b}");
+    // Where the concept's time went: every stage of the compute, adding up to at most its total.
+    let stages = b["concept_stages_ms"].as_array().unwrap();
+    assert_eq!(stages[0]["stage"], "reading the examples", "{b}");
+    assert!(stages.len() >= 5, "{b}");
+    let sum: f64 = stages.iter().map(|s| s["ms"].as_f64().unwrap()).sum();
+    assert!(sum > 0.0 && sum <= b["concept_ms"].as_f64().unwrap() + 1.0, "{b}");
     assert!(b["cross_origin_isolated"].is_boolean() && b["user_agent"].is_string(), "{b}");
     assert!(v["console_errors"].as_array().unwrap().is_empty(), "{}", v["console_errors"]);
 }
