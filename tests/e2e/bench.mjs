@@ -6,7 +6,7 @@
 // is added to the page's address, e.g. threads=1 for the single-threaded engine)
 import { serve, launch } from './serve.mjs';
 
-const { server, base } = await serve(process.argv[2]);
+const { server, base } = await serve(process.argv[2], () => null, { mode: 'isolated' });
 const backend_asked = process.argv[3] || 'cpu';
 const browser = await launch();
 const page = await browser.newPage();

@@ -7,7 +7,7 @@
 import { serve, launch, report } from './serve.mjs';
 
 const [dist] = process.argv.slice(2);
-const { server, base } = await serve(dist);
+const { server, base } = await serve(dist, () => null, { mode: 'isolated' });
 const browser = await launch({ webgpu: false });
 const out = { console_errors: [], visits: [] };
 const T = 600000;

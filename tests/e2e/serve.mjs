@@ -11,14 +11,23 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'applic
 /// threaded engine.
 const ISOLATED = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
-/// Serve `dir`; `extra(pathname)` may return a Buffer to answer a path itself. `isolated: false`
-/// serves it as a plain static host does (no COOP/COEP headers).
-export async function serve(dir, extra = () => null, { isolated = true } = {}) {
-  const iso = isolated ? ISOLATED : {};
+/// Serve `dir`; `extra(pathname)` may return a Buffer to answer a path itself. `mode`:
+/// - `'isolated'`: with COOP/COEP, as `./dev serve` does: the threaded engine;
+/// - `'plain'`: as a plain static host (no headers): `coi.js`'s service worker isolates the page
+///   after one reload, threaded again;
+/// - `'one-thread'` (the default): no headers and `coi.js` answered by a script that does
+///   nothing, so the page runs its single-threaded engine. The flows' tests use it: two browser
+///   tests run at once on 2 cores, and two threaded pages each wanting both cores made the
+///   suite slower than before there were threads; the threaded engine's results are the same by construction, which
+///   `threads.mjs` checks on the real flow.
+export async function serve(dir, extra = () => null, { mode = 'one-thread' } = {}) {
+  const iso = mode === 'isolated' ? ISOLATED : {};
+  const noShim = Buffer.from('// one-thread test mode: no service worker, the page stays unisolated\n');
+  const answer = p => (mode === 'one-thread' && p.endsWith('/coi.js') ? noShim : extra(p));
   const root = path.resolve(dir);
   const server = http.createServer((req, res) => {
     const p = new URL(req.url, 'http://x').pathname;
-    const body = extra(p);
+    const body = answer(p);
     if (body) {
       res.writeHead(200, { ...iso, 'content-type': TYPES[path.extname(p)] || 'application/octet-stream', 'content-length': body.length });
       return res.end(body);

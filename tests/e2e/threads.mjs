@@ -8,9 +8,9 @@
 import { serve, launch, report } from './serve.mjs';
 
 const [dist] = process.argv.slice(2);
-const iso = await serve(dist);
-const plain = await serve(dist, () => null, { isolated: false });
-const broken = await serve(dist, p => p === '/tiller-worker-mt_bg.wasm' ? Buffer.from('not a wasm module') : null);
+const iso = await serve(dist, () => null, { mode: 'isolated' });
+const plain = await serve(dist, () => null, { mode: 'plain' });
+const broken = await serve(dist, p => p === '/tiller-worker-mt_bg.wasm' ? Buffer.from('not a wasm module') : null, { mode: 'isolated' });
 const browser = await launch({ webgpu: false });
 const out = { console_errors: [], runs: {} };
 const T = 600000;
