@@ -29,10 +29,22 @@ pub fn attend_with(
     h: &Head,
     o: &mut [f32],
 ) {
-    let (hd, w) = (h.q.len(), h.cache.width);
-    let (k, v) = (&h.cache.k, &h.cache.v);
+    let (hd, w, k) = (h.q.len(), h.cache.width, &h.cache.k);
     let mut sc: Vec<f32> =
         (h.first..=h.last).map(|j| dot(h.q, &k[j * w + h.off..][..hd]) * h.scale).collect();
+    weigh_values(axpy, h, &mut sc, o);
+}
+
+/// The second half of [`Attend`], given the scaled scores of keys `first..=last`: the score cap,
+/// the softmax (max subtracted) and the weighted sum of the values into `o`.
+#[inline(always)]
+pub fn weigh_values(
+    axpy: impl Fn(f32, &[f32], &mut [f32]),
+    h: &Head,
+    sc: &mut [f32],
+    o: &mut [f32],
+) {
+    let (hd, w, v) = (h.q.len(), h.cache.width, &h.cache.v);
     if let Some(cap) = h.softcap {
         sc.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
     }
@@ -43,7 +55,7 @@ pub fn attend_with(
         sum += *v;
     }
     let inv = 1.0 / sum;
-    for (j, s) in (h.first..=h.last).zip(&sc) {
+    for (j, s) in (h.first..=h.last).zip(sc.iter()) {
         axpy(s * inv, &v[j * w + h.off..][..hd], o);
     }
 }

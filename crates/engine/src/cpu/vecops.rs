@@ -213,19 +213,7 @@ pub(super) mod simd128 {
             sc[i] = f32x4_extract_lane::<0>(f32x4_mul(reduce4(acc, acc, acc, acc), scale));
             i += 1;
         }
-        if let Some(cap) = h.softcap {
-            sc.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
-        }
-        let mx = sc.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for v in sc.iter_mut() {
-            *v = (*v - mx).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        for (j, s) in (h.first..=h.last).zip(&sc) {
-            axpy(s * inv, &v[j * w + h.off..][..hd], o);
-        }
+        crate::cpu::attention::weigh_values(axpy, h, &mut sc, o);
     }
 }
 
