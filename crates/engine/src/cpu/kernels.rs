@@ -75,8 +75,8 @@ impl Kernels {
             q8_0: quant::simd128::dot_q8_0,
             q5: quant::simd128::dot_q5,
             q8x16: quant::simd128::dot_q8x16,
-            dot_f32: vecops::simd128::dot_f32,
-            axpy_f32: vecops::simd128::axpy_f32,
+            dot_f32: vecops::simd128::dot,
+            axpy_f32: vecops::simd128::axpy,
             attend: vecops::simd128::attend,
             name: "simd128",
         })

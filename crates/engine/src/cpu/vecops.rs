@@ -153,12 +153,6 @@ pub(super) mod simd128 {
         }
     }
 
-    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        dot(a, b)
-    }
-    pub fn axpy_f32(w: f32, x: &[f32], y: &mut [f32]) {
-        axpy(w, x, y)
-    }
     /// [`f32x4`] lanes summed as `(l0 + l2) + (l1 + l3)`, four vectors at once.
     #[inline(always)]
     fn reduce4(a: v128, b: v128, c: v128, d: v128) -> v128 {

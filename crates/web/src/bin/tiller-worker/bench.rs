@@ -59,13 +59,14 @@ pub(crate) async fn bench<B: OnDevice>(
     let opts = Options { promotes: false, ..Options::default() };
     let mut stages: Vec<(String, f64)> = Vec::new();
     let mut last = tc;
-    analyze_and_prepare(model, &concept, concept.method, &opts, &mut |stage, _, _| {
+    analyze_and_prepare(model, &concept, concept.method, &opts, &mut |stage, done, total| {
         let t = now();
         if let Some(s) = stages.last_mut() {
             s.1 = t - last;
         }
         last = t;
-        if stage != "done" {
+        // The last call (done == total) only ends the stage before it.
+        if done < total {
             stages.push((stage.to_string(), 0.0));
         }
     })
