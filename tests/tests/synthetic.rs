@@ -55,6 +55,13 @@ fn check(t: Tiny, seed: u64) {
         assert_eq!(tiller_engine::sampling::argmax(a), tiller_engine::sampling::argmax(b));
     }
     check_mlp_hook(&m, &tm, t, &ids);
+    // A pass for its hooks only (LogitsFor::None) captures what a pass with logits does.
+    let mut with = Capture::new(0..t.n_layer);
+    m.session().forward(&ids, Some(&mut with), LogitsFor::Last).wait().unwrap();
+    let mut without = Capture::new(0..t.n_layer);
+    let none = m.session().forward(&ids, Some(&mut without), LogitsFor::None).wait().unwrap();
+    assert!(none.is_empty());
+    assert_eq!(with.rows, without.rows);
 }
 
 /// The MLP hook sees the SwiGLU output of every layer and position, and what it writes is

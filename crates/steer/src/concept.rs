@@ -160,6 +160,11 @@ pub async fn capture_full<B: Backend>(
     let mut acts = Vec::with_capacity(texts.len());
     for (i, t) in texts.iter().enumerate() {
         let ids = model.encode_prompt(t, false)?;
+        // Logits (final norm and LM head) only where they are kept.
+        let which = match &logits {
+            Some((_, n)) if i < *n => LogitsFor::Last,
+            _ => LogitsFor::None,
+        };
         let resid = Capture::new(0..n_layer);
         let (per_layer, last) = if let Some(m) = mlp.as_deref_mut() {
             if m.tokens.len() + ids.len() > MAX_MLP_TOKENS {
@@ -172,7 +177,7 @@ pub async fn capture_full<B: Backend>(
                 });
             }
             let mut both = (resid, Capture::mlp(0..n_layer));
-            let last = model.session().forward(&ids, Some(&mut both), LogitsFor::Last).await?;
+            let last = model.session().forward(&ids, Some(&mut both), which).await?;
             let text = m.tokens.last().map_or(0, |t| t.0 + 1);
             m.tokens.extend(ids.iter().enumerate().map(|(p, &id)| (text, p, id)));
             m.width = both.1.width;
@@ -182,7 +187,7 @@ pub async fn capture_full<B: Backend>(
             (both.0.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
         } else {
             let mut resid = resid;
-            let last = model.session().forward(&ids, Some(&mut resid), LogitsFor::Last).await?;
+            let last = model.session().forward(&ids, Some(&mut resid), which).await?;
             (resid.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
         };
         if let Some((out, n)) = logits.as_mut() {
@@ -209,7 +214,7 @@ pub async fn capture_sites<B: Backend>(
     for t in texts {
         let ids = model.encode_prompt(t, false)?;
         let mut caps: Vec<Capture> = sites.iter().map(|&s| Capture::at(s, 0..n_layer)).collect();
-        model.session().forward(&ids, Some(&mut caps), LogitsFor::Last).await?;
+        model.session().forward(&ids, Some(&mut caps), LogitsFor::None).await?;
         for (o, c) in out.iter_mut().zip(&caps) {
             o.d = c.width;
             o.acts.push(c.rows.iter().map(|rows| read_rows(rows, c.width, read)).collect());

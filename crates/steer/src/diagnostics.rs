@@ -66,16 +66,53 @@ pub async fn top_tokens<B: Backend>(
     k: usize,
 ) -> Result<(Scored, Scored)> {
     let scores = model.unembed_direction(v).await?;
-    let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
-    idx.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
-    let top = idx.iter().take(k).map(|&i| (i, scores[i as usize])).collect();
-    let bottom = idx.iter().rev().take(k).map(|&i| (i, scores[i as usize])).collect();
-    Ok((top, bottom))
+    Ok(top_bottom(&scores, k))
+}
+
+/// The `k` highest scores (highest first, ties by id) and the `k` lowest (lowest first: the
+/// same order reversed), by partial selection rather than sorting the whole vocabulary.
+pub fn top_bottom(scores: &[f32], k: usize) -> (Scored, Scored) {
+    // Highest first, ties by id; the bottom list is the same order reversed.
+    let order =
+        |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
+    let first_k = |cmp: &dyn Fn(&u32, &u32) -> std::cmp::Ordering| -> Scored {
+        let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
+        let k = k.min(idx.len());
+        if k > 0 && k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, cmp);
+        }
+        idx.truncate(k);
+        idx.sort_unstable_by(cmp);
+        idx.into_iter().map(|i| (i, scores[i as usize])).collect()
+    };
+    (first_k(&order), first_k(&|a, b| order(b, a)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_bottom_equals_a_full_sort() {
+        let mut s = 3u64;
+        // Few distinct values: many ties, broken by id.
+        let scores: Vec<f32> = (0..500)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 37) as f32 - 18.0
+            })
+            .collect();
+        let mut idx: Vec<u32> = (0..scores.len() as u32).collect();
+        idx.sort_by(|&a, &b| scores[b as usize].total_cmp(&scores[a as usize]).then(a.cmp(&b)));
+        for k in [0, 1, 7, 20, 499, 500, 600] {
+            let want_top: Scored = idx.iter().take(k).map(|&i| (i, scores[i as usize])).collect();
+            let want_bottom: Scored =
+                idx.iter().rev().take(k).map(|&i| (i, scores[i as usize])).collect();
+            assert_eq!(top_bottom(&scores, k), (want_top, want_bottom), "k = {k}");
+        }
+    }
 
     fn acts(vals: &[[f32; 2]]) -> Acts {
         Acts { acts: vals.iter().map(|v| vec![v.to_vec()]).collect(), n_layer: 1, d: 2 }

@@ -55,105 +55,179 @@ fn softplus(x: f64) -> f64 {
     }
 }
 
-/// The standardisation of rows `x`: the mean and one global scale.
-pub fn standardize(x: &[&[f32]]) -> (Vec<f64>, f64) {
-    let (n, d) = (x.len(), x.first().map_or(0, |r| r.len()));
-    let mut mu = vec![0f64; d];
-    for r in x {
-        mu.iter_mut().zip(r.iter()).for_each(|(m, v)| *m += *v as f64 / n as f64);
+/// The inner products of a set of rows (after subtracting their common mean, which the probe
+/// is blind to: it standardises), in f64. The fit and its predictions on any of these rows
+/// need nothing else (the solution lies in the rows' span), so k folds and shuffled-label
+/// refits cost one pass over the features, not one each.
+pub struct Gram {
+    n: usize,
+    width: usize,
+    g: Vec<f64>,
+}
+
+impl Gram {
+    pub fn of(rows: &[&[f32]]) -> Gram {
+        let (n, width) = (rows.len(), rows.first().map_or(0, |r| r.len()));
+        let mut mean = vec![0f64; width];
+        for r in rows {
+            mean.iter_mut().zip(r.iter()).for_each(|(m, v)| *m += *v as f64);
+        }
+        let centred: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| r.iter().zip(&mean).map(|(v, m)| *v as f64 - m / n as f64).collect())
+            .collect();
+        let mut g = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let v = crate::stats::dot64(&centred[i], &centred[j]);
+                g[i * n + j] = v;
+                g[j * n + i] = v;
+            }
+        }
+        Gram { n, width, g }
     }
-    let var = x
-        .iter()
-        .map(|r| r.iter().zip(&mu).map(|(v, m)| (*v as f64 - m).powi(2)).sum::<f64>())
-        .sum::<f64>()
-        / (n * d).max(1) as f64;
-    (mu, var.sqrt().max(1e-12))
+
+    fn at(&self, i: usize, j: usize) -> f64 {
+        self.g[i * self.n + j]
+    }
+}
+
+/// A probe fitted on rows `train` of a [`Gram`] matrix, in kernel form:
+/// `w . z_k = sum_i coef_i C(train_i, k) / sigma^2`, with `C` the inner products after
+/// centring on the training rows' mean.
+struct KernelFit {
+    train: Vec<usize>,
+    coef: Vec<f64>,
+    b: f64,
+    /// `x_k . mu` for every row k (mu: the training rows' mean) and `mu . mu`.
+    a: Vec<f64>,
+    c: f64,
+    sigma: f64,
+    iterations: usize,
+    grad: f64,
+}
+
+impl KernelFit {
+    fn centred(&self, g: &Gram, i: usize, j: usize) -> f64 {
+        g.at(i, j) - self.a[i] - self.a[j] + self.c
+    }
+
+    /// `w . z_k + b` for row k of the Gram matrix.
+    fn logit(&self, g: &Gram, k: usize) -> f64 {
+        let s2 = self.sigma * self.sigma;
+        self.train.iter().zip(&self.coef).map(|(&t, c)| c * self.centred(g, t, k)).sum::<f64>() / s2
+            + self.b
+    }
+}
+
+fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
+    let n = train.len();
+    let nf = n as f64;
+    let a: Vec<f64> =
+        (0..g.n).map(|k| train.iter().map(|&t| g.at(k, t)).sum::<f64>() / nf).collect();
+    let c = train.iter().map(|&t| a[t]).sum::<f64>() / nf;
+    let cen = |i: usize, j: usize| g.at(i, j) - a[i] - a[j] + c;
+    // One global scale: the root mean square of the centred training features.
+    let var = train.iter().map(|&t| cen(t, t)).sum::<f64>() / (n * g.width).max(1) as f64;
+    let sigma = var.max(0.0).sqrt().max(1e-12);
+    let s2 = sigma * sigma;
+    // Coordinates of the examples in an orthonormal basis of their span: Z = U L^1/2.
+    let eig =
+        nalgebra::SymmetricEigen::new(DMatrix::from_fn(n, n, |i, j| cen(train[i], train[j]) / s2));
+    let top = eig.eigenvalues.iter().fold(0f64, |m, v| m.max(*v));
+    let keep: Vec<usize> =
+        (0..n).filter(|&i| eig.eigenvalues[i] > top * 1e-12 && top > 0.0).collect();
+    let r = keep.len();
+    let xs = DMatrix::from_fn(n, r, |i, j| {
+        eig.eigenvectors[(i, keep[j])] * eig.eigenvalues[keep[j]].sqrt()
+    });
+    let yv = DVector::from_column_slice(y);
+    // theta = (beta, b).
+    let mut beta = DVector::<f64>::zeros(r);
+    let mut b = 0f64;
+    let objective = |beta: &DVector<f64>, b: f64| -> f64 {
+        let s = &xs * beta;
+        let loss: f64 =
+            s.iter().zip(yv.iter()).map(|(si, yi)| softplus(si + b) - yi * (si + b)).sum();
+        loss / nf + LAMBDA / 2.0 * beta.norm_squared()
+    };
+    let mut f = objective(&beta, b);
+    let mut iterations = 0usize;
+    let grad;
+    loop {
+        let s = &xs * &beta;
+        let p: DVector<f64> = s.map(|si| sigmoid(si + b));
+        let e = &p - &yv;
+        let g_beta = xs.transpose() * &e / nf + &beta * LAMBDA;
+        let g_b = e.sum() / nf;
+        let gmax = g_beta.iter().fold(g_b.abs(), |m, v| m.max(v.abs()));
+        if gmax < GRAD_TOL || iterations >= MAX_ITERS {
+            grad = gmax;
+            break;
+        }
+        iterations += 1;
+        // Hessian of (beta, b).
+        let wts: DVector<f64> = p.map(|pi| pi * (1.0 - pi) / nf);
+        let mut h = DMatrix::<f64>::zeros(r + 1, r + 1);
+        let xw = DMatrix::from_fn(n, r, |i, j| xs[(i, j)] * wts[i]);
+        h.view_mut((0, 0), (r, r)).copy_from(&(xs.transpose() * &xw));
+        for j in 0..r {
+            h[(j, j)] += LAMBDA;
+            let c: f64 = (0..n).map(|i| xw[(i, j)]).sum();
+            h[(j, r)] = c;
+            h[(r, j)] = c;
+        }
+        h[(r, r)] = wts.sum() + 1e-12;
+        let mut g = DVector::<f64>::zeros(r + 1);
+        g.rows_mut(0, r).copy_from(&g_beta);
+        g[r] = g_b;
+        let Some(step) = h.cholesky().map(|c| c.solve(&g)) else {
+            grad = gmax;
+            break;
+        };
+        // Backtracking (Armijo) on the Newton direction.
+        let slope = -g.dot(&step);
+        let mut t = 1.0;
+        loop {
+            let nb = &beta - step.rows(0, r) * t;
+            let nbb = b - step[r] * t;
+            let nf2 = objective(&nb, nbb);
+            if nf2 <= f + 1e-4 * t * slope || t < 1e-10 {
+                beta = nb;
+                b = nbb;
+                f = nf2;
+                break;
+            }
+            t *= 0.5;
+        }
+    }
+    // w = Z' U L^-1/2 beta = Z' coef.
+    let coef = (0..n)
+        .map(|i| {
+            (0..r)
+                .map(|j| eig.eigenvectors[(i, keep[j])] / eig.eigenvalues[keep[j]].sqrt() * beta[j])
+                .sum::<f64>()
+        })
+        .collect();
+    KernelFit { train, coef, b, a, c, sigma, iterations, grad }
 }
 
 impl Probe {
     /// Fit on rows `x` with labels `y` (1 positive, 0 negative).
     pub fn fit(x: &[&[f32]], y: &[f64]) -> Probe {
         let (n, d) = (x.len(), x.first().map_or(0, |r| r.len()));
-        let (mu, sigma) = standardize(x);
-        let z = DMatrix::from_fn(n, d, |i, j| (x[i][j] as f64 - mu[j]) / sigma);
-        // Coordinates of the examples in an orthonormal basis of their span: X = U L^1/2.
-        let eig = nalgebra::SymmetricEigen::new(&z * z.transpose());
-        let top = eig.eigenvalues.iter().fold(0f64, |m, v| m.max(*v));
-        let keep: Vec<usize> =
-            (0..n).filter(|&i| eig.eigenvalues[i] > top * 1e-12 && top > 0.0).collect();
-        let r = keep.len();
-        let xs = DMatrix::from_fn(n, r, |i, j| {
-            eig.eigenvectors[(i, keep[j])] * eig.eigenvalues[keep[j]].sqrt()
-        });
-        let yv = DVector::from_column_slice(y);
-        let nf = n as f64;
-        // theta = (beta, b).
-        let mut beta = DVector::<f64>::zeros(r);
-        let mut b = 0f64;
-        let objective = |beta: &DVector<f64>, b: f64| -> f64 {
-            let s = &xs * beta;
-            let loss: f64 =
-                s.iter().zip(yv.iter()).map(|(si, yi)| softplus(si + b) - yi * (si + b)).sum();
-            loss / nf + LAMBDA / 2.0 * beta.norm_squared()
-        };
-        let mut f = objective(&beta, b);
-        let mut iterations = 0usize;
-        let grad;
-        loop {
-            let s = &xs * &beta;
-            let p: DVector<f64> = s.map(|si| sigmoid(si + b));
-            let e = &p - &yv;
-            let g_beta = xs.transpose() * &e / nf + &beta * LAMBDA;
-            let g_b = e.sum() / nf;
-            let gmax = g_beta.iter().fold(g_b.abs(), |m, v| m.max(v.abs()));
-            if gmax < GRAD_TOL || iterations >= MAX_ITERS {
-                grad = gmax;
-                break;
-            }
-            iterations += 1;
-            // Hessian of (beta, b).
-            let wts: DVector<f64> = p.map(|pi| pi * (1.0 - pi) / nf);
-            let mut h = DMatrix::<f64>::zeros(r + 1, r + 1);
-            let xw = DMatrix::from_fn(n, r, |i, j| xs[(i, j)] * wts[i]);
-            h.view_mut((0, 0), (r, r)).copy_from(&(xs.transpose() * &xw));
-            for j in 0..r {
-                h[(j, j)] += LAMBDA;
-                let c: f64 = (0..n).map(|i| xw[(i, j)]).sum();
-                h[(j, r)] = c;
-                h[(r, j)] = c;
-            }
-            h[(r, r)] = wts.sum() + 1e-12;
-            let mut g = DVector::<f64>::zeros(r + 1);
-            g.rows_mut(0, r).copy_from(&g_beta);
-            g[r] = g_b;
-            let Some(step) = h.cholesky().map(|c| c.solve(&g)) else {
-                grad = gmax;
-                break;
-            };
-            // Backtracking (Armijo) on the Newton direction.
-            let slope = -g.dot(&step);
-            let mut t = 1.0;
-            loop {
-                let nb = &beta - step.rows(0, r) * t;
-                let nbb = b - step[r] * t;
-                let nf2 = objective(&nb, nbb);
-                if nf2 <= f + 1e-4 * t * slope || t < 1e-10 {
-                    beta = nb;
-                    b = nbb;
-                    f = nf2;
-                    break;
-                }
-                t *= 0.5;
-            }
+        let g = Gram::of(x);
+        let k = fit_kernel(&g, (0..n).collect(), y);
+        let mut mu = vec![0f64; d];
+        for r in x {
+            mu.iter_mut().zip(r.iter()).for_each(|(m, v)| *m += *v as f64 / n as f64);
         }
-        // w = Z' U L^-1/2 beta
-        let coef = DVector::from_fn(n, |i, _| {
-            (0..r)
-                .map(|j| eig.eigenvectors[(i, keep[j])] / eig.eigenvalues[keep[j]].sqrt() * beta[j])
-                .sum::<f64>()
-        });
-        let w = z.transpose() * coef;
-        Probe { w: w.iter().copied().collect(), b, mu, sigma, iterations, grad }
+        let mut w = vec![0f64; d];
+        for (r, c) in x.iter().zip(&k.coef) {
+            let c = c / k.sigma;
+            w.iter_mut().zip(r.iter().zip(&mu)).for_each(|(w, (v, m))| *w += c * (*v as f64 - m));
+        }
+        Probe { w, b: k.b, mu, sigma: k.sigma, iterations: k.iterations, grad: k.grad }
     }
 
     pub fn prob(&self, h: &[f32]) -> f64 {
@@ -206,20 +280,36 @@ pub fn direction(pos: &Acts, neg: &Acts, layer: usize) -> Vec<f32> {
     Probe::fit(&x, &y).direction()
 }
 
+/// The [`Gram`] matrix of `layer`'s examples, pair by pair (positive, then negative).
+pub fn gram(pos: &Acts, neg: &Acts, layer: usize) -> Gram {
+    let all: Vec<usize> = (0..pos.acts.len().min(neg.acts.len())).collect();
+    Gram::of(&rows(pos, neg, layer, &all).0)
+}
+
 /// Held-out accuracy at `layer` over the folds of [`crate::heldout::folds`] (a probe fitted
 /// on the other folds classifies each held-out example, `p > 0.5`); `None` with fewer than 2
 /// pairs.
 pub fn heldout_accuracy(pos: &Acts, neg: &Acts, layer: usize) -> Option<f64> {
     let n = pos.acts.len().min(neg.acts.len());
+    heldout_accuracy_gram(&gram(pos, neg, layer), &vec![false; n])
+}
+
+/// [`heldout_accuracy`] from a layer's [`gram`], with the labels of pairs where `flips` is
+/// true swapped (the shuffled-label null).
+pub fn heldout_accuracy_gram(g: &Gram, flips: &[bool]) -> Option<f64> {
+    let n = g.n / 2;
     let folds = crate::heldout::folds(n)?;
+    let label = |i: usize, positive: bool| if positive ^ flips[i] { 1.0 } else { 0.0 };
     let (mut right, mut total) = (0usize, 0usize);
     for (train, test) in &folds {
-        let (x, y) = rows(pos, neg, layer, train);
-        let p = Probe::fit(&x, &y);
-        let (tx, ty) = rows(pos, neg, layer, test);
-        for (h, t) in tx.iter().zip(&ty) {
-            right += ((p.prob(h) > 0.5) == (*t > 0.5)) as usize;
-            total += 1;
+        let rows: Vec<usize> = train.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect();
+        let y: Vec<f64> = train.iter().flat_map(|&i| [label(i, true), label(i, false)]).collect();
+        let k = fit_kernel(g, rows, &y);
+        for &i in test {
+            for (row, positive) in [(2 * i, true), (2 * i + 1, false)] {
+                right += ((sigmoid(k.logit(g, row)) > 0.5) == (label(i, positive) > 0.5)) as usize;
+                total += 1;
+            }
         }
     }
     Some(right as f64 / total as f64)
@@ -287,5 +377,59 @@ mod tests {
         let worst = g.iter().fold(gb.abs(), |m, v| m.max(v.abs()));
         println!("probe: {} Newton steps, largest gradient entry {worst:.2e}", p.iterations);
         assert!(worst < 1e-8 && p.iterations < 30, "gradient {worst}, {} steps", p.iterations);
+    }
+
+    /// The kernel-form refits equal the explicit ones: labels flipped through the Gram matrix
+    /// give the held-out accuracy of a probe fitted on the swapped rows, and a fit's kernel
+    /// logits are its weights' logits.
+    #[test]
+    fn gram_refits_equal_explicit_ones() {
+        let mut s = 5u64;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        // Weak signal on a large common offset (as residual streams have), so folds differ.
+        let mut mk = |sign: f32| -> Vec<Vec<Vec<f32>>> {
+            (0..12)
+                .map(|_| {
+                    vec![(0..48)
+                        .map(|j| 30.0 + if j < 3 { sign * 0.4 + rnd() } else { rnd() })
+                        .collect()]
+                })
+                .collect()
+        };
+        let pos = Acts { acts: mk(1.0), n_layer: 1, d: 48 };
+        let neg = Acts { acts: mk(-1.0), n_layer: 1, d: 48 };
+        let g = gram(&pos, &neg, 0);
+        for flips in crate::heldout::label_flips(12, 6, 3) {
+            let (fp, fneg) = crate::heldout::flipped(&pos, &neg, &flips);
+            // The old way: explicit fits on the swapped rows.
+            let folds = crate::heldout::folds(12).unwrap();
+            let (mut right, mut total) = (0, 0);
+            for (train, test) in &folds {
+                let (x, y) = rows(&fp, &fneg, 0, train);
+                let p = Probe::fit(&x, &y);
+                let (tx, ty) = rows(&fp, &fneg, 0, test);
+                for (h, t) in tx.iter().zip(&ty) {
+                    right += ((p.prob(h) > 0.5) == (*t > 0.5)) as usize;
+                    total += 1;
+                }
+            }
+            let explicit = right as f64 / total as f64;
+            println!("shuffled labels: held-out probe accuracy {explicit:.3}");
+            assert_eq!(heldout_accuracy_gram(&g, &flips), Some(explicit), "flips {flips:?}");
+        }
+        let all: Vec<usize> = (0..12).collect();
+        let (x, y) = rows(&pos, &neg, 0, &all);
+        let p = Probe::fit(&x, &y);
+        let k =
+            fit_kernel(&Gram::of(&x), all.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect(), &y);
+        let worst =
+            (0..24).map(|r| (p.logit(x[r]) - k.logit(&Gram::of(&x), r)).abs()).fold(0f64, f64::max);
+        println!("kernel vs explicit probe logits: max difference {worst:.2e}");
+        assert!(worst < 1e-9, "{worst}");
     }
 }

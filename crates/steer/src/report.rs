@@ -221,14 +221,21 @@ pub async fn analyze_and_prepare<B: Backend>(
     let flips = label_flips(n_pairs, runs, NULL_SEED);
     // Per shuffled run: the held-out separation and probe accuracy at every layer.
     type Run = (Vec<Separation>, Vec<Option<f64>>);
-    let nulls: Vec<Result<Run>> = par::map(flips, |f| {
+    let seps: Vec<Result<Vec<Separation>>> = par::map(flips.clone(), |f| {
         let (fp, fneg) = flipped(&pos, &neg, &f);
         let fit = fitter(method, snmf_layers, &f);
-        let sep = separation(&fp, &fneg, &*fit)?;
-        let acc = (0..n_layer).map(|l| probe::heldout_accuracy(&fp, &fneg, l)).collect();
-        Ok((sep, acc))
+        separation(&fp, &fneg, &*fit)
     });
-    let nulls: Vec<Run> = nulls.into_iter().collect::<Result<_>>()?;
+    // The probe's refits per layer share one Gram matrix of the examples.
+    let accs: Vec<Vec<Option<f64>>> = par::map((0..n_layer).collect(), |l| {
+        let g = probe::gram(&pos, &neg, l);
+        flips.iter().map(|f| probe::heldout_accuracy_gram(&g, f)).collect()
+    });
+    let nulls: Vec<Run> = seps
+        .into_iter()
+        .enumerate()
+        .map(|(r, sep)| Ok((sep?, accs.iter().map(|a| a[r]).collect())))
+        .collect::<Result<_>>()?;
     progress("stability and geometry", 3, total);
     let boot = match &snmf {
         // SNMF is refitted from another seed: how well the two agree.

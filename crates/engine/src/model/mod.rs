@@ -156,6 +156,9 @@ impl<B: Backend> Model<B> {
 pub enum LogitsFor {
     Last,
     All,
+    /// No logits (the pass is run for what its hooks capture): an empty vector, and neither
+    /// the final norm nor the LM head is computed.
+    None,
 }
 
 /// One sequence being processed: the KV cache and the position reached.
@@ -182,10 +185,10 @@ impl<'m, B: Backend> Session<'m, B> {
     ) -> Result<Vec<f32>> {
         let pass = self.record(ids, hooks.as_deref(), which)?;
         let be = &self.model.backend;
-        let mut acts: Vec<&B::Act> = vec![&pass.logits];
+        let mut acts: Vec<&B::Act> = pass.logits.iter().collect();
         acts.extend(pass.kept.iter().map(|k| &k.act));
         let mut host = be.read(&acts).await?.into_iter();
-        let logits = host.next().unwrap_or_default();
+        let logits = if pass.logits.is_some() { host.next().unwrap_or_default() } else { vec![] };
         deliver(hooks, &pass.kept, host);
         Ok(logits)
     }
@@ -205,7 +208,7 @@ impl<'m, B: Backend> Session<'m, B> {
             let host = self.model.backend.read(&acts).await?;
             deliver(hooks, &pass.kept, host.into_iter());
         }
-        Ok(pass.logits)
+        pass.logits.ok_or_else(|| Error::Backend("forward_act was asked for no logits".into()))
     }
 
     /// Record one forward pass: the logits and the hooks' kept copies, where the backend keeps
@@ -229,7 +232,12 @@ impl<'m, B: Backend> Session<'m, B> {
             });
         }
         let be = &m.backend;
-        be.fits(cfg, ids.len(), if which == LogitsFor::All { ids.len() } else { 1 })?;
+        let logit_rows = match which {
+            LogitsFor::All => ids.len(),
+            LogitsFor::Last => 1,
+            LogitsFor::None => 0,
+        };
+        be.fits(cfg, ids.len(), logit_rows)?;
         let w = &m.weights;
         let d = cfg.d_model;
         let mut kept = Vec::new();
@@ -256,15 +264,19 @@ impl<'m, B: Backend> Session<'m, B> {
             crate::hooks::run(be, hooks, &mut kept, Site::Residual, l, self.pos, &mut x, d)?;
         }
         self.pos += ids.len();
-        let x = if which == LogitsFor::Last { be.last_row(&x)? } else { x };
-        let logits = m.head(&x)?;
+        let logits = match which {
+            LogitsFor::All => Some(m.head(&x)?),
+            LogitsFor::Last => Some(m.head(&be.last_row(&x)?)?),
+            LogitsFor::None => None,
+        };
         Ok(Pass { logits, kept })
     }
 }
 
 /// One recorded forward pass: the logits and what the hooks kept, not yet read.
 pub struct Pass<B: Backend> {
-    pub logits: B::Act,
+    /// None for [`LogitsFor::None`].
+    pub logits: Option<B::Act>,
     pub kept: Vec<Kept<B::Act>>,
 }
 
