@@ -19,7 +19,7 @@
 //! trained on.
 
 use crate::concept::Acts;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 
 pub const LAMBDA: f64 = 1e-2;
 /// Newton stops when every entry of the gradient is below this.
@@ -120,6 +120,31 @@ impl KernelFit {
     }
 }
 
+/// Solve `a x = rhs` for a symmetric positive definite `m x m` matrix `a` (row-major,
+/// overwritten by its Cholesky factor); false when `a` is not positive definite.
+fn cholesky_solve(a: &mut [f64], m: usize, rhs: &[f64], x: &mut [f64]) -> bool {
+    for j in 0..m {
+        let d = a[j * m + j] - (0..j).map(|k| a[j * m + k] * a[j * m + k]).sum::<f64>();
+        if d <= 0.0 || !d.is_finite() {
+            return false;
+        }
+        let d = d.sqrt();
+        a[j * m + j] = d;
+        for i in j + 1..m {
+            let v = a[i * m + j] - (0..j).map(|k| a[i * m + k] * a[j * m + k]).sum::<f64>();
+            a[i * m + j] = v / d;
+        }
+    }
+    // L z = rhs, then L' x = z.
+    for i in 0..m {
+        x[i] = (rhs[i] - (0..i).map(|k| a[i * m + k] * x[k]).sum::<f64>()) / a[i * m + i];
+    }
+    for i in (0..m).rev() {
+        x[i] = (x[i] - (i + 1..m).map(|k| a[k * m + i] * x[k]).sum::<f64>()) / a[i * m + i];
+    }
+    true
+}
+
 fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
     let n = train.len();
     let nf = n as f64;
@@ -138,62 +163,89 @@ fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
     let keep: Vec<usize> =
         (0..n).filter(|&i| eig.eigenvalues[i] > top * 1e-12 && top > 0.0).collect();
     let r = keep.len();
-    let xs = DMatrix::from_fn(n, r, |i, j| {
-        eig.eigenvectors[(i, keep[j])] * eig.eigenvalues[keep[j]].sqrt()
-    });
-    let yv = DVector::from_column_slice(y);
-    // theta = (beta, b).
-    let mut beta = DVector::<f64>::zeros(r);
-    let mut b = 0f64;
-    let objective = |beta: &DVector<f64>, b: f64| -> f64 {
-        let s = &xs * beta;
-        let loss: f64 =
-            s.iter().zip(yv.iter()).map(|(si, yi)| softplus(si + b) - yi * (si + b)).sum();
-        loss / nf + LAMBDA / 2.0 * beta.norm_squared()
+    // Row-major n x r; the Newton loop below works in plain buffers allocated once (it runs
+    // for every fold of every shuffled-label refit, on threads that share one allocator).
+    let mut xs = vec![0f64; n * r];
+    for i in 0..n {
+        for (j, &kj) in keep.iter().enumerate() {
+            xs[i * r + j] = eig.eigenvectors[(i, kj)] * eig.eigenvalues[kj].sqrt();
+        }
+    }
+    let scores = |beta: &[f64], out: &mut [f64]| {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = xs[i * r..(i + 1) * r].iter().zip(beta).map(|(x, b)| x * b).sum();
+        }
     };
-    let mut f = objective(&beta, b);
+    let mut s = vec![0f64; n];
+    // theta = (beta, b).
+    let mut beta = vec![0f64; r];
+    let mut b = 0f64;
+    let objective = |beta: &[f64], b: f64, s: &mut [f64]| -> f64 {
+        scores(beta, s);
+        let loss: f64 = s.iter().zip(y).map(|(si, yi)| softplus(si + b) - yi * (si + b)).sum();
+        loss / nf + LAMBDA / 2.0 * beta.iter().map(|v| v * v).sum::<f64>()
+    };
+    let mut f = objective(&beta, b, &mut s);
+    let m = r + 1;
+    let (mut e, mut wts) = (vec![0f64; n], vec![0f64; n]);
+    let (mut g, mut h, mut step, mut nb) =
+        (vec![0f64; m], vec![0f64; m * m], vec![0f64; m], vec![0f64; r]);
     let mut iterations = 0usize;
     let grad;
     loop {
-        let s = &xs * &beta;
-        let p: DVector<f64> = s.map(|si| sigmoid(si + b));
-        let e = &p - &yv;
-        let g_beta = xs.transpose() * &e / nf + &beta * LAMBDA;
-        let g_b = e.sum() / nf;
-        let gmax = g_beta.iter().fold(g_b.abs(), |m, v| m.max(v.abs()));
+        scores(&beta, &mut s);
+        for i in 0..n {
+            let pi = sigmoid(s[i] + b);
+            e[i] = pi - y[i];
+            wts[i] = pi * (1.0 - pi) / nf;
+        }
+        g.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            let row = &xs[i * r..(i + 1) * r];
+            g[..r].iter_mut().zip(row).for_each(|(gj, x)| *gj += x * e[i]);
+        }
+        for j in 0..r {
+            g[j] = g[j] / nf + beta[j] * LAMBDA;
+        }
+        g[r] = e.iter().sum::<f64>() / nf;
+        let gmax = g.iter().fold(0f64, |mx, v| mx.max(v.abs()));
         if gmax < GRAD_TOL || iterations >= MAX_ITERS {
             grad = gmax;
             break;
         }
         iterations += 1;
-        // Hessian of (beta, b).
-        let wts: DVector<f64> = p.map(|pi| pi * (1.0 - pi) / nf);
-        let mut h = DMatrix::<f64>::zeros(r + 1, r + 1);
-        let xw = DMatrix::from_fn(n, r, |i, j| xs[(i, j)] * wts[i]);
-        h.view_mut((0, 0), (r, r)).copy_from(&(xs.transpose() * &xw));
-        for j in 0..r {
-            h[(j, j)] += LAMBDA;
-            let c: f64 = (0..n).map(|i| xw[(i, j)]).sum();
-            h[(j, r)] = c;
-            h[(r, j)] = c;
+        // Hessian of (beta, b): Xs' W Xs + lambda I, bordered by Xs' w and sum(w).
+        h.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            let row = &xs[i * r..(i + 1) * r];
+            for j in 0..r {
+                let xw = row[j] * wts[i];
+                let hj = &mut h[j * m..j * m + j + 1];
+                hj.iter_mut().zip(&row[..=j]).for_each(|(v, x)| *v += xw * x);
+                h[j * m + r] += xw;
+            }
         }
-        h[(r, r)] = wts.sum() + 1e-12;
-        let mut g = DVector::<f64>::zeros(r + 1);
-        g.rows_mut(0, r).copy_from(&g_beta);
-        g[r] = g_b;
-        let Some(step) = h.cholesky().map(|c| c.solve(&g)) else {
+        for j in 0..r {
+            h[j * m + j] += LAMBDA;
+            for k in 0..j {
+                h[k * m + j] = h[j * m + k];
+            }
+            h[r * m + j] = h[j * m + r];
+        }
+        h[r * m + r] = wts.iter().sum::<f64>() + 1e-12;
+        if !cholesky_solve(&mut h, m, &g, &mut step) {
             grad = gmax;
             break;
-        };
+        }
         // Backtracking (Armijo) on the Newton direction.
-        let slope = -g.dot(&step);
+        let slope = -g.iter().zip(&step).map(|(a, b)| a * b).sum::<f64>();
         let mut t = 1.0;
         loop {
-            let nb = &beta - step.rows(0, r) * t;
+            nb.iter_mut().zip(beta.iter().zip(&step)).for_each(|(v, (bj, sj))| *v = bj - sj * t);
             let nbb = b - step[r] * t;
-            let nf2 = objective(&nb, nbb);
+            let nf2 = objective(&nb, nbb, &mut s);
             if nf2 <= f + 1e-4 * t * slope || t < 1e-10 {
-                beta = nb;
+                std::mem::swap(&mut beta, &mut nb);
                 b = nbb;
                 f = nf2;
                 break;
