@@ -62,6 +62,20 @@ fn check(t: Tiny, seed: u64) {
     let none = m.session().forward(&ids, Some(&mut without), LogitsFor::None).wait().unwrap();
     assert!(none.is_empty());
     assert_eq!(with.rows, without.rows);
+    check_packed(&m, t);
+    check_packed(&fast, t);
+    // Unembedding several directions at once is one at a time.
+    let d = t.d;
+    let v: Vec<f32> = (0..2 * d).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect();
+    let both = m.unembed_direction(&v).wait().unwrap();
+    let one = m.unembed_direction(&v[..d]).wait().unwrap();
+    let two = m.unembed_direction(&v[d..]).wait().unwrap();
+    let want = [one, two].concat();
+    let md = both.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    // (f32 weights: one GEMM for both rows, summing in another order than for one.)
+    println!("unembedding two rows at once vs one by one: max diff {md:.1e}");
+    assert!(md < 1e-5, "{md}");
+    assert!(m.unembed_direction(&v[..d - 1]).wait().is_err());
 }
 
 /// The MLP hook sees the SwiGLU output of every layer and position, and what it writes is
@@ -223,4 +237,47 @@ fn tokenizer_round_trips_bytes() {
     let ids = m.tokenizer.encode(text).unwrap();
     assert!(ids.contains(&0), "<s> is a special token: {ids:?}");
     assert_eq!(m.tokenizer.decode(&ids).unwrap(), text);
+}
+
+/// Sequences packed into one pass capture what one pass each does (f32 and quantized
+/// weights; the products may sum in another order for more rows, so within a tolerance), the
+/// logits asked for are those of each sequence's last position, and a hook that edits is
+/// refused rather than applied at the wrong positions.
+fn check_packed(m: &Model<Cpu>, t: Tiny) {
+    let seqs: Vec<Vec<u32>> = vec![vec![5, 77, 3], vec![200, 9, 41, 120, 7, 8, 9, 10, 11], vec![1]];
+    let mut packed = Capture::new(0..t.n_layer);
+    let logits = m.forward_packed(&seqs, Some(&mut packed), &[true, false, true]).wait().unwrap();
+    assert!(logits[1].is_empty());
+    let mut md = MaxDiff::default();
+    let mut first = 0;
+    for (i, ids) in seqs.iter().enumerate() {
+        let mut one = Capture::new(0..t.n_layer);
+        let l = m.session().forward(ids, Some(&mut one), LogitsFor::Last).wait().unwrap();
+        for (layer, (a, b)) in packed.rows.iter().zip(&one.rows).enumerate() {
+            let a = &a[first * t.d..(first + ids.len()) * t.d];
+            for (j, (x, y)) in a.iter().zip(b).enumerate() {
+                md.see(*x, *y, || format!("sequence {i} layer {layer} value {j}"));
+            }
+        }
+        if i != 1 {
+            for (j, (x, y)) in logits[i].iter().zip(&l).enumerate() {
+                md.see(*x, *y, || format!("sequence {i} logit {j}"));
+            }
+            assert_eq!(logits[i].len(), l.len());
+        }
+        first += ids.len();
+    }
+    println!("{t:?}: {}", md.report("packed pass vs one pass per sequence", 1e-3));
+    assert!(md.max < 1e-3);
+    struct Shift;
+    impl Hooks for Shift {
+        fn wants(&self, site: Site, _: usize) -> bool {
+            site == Site::Residual
+        }
+        fn edits(&self, _: Site, _: usize) -> Vec<tiller_engine::Edit> {
+            vec![tiller_engine::Edit::scaled(vec![2.0f32; 4].into())]
+        }
+    }
+    let err = m.forward_packed(&seqs, Some(&mut Shift), &[]).wait().unwrap_err().to_string();
+    assert!(err.contains("packed pass only captures"), "{err}");
 }

@@ -138,6 +138,17 @@ pub trait Backend {
     /// A copy of `n` rows of `x` from row `first`, kept where the backend keeps activations
     /// (what a capture records during a pass, to read after it).
     fn copy_rows(&self, x: &Self::Act, first: usize, n: usize) -> Result<Self::Act>;
+    /// The rows of `parts`, one after another (same width). Backends that can pack several
+    /// sequences into one pass ([`Backend::packs_sequences`]) have it.
+    fn concat_rows(&self, _parts: &[&Self::Act]) -> Result<Self::Act> {
+        Err(Error::Backend(format!("{}: no packed passes", self.name())))
+    }
+    /// Does [`crate::Model::forward_packed`] run here (several short sequences in one pass:
+    /// the products see all their rows at once)? The CPU's products gain from more rows; a
+    /// GPU backend keeps one pass per sequence.
+    fn packs_sequences(&self) -> bool {
+        false
+    }
     /// Apply `edits` (in order) to the rows of `x`, row i at absolute position `pos0 + i`:
     /// the one form every intervention takes, on any backend.
     fn edit(&self, x: &mut Self::Act, edits: &[Edit], pos0: usize) -> Result<()>;

@@ -110,6 +110,9 @@ pub struct MlpActs {
     pub tokens: Vec<(usize, usize, u32)>,
 }
 
+/// Most tokens a capture puts through one packed pass.
+const PACK_ROWS: usize = 512;
+
 /// Most tokens SNMF reads (all layers' MLP activations are held at once).
 pub const MAX_MLP_TOKENS: usize = 1024;
 
@@ -158,44 +161,68 @@ pub async fn capture_full<B: Backend>(
         }
     }
     let mut acts = Vec::with_capacity(texts.len());
-    for (i, t) in texts.iter().enumerate() {
-        let ids = model.encode_prompt(t, false)?;
-        // Logits (final norm and LM head) only where they are kept.
-        let which = match &logits {
-            Some((_, n)) if i < *n => LogitsFor::Last,
-            _ => LogitsFor::None,
-        };
+    let mut ids = Vec::with_capacity(texts.len());
+    for t in texts {
+        ids.push(model.encode_prompt(t, false)?);
+    }
+    if let Some(m) = mlp.as_deref() {
+        if m.tokens.len() + ids.iter().map(Vec::len).sum::<usize>() > MAX_MLP_TOKENS {
+            return Err(Error::Concept {
+                name: String::new(),
+                msg: format!(
+                    "SNMF reads every token and these texts have more than {MAX_MLP_TOKENS}: \
+                     use fewer or shorter examples"
+                ),
+            });
+        }
+    }
+    let keep_logits = logits.as_ref().map_or(0, |l| l.1);
+    // Texts go through in packs of up to PACK_ROWS tokens (one pass each where the backend
+    // packs sequences; the same activations as one pass per text).
+    let mut start = 0;
+    while start < ids.len() {
+        let mut end = start + 1;
+        let mut rows = ids[start].len();
+        while end < ids.len() && rows + ids[end].len() <= PACK_ROWS {
+            rows += ids[end].len();
+            end += 1;
+        }
+        let group = &ids[start..end];
+        let want: Vec<bool> = (start..end).map(|i| i < keep_logits).collect();
         let resid = Capture::new(0..n_layer);
-        let (per_layer, last) = if let Some(m) = mlp.as_deref_mut() {
-            if m.tokens.len() + ids.len() > MAX_MLP_TOKENS {
-                return Err(Error::Concept {
-                    name: String::new(),
-                    msg: format!(
-                        "SNMF reads every token and these texts have more than {MAX_MLP_TOKENS}: \
-                         use fewer or shorter examples"
-                    ),
-                });
-            }
+        let (resid, last) = if let Some(m) = mlp.as_deref_mut() {
             let mut both = (resid, Capture::mlp(0..n_layer));
-            let last = model.session().forward(&ids, Some(&mut both), which).await?;
-            let text = m.tokens.last().map_or(0, |t| t.0 + 1);
-            m.tokens.extend(ids.iter().enumerate().map(|(p, &id)| (text, p, id)));
+            let last = model.forward_packed(group, Some(&mut both), &want).await?;
+            // Text indices continue from the texts already read into `m`.
+            let base = m.tokens.last().map_or(0, |t| t.0 + 1);
+            for (k, t) in group.iter().enumerate() {
+                m.tokens.extend(t.iter().enumerate().map(|(p, &id)| (base + k, p, id)));
+            }
             m.width = both.1.width;
             for (dst, src) in m.layers.iter_mut().zip(&both.1.rows) {
                 dst.extend_from_slice(src);
             }
-            (both.0.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
+            (both.0, last)
         } else {
             let mut resid = resid;
-            let last = model.session().forward(&ids, Some(&mut resid), which).await?;
-            (resid.rows.iter().map(|rows| read_rows(rows, d, read)).collect(), last)
+            let last = model.forward_packed(group, Some(&mut resid), &want).await?;
+            (resid, last)
         };
-        if let Some((out, n)) = logits.as_mut() {
-            if i < *n {
-                out.push(last);
+        // Split each layer's packed rows back into texts.
+        let mut first = 0;
+        for (k, (t, logit)) in group.iter().zip(last).enumerate() {
+            let span = first * d..(first + t.len()) * d;
+            acts.push(
+                resid.rows.iter().map(|rows| read_rows(&rows[span.clone()], d, read)).collect(),
+            );
+            if let Some((out, n)) = logits.as_mut() {
+                if start + k < *n {
+                    out.push(logit);
+                }
             }
+            first += t.len();
         }
-        acts.push(per_layer);
+        start = end;
     }
     Ok(Acts { acts, n_layer, d })
 }

@@ -267,10 +267,18 @@ pub async fn analyze_and_prepare<B: Backend>(
         token: model.tokenizer.decode(&[id]).unwrap_or_default(),
         score: score as f32,
     };
+    // Every layer's direction through the unembedding in one product, then each layer's
+    // highest and lowest tokens on threads.
+    let flat: Vec<f32> = dirs.iter().flatten().copied().collect();
+    let scores = model.unembed_direction(&flat).await?;
+    let vocab = scores.len() / n_layer.max(1);
+    let tops =
+        par::map(scores.chunks(vocab.max(1)).collect(), |s| diagnostics::top_bottom(s, opts.top_k));
     let mut layers = Vec::with_capacity(n_layer);
-    for (l, (fs, al, diag, (scatter_pos, scatter_neg))) in geo.into_iter().enumerate() {
+    for (l, ((fs, al, diag, (scatter_pos, scatter_neg)), (up, down))) in
+        geo.into_iter().zip(tops).enumerate()
+    {
         let d = &dirs[l];
-        let (up, down) = diagnostics::top_tokens(model, d, opts.top_k).await?;
         let svd = if method == Method::Svd {
             svd_subspace(&pos, &neg, l, 4).ok().map(|s| SvdReport {
                 singular_values: s.singular_values,

@@ -244,6 +244,19 @@ impl Backend for Cpu {
         Ok(CpuAct { data: rows.to_vec(), rows: n, cols: x.cols })
     }
 
+    fn concat_rows(&self, parts: &[&CpuAct]) -> Result<CpuAct> {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        if parts.iter().any(|p| p.cols != cols) {
+            return Err(Error::Backend("concatenated rows of different widths".into()));
+        }
+        let data: Vec<f32> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        Ok(CpuAct { rows: parts.iter().map(|p| p.rows).sum(), cols, data })
+    }
+
+    fn packs_sequences(&self) -> bool {
+        true
+    }
+
     fn edit(&self, x: &mut CpuAct, edits: &[Edit], pos0: usize) -> Result<()> {
         for (i, row) in x.data.chunks_exact_mut(x.cols).enumerate() {
             let p = pos0 + i;

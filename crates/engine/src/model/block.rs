@@ -12,6 +12,43 @@ use crate::hooks::{self, Hooks, Kept, Site};
 use crate::{Error, Result};
 use tiller_model::{Activation, ModelConfig, RopeStyle};
 
+/// Where a pass's rows come from.
+pub enum Seq<'a, C> {
+    /// One sequence, continuing `cache` at position `pos0`.
+    Cached { cache: &'a mut C, pos0: usize },
+    /// Independent sequences of these lengths, one after another, each from position 0 with
+    /// no cache kept (keys and values `kv_width` wide). Hooks may only keep every row here.
+    Packed { lens: &'a [usize], kv_width: usize },
+}
+
+/// [`hooks::run`], refusing in a packed pass what needs to know where a sequence starts (an
+/// edit, a last-row copy) or comes before RoPE there (the query and key sites).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_hooks<B: Backend>(
+    be: &B,
+    hooks: Option<&(dyn Hooks + '_)>,
+    kept: &mut Vec<Kept<B::Act>>,
+    site: Site,
+    layer: usize,
+    packed: bool,
+    pos0: usize,
+    x: &mut B::Act,
+    width: usize,
+) -> Result<()> {
+    if let (true, Some(h)) = (packed, hooks) {
+        if h.wants(site, layer)
+            && (matches!(site, Site::Query | Site::Key)
+                || !h.edits(site, layer).is_empty()
+                || h.keeps(site, layer).iter().any(|k| k.rows != hooks::Rows::All))
+        {
+            return Err(Error::Backend(format!(
+                "a packed pass only captures whole rows ({site:?} at layer {layer})"
+            )));
+        }
+    }
+    hooks::run(be, hooks, kept, site, layer, pos0, x, width)
+}
+
 /// Block `layer` on `x` in place. `hooks` may edit or keep the outputs of the two input norms
 /// (what attention and the MLP read) and the MLP's hidden activation (the gated activation,
 /// `d_ff` wide, the input of the down projection) when it asks for them; kept copies go to
@@ -23,12 +60,18 @@ pub fn forward<B: Backend>(
     cfg: &ModelConfig,
     w: &LayerWeights<B>,
     x: &mut B::Act,
-    cache: &mut B::KvCache,
-    pos0: usize,
+    seq: Seq<'_, B::KvCache>,
     layer: usize,
     hooks: Option<&(dyn Hooks + '_)>,
     kept: &mut Vec<Kept<B::Act>>,
 ) -> Result<()> {
+    let (packed, pos0) = match &seq {
+        Seq::Cached { pos0, .. } => (false, *pos0),
+        Seq::Packed { .. } => (true, 0),
+    };
+    let run = |kept: &mut Vec<Kept<B::Act>>, site, x: &mut B::Act, width| {
+        run_hooks(be, hooks, kept, site, layer, packed, pos0, x, width)
+    };
     let wants = |site| hooks.is_some_and(|h| h.wants(site, layer));
     let (d, hd, eps) = (cfg.d_model, cfg.head_dim, cfg.rms_eps);
     let b = &cfg.block;
@@ -41,7 +84,7 @@ pub fn forward<B: Backend>(
     let qkv = [&w.wq, &w.wk, &w.wv];
     let qkv = if wants(Site::AttnIn) || w.attn_norm_b.is_some() {
         let mut h = norm(x, &w.attn_norm, &w.attn_norm_b)?;
-        hooks::run(be, hooks, kept, Site::AttnIn, layer, pos0, &mut h, d)?;
+        run(kept, Site::AttnIn, &mut h, d)?;
         be.matmul(&h, &qkv)?
     } else {
         be.attn_in(x, &w.attn_norm, eps, &qkv)?
@@ -60,12 +103,18 @@ pub fn forward<B: Backend>(
         q = be.rms_norm_groups(&q, qn, hd, eps)?;
         k = be.rms_norm_groups(&k, kn, hd, eps)?;
     }
-    if b.rope != RopeStyle::None {
-        let theta = cfg.rope_theta_at(layer);
-        be.rope_qk(&mut q, &mut k, cfg.n_head, cfg.n_kv_head, hd, pos0, theta, b.rope)?;
+    let theta = cfg.rope_theta_at(layer);
+    let rope = |q: &mut B::Act, k: &mut B::Act, pos0| {
+        if b.rope == RopeStyle::None {
+            return Ok(());
+        }
+        be.rope_qk(q, k, cfg.n_head, cfg.n_kv_head, hd, pos0, theta, b.rope)
+    };
+    if !packed {
+        rope(&mut q, &mut k, pos0)?;
     }
-    hooks::run(be, hooks, kept, Site::Query, layer, pos0, &mut q, cfg.n_head * hd)?;
-    hooks::run(be, hooks, kept, Site::Key, layer, pos0, &mut k, cfg.n_kv_head * hd)?;
+    run(kept, Site::Query, &mut q, cfg.n_head * hd)?;
+    run(kept, Site::Key, &mut k, cfg.n_kv_head * hd)?;
     let window = if cfg.is_swa(layer) { b.sliding_window } else { None };
     let shape = AttnShape {
         n_head: cfg.n_head,
@@ -76,7 +125,24 @@ pub fn forward<B: Backend>(
         scale: b.query_scale.unwrap_or(1.0 / (hd as f32).sqrt()),
         softcap: b.attn_softcap,
     };
-    let a = be.attention(&q, &k, &v, cache, shape)?;
+    let a = match seq {
+        Seq::Cached { cache, .. } => be.attention(&q, &k, &v, cache, shape)?,
+        Seq::Packed { lens, kv_width } => {
+            // RoPE and attention per sequence, each from position 0 over its own keys.
+            let mut parts = Vec::with_capacity(lens.len());
+            let mut first = 0;
+            for &n in lens {
+                let mut qs = be.copy_rows(&q, first, n)?;
+                let mut ks = be.copy_rows(&k, first, n)?;
+                let vs = be.copy_rows(&v, first, n)?;
+                rope(&mut qs, &mut ks, 0)?;
+                let mut cache = be.new_cache(kv_width);
+                parts.push(be.attention(&qs, &ks, &vs, &mut cache, shape)?);
+                first += n;
+            }
+            be.concat_rows(&parts.iter().collect::<Vec<_>>())?
+        }
+    };
     project_out(be, &a, &w.wo, &w.wo_b, &w.post_attn_norm, eps, x)?;
     // MLP: gate/up projection (fused with the norm and SwiGLU when nothing hooks the norm's
     // output, the norm is RMSNorm and the gate is SiLU), or GPT-2's ungated `gelu(up)`.
@@ -88,7 +154,7 @@ pub fn forward<B: Backend>(
         Some(gate) if fused => be.mlp_in(x, &w.ffn_norm, eps, gate, &w.up)?,
         gate => {
             let mut h = norm(x, &w.ffn_norm, &w.ffn_norm_b)?;
-            hooks::run(be, hooks, kept, Site::MlpIn, layer, pos0, &mut h, d)?;
+            run(kept, Site::MlpIn, &mut h, d)?;
             let ws: Vec<&B::Matrix> = gate.iter().chain([&w.up]).collect();
             let mut gu = be.matmul(&h, &ws)?;
             let Some(mut u) = gu.pop() else {
@@ -104,7 +170,7 @@ pub fn forward<B: Backend>(
             }
         }
     };
-    hooks::run(be, hooks, kept, Site::Mlp, layer, pos0, &mut a, cfg.d_ff)?;
+    run(kept, Site::Mlp, &mut a, cfg.d_ff)?;
     project_out(be, &a, &w.down, &w.down_b, &w.post_ffw_norm, eps, x)
 }
 

@@ -58,8 +58,14 @@ impl<B: Backend> Model<B> {
     /// scores say which tokens it promotes and suppresses.
     pub async fn unembed_direction(&self, v: &[f32]) -> Result<Vec<f32>> {
         let d = self.config.d_model;
+        if v.is_empty() || !v.len().is_multiple_of(d) {
+            return Err(Error::Backend(format!(
+                "unembedding: {} values are not rows of {d}",
+                v.len()
+            )));
+        }
         let g: Vec<f32> =
-            v.iter().zip(self.weights.out_norm_host.iter()).map(|(a, b)| a * b).collect();
+            v.iter().zip(self.weights.out_norm_host.iter().cycle()).map(|(a, b)| a * b).collect();
         let head = self.weights.lm_head.as_ref().unwrap_or(&self.weights.embed);
         self.product(g, v.len() / d, d, head).await
     }
@@ -139,6 +145,110 @@ impl<B: Backend> Model<B> {
         let x = be.upload_act(rows, n, d)?;
         let y = self.head(&x)?;
         Ok(be.read(&[&y]).await?.pop().unwrap_or_default())
+    }
+
+    /// Embed `ids` (at `positions`) and run every block: over `caches` from `pos0`, or, with
+    /// no caches, as independent sequences of lengths `lens` packed one after another.
+    #[allow(clippy::too_many_arguments)]
+    fn blocks(
+        &self,
+        ids: &[u32],
+        positions: &[u32],
+        mut caches: Option<&mut [B::KvCache]>,
+        pos0: usize,
+        lens: &[usize],
+        hooks: Option<&(dyn Hooks + '_)>,
+        kept: &mut Vec<Kept<B::Act>>,
+    ) -> Result<B::Act> {
+        let (be, w, cfg) = (&self.backend, &self.weights, &self.config);
+        let kv_width = cfg.n_kv_head * cfg.head_dim;
+        let mut x = be.embed(&w.embed, ids)?;
+        if let Some(s) = cfg.block.embed_scale {
+            be.scale(&mut x, s)?;
+        }
+        if let Some(table) = &w.pos_embd {
+            be.add_assign(&mut x, &be.embed(table, positions)?)?;
+        }
+        let packed = caches.is_none();
+        for (l, lw) in w.layers.iter().enumerate() {
+            let seq = match caches.as_deref_mut() {
+                Some(c) => block::Seq::Cached { cache: &mut c[l], pos0 },
+                None => block::Seq::Packed { lens, kv_width },
+            };
+            block::forward(be, cfg, lw, &mut x, seq, l, hooks, kept)?;
+            let d = cfg.d_model;
+            block::run_hooks(be, hooks, kept, Site::Residual, l, packed, pos0, &mut x, d)?;
+        }
+        Ok(x)
+    }
+
+    /// Several independent sequences in one forward pass, each from position 0 with no KV
+    /// cache kept: the products see all their rows at once (on the CPU: one parallel region
+    /// per product, whole groups of four rows), attention runs per sequence, and the results
+    /// are those of one pass per sequence. The hooks see the packed rows (sequence after
+    /// sequence, from position 0) and may only keep every row, as a [`crate::Capture`] does:
+    /// anything else is an error. Returns the last position's logits of each sequence `i`
+    /// with `logits[i]` (an empty vector for the others). Backends without
+    /// [`Backend::packs_sequences`] run one pass per sequence.
+    pub async fn forward_packed(
+        &self,
+        seqs: &[Vec<u32>],
+        hooks: Option<&mut (dyn Hooks + '_)>,
+        logits: &[bool],
+    ) -> Result<Vec<Vec<f32>>> {
+        let (be, cfg) = (&self.backend, &self.config);
+        if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
+            return Err(Error::EmptyPrompt);
+        }
+        if let Some(s) = seqs.iter().find(|s| s.len() > cfg.context_length) {
+            return Err(Error::ContextFull { used: 0, asked: s.len(), max: cfg.context_length });
+        }
+        let want = |i: usize| logits.get(i).copied().unwrap_or(false);
+        if !be.packs_sequences() {
+            let mut hooks = hooks;
+            let mut out = Vec::with_capacity(seqs.len());
+            for (i, ids) in seqs.iter().enumerate() {
+                let which = if want(i) { LogitsFor::Last } else { LogitsFor::None };
+                out.push(self.session().forward(ids, hooks.as_deref_mut(), which).await?);
+            }
+            return Ok(out);
+        }
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let ids: Vec<u32> = seqs.concat();
+        let positions: Vec<u32> = lens.iter().flat_map(|&n| 0..n as u32).collect();
+        let n_logits = (0..seqs.len()).filter(|&i| want(i)).count();
+        be.fits(cfg, ids.len(), n_logits)?;
+        let mut kept = Vec::new();
+        let x = self.blocks(&ids, &positions, None, 0, &lens, hooks.as_deref(), &mut kept)?;
+        // The last row of each sequence that wants logits, through the head together.
+        let mut last = Vec::with_capacity(n_logits);
+        let mut end = 0;
+        for (i, &n) in lens.iter().enumerate() {
+            end += n;
+            if want(i) {
+                last.push(be.copy_rows(&x, end - 1, 1)?);
+            }
+        }
+        let head = match last.len() {
+            0 => None,
+            _ => Some(self.head(&be.concat_rows(&last.iter().collect::<Vec<_>>())?)?),
+        };
+        let mut acts: Vec<&B::Act> = head.iter().collect();
+        acts.extend(kept.iter().map(|k| &k.act));
+        let mut host = be.read(&acts).await?.into_iter();
+        let all = if head.is_some() { host.next().unwrap_or_default() } else { vec![] };
+        deliver(hooks, &kept, host);
+        let vocab = all.len() / n_logits.max(1);
+        let mut rows = all.chunks(vocab.max(1));
+        Ok((0..seqs.len())
+            .map(|i| {
+                if want(i) {
+                    rows.next().map(<[f32]>::to_vec).unwrap_or_default()
+                } else {
+                    vec![]
+                }
+            })
+            .collect())
     }
 
     pub fn session(&self) -> Session<'_, B> {
@@ -238,31 +348,10 @@ impl<'m, B: Backend> Session<'m, B> {
             LogitsFor::None => 0,
         };
         be.fits(cfg, ids.len(), logit_rows)?;
-        let w = &m.weights;
-        let d = cfg.d_model;
         let mut kept = Vec::new();
-        let mut x = be.embed(&w.embed, ids)?;
-        if let Some(s) = cfg.block.embed_scale {
-            be.scale(&mut x, s)?;
-        }
-        if let Some(table) = &w.pos_embd {
-            let pos: Vec<u32> = (self.pos..self.pos + ids.len()).map(|p| p as u32).collect();
-            be.add_assign(&mut x, &be.embed(table, &pos)?)?;
-        }
-        for (l, lw) in w.layers.iter().enumerate() {
-            block::forward(
-                be,
-                cfg,
-                lw,
-                &mut x,
-                &mut self.caches[l],
-                self.pos,
-                l,
-                hooks,
-                &mut kept,
-            )?;
-            crate::hooks::run(be, hooks, &mut kept, Site::Residual, l, self.pos, &mut x, d)?;
-        }
+        let positions: Vec<u32> = (self.pos..self.pos + ids.len()).map(|p| p as u32).collect();
+        let x =
+            m.blocks(ids, &positions, Some(&mut self.caches), self.pos, &[], hooks, &mut kept)?;
         self.pos += ids.len();
         let logits = match which {
             LogitsFor::All => Some(m.head(&x)?),
