@@ -19,6 +19,7 @@
 //! trained on.
 
 use crate::concept::Acts;
+use crate::stats::dot64;
 use nalgebra::DMatrix;
 
 pub const LAMBDA: f64 = 1e-2;
@@ -79,7 +80,7 @@ impl Gram {
         let mut g = vec![0f64; n * n];
         for i in 0..n {
             for j in 0..=i {
-                let v = crate::stats::dot64(&centred[i], &centred[j]);
+                let v = dot64(&centred[i], &centred[j]);
                 g[i * n + j] = v;
                 g[j * n + i] = v;
             }
@@ -163,17 +164,21 @@ fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
     let keep: Vec<usize> =
         (0..n).filter(|&i| eig.eigenvalues[i] > top * 1e-12 && top > 0.0).collect();
     let r = keep.len();
-    // Row-major n x r; the Newton loop below works in plain buffers allocated once (it runs
-    // for every fold of every shuffled-label refit, on threads that share one allocator).
+    // Column-major (r columns of n); the Newton loop below works in plain buffers allocated
+    // once (it runs for every fold of every shuffled-label refit, on threads that share one
+    // allocator) and in dot products over the n examples (vectorized).
     let mut xs = vec![0f64; n * r];
-    for i in 0..n {
-        for (j, &kj) in keep.iter().enumerate() {
-            xs[i * r + j] = eig.eigenvectors[(i, kj)] * eig.eigenvalues[kj].sqrt();
+    for (j, &kj) in keep.iter().enumerate() {
+        let sq = eig.eigenvalues[kj].sqrt();
+        for i in 0..n {
+            xs[j * n + i] = eig.eigenvectors[(i, kj)] * sq;
         }
     }
+    let col = |j: usize| &xs[j * n..(j + 1) * n];
     let scores = |beta: &[f64], out: &mut [f64]| {
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = xs[i * r..(i + 1) * r].iter().zip(beta).map(|(x, b)| x * b).sum();
+        out.iter_mut().for_each(|o| *o = 0.0);
+        for (j, bj) in beta.iter().enumerate() {
+            out.iter_mut().zip(col(j)).for_each(|(o, x)| *o += x * bj);
         }
     };
     let mut s = vec![0f64; n];
@@ -190,6 +195,7 @@ fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
     let (mut e, mut wts) = (vec![0f64; n], vec![0f64; n]);
     let (mut g, mut h, mut step, mut nb) =
         (vec![0f64; m], vec![0f64; m * m], vec![0f64; m], vec![0f64; r]);
+    let mut xw = vec![0f64; n];
     let mut iterations = 0usize;
     let grad;
     loop {
@@ -199,13 +205,8 @@ fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
             e[i] = pi - y[i];
             wts[i] = pi * (1.0 - pi) / nf;
         }
-        g.iter_mut().for_each(|v| *v = 0.0);
-        for i in 0..n {
-            let row = &xs[i * r..(i + 1) * r];
-            g[..r].iter_mut().zip(row).for_each(|(gj, x)| *gj += x * e[i]);
-        }
         for j in 0..r {
-            g[j] = g[j] / nf + beta[j] * LAMBDA;
+            g[j] = dot64(col(j), &e) / nf + beta[j] * LAMBDA;
         }
         g[r] = e.iter().sum::<f64>() / nf;
         let gmax = g.iter().fold(0f64, |mx, v| mx.max(v.abs()));
@@ -215,22 +216,17 @@ fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
         }
         iterations += 1;
         // Hessian of (beta, b): Xs' W Xs + lambda I, bordered by Xs' w and sum(w).
-        h.iter_mut().for_each(|v| *v = 0.0);
-        for i in 0..n {
-            let row = &xs[i * r..(i + 1) * r];
-            for j in 0..r {
-                let xw = row[j] * wts[i];
-                let hj = &mut h[j * m..j * m + j + 1];
-                hj.iter_mut().zip(&row[..=j]).for_each(|(v, x)| *v += xw * x);
-                h[j * m + r] += xw;
-            }
-        }
         for j in 0..r {
-            h[j * m + j] += LAMBDA;
-            for k in 0..j {
-                h[k * m + j] = h[j * m + k];
+            xw.iter_mut().zip(col(j).iter().zip(&wts)).for_each(|(v, (x, w))| *v = x * w);
+            for k in 0..=j {
+                let v = dot64(&xw, col(k));
+                h[j * m + k] = v;
+                h[k * m + j] = v;
             }
-            h[r * m + j] = h[j * m + r];
+            h[j * m + j] += LAMBDA;
+            let c = xw.iter().sum::<f64>();
+            h[j * m + r] = c;
+            h[r * m + j] = c;
         }
         h[r * m + r] = wts.iter().sum::<f64>() + 1e-12;
         if !cholesky_solve(&mut h, m, &g, &mut step) {

@@ -307,26 +307,52 @@ pub fn matmul(k: &Kernels, x: &[f32], n: usize, ws: &[&CpuMatrix]) -> Vec<Vec<f3
     let mut off = 0;
     for w in ws {
         let block = &yt[off * n..(off + w.rows) * n];
-        let y = if n == 1 {
-            block.to_vec()
-        } else {
-            let mut y = vec![0f32; n * w.rows];
-            for r in 0..w.rows {
-                for j in 0..n {
-                    y[j * w.rows + r] = block[r * n + j];
-                }
-            }
-            y
-        };
+        let y = if n == 1 { block.to_vec() } else { transpose(block, w.rows, n) };
         res.push(y);
         off += w.rows;
     }
     res
 }
 
+/// `block` (`rows` x `n`, row-major) as `n` x `rows`: on threads, a band of output rows per
+/// task, read in runs of [`RUN`] input rows so the lines read stay in cache across the band.
+fn transpose(block: &[f32], rows: usize, n: usize) -> Vec<f32> {
+    /// Output rows per task, input rows per run.
+    const BAND: usize = 16;
+    const RUN: usize = 64;
+    let mut y = vec![0f32; n * rows];
+    let bands: Vec<(usize, &mut [f32])> = y.chunks_mut(rows * BAND).enumerate().collect();
+    par::for_each(bands, |(b, out)| {
+        let j0 = b * BAND;
+        for r0 in (0..rows).step_by(RUN) {
+            let r1 = (r0 + RUN).min(rows);
+            for (jj, o) in out.chunks_exact_mut(rows).enumerate() {
+                let j = j0 + jj;
+                for (r, v) in o[r0..r1].iter_mut().enumerate() {
+                    *v = block[(r0 + r) * n + j];
+                }
+            }
+        }
+    });
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_is_a_transpose() {
+        for (rows, n) in [(1, 5), (70, 3), (130, 17), (64, 16), (200, 33)] {
+            let block: Vec<f32> = (0..rows * n).map(|i| i as f32).collect();
+            let y = transpose(&block, rows, n);
+            for r in 0..rows {
+                for j in 0..n {
+                    assert_eq!(y[j * rows + r], block[r * n + j], "{rows} x {n}");
+                }
+            }
+        }
+    }
 
     /// The four-row path of `dot_rows` (whole groups of four activation rows, then the rest)
     /// gives the one-row path's results exactly, for every row count the decode path takes.
