@@ -4,7 +4,7 @@
 //! `TILLER_KERNELS=scalar|avx2|avx512` forces a set natively.
 
 use super::attention::{self, Attend};
-use super::quant::{self, DotQ4_1, DotQ4_1x4, DotQ5, DotQ8_0, DotQ8x16};
+use super::quant::{self, DotQ4_1, DotQ4_1x4, DotQ5, DotQ8_0, DotQ8_0x4, DotQ8x16};
 use super::vecops::{self, Axpy, Dot};
 
 #[derive(Clone, Copy)]
@@ -13,6 +13,8 @@ pub struct Kernels {
     /// Four activation rows at once (prefill), where the set has it.
     pub q4_1x4: Option<DotQ4_1x4>,
     pub q8_0: DotQ8_0,
+    /// Four activation rows at once, where the set has it.
+    pub q8_0x4: Option<DotQ8_0x4>,
     pub q5: DotQ5,
     pub q8x16: DotQ8x16,
     pub dot_f32: Dot,
@@ -28,6 +30,7 @@ impl Kernels {
             q4_1: quant::dot_q4_1_scalar,
             q4_1x4: None,
             q8_0: quant::dot_q8_0_scalar,
+            q8_0x4: None,
             q5: quant::dot_q5_scalar,
             q8x16: quant::dot_q8x16_scalar,
             dot_f32: vecops::dot_portable,
@@ -45,6 +48,7 @@ impl Kernels {
             q4_1: quant::avx2::dot_q4_1,
             q4_1x4: None,
             q8_0: quant::avx2::dot_q8_0,
+            q8_0x4: None,
             q5: quant::avx2::dot_q5,
             q8x16: quant::avx2::dot_q8x16,
             dot_f32: vecops::avx2::dot,
@@ -73,6 +77,7 @@ impl Kernels {
             q4_1: quant::simd128::dot_q4_1,
             q4_1x4: Some(quant::simd128::dot_q4_1_x4),
             q8_0: quant::simd128::dot_q8_0,
+            q8_0x4: Some(quant::simd128::dot_q8_0_x4),
             q5: quant::simd128::dot_q5,
             q8x16: quant::simd128::dot_q8x16,
             dot_f32: vecops::simd128::dot,

@@ -65,6 +65,9 @@ fn bf16_to_f32(h: &[u16], out: &mut [f32]) {
     out.iter_mut().zip(h).for_each(|(o, &b)| *o = f32::from_bits((b as u32) << 16));
 }
 
+/// One weight row (by index) dot four activation rows from a given one.
+type FourDot<'a> = dyn Fn(usize, usize) -> [f32; 4] + 'a;
+
 /// One weight row (by index) dot one quantized activation row (qs, scales, sums).
 type RowDot<'a> = dyn Fn(usize, &[i16], &[f32], &[f32]) -> f32 + 'a;
 
@@ -198,28 +201,34 @@ impl CpuMatrix {
                     .sum()
             }),
         };
-        // Q4_1 with a four-row kernel: each weight block unpacked once for four activation rows
-        // (the rest one at a time); the same results as the one-row kernel.
-        let x4 = match (&self.format, k.q4_1x4) {
-            (Format::Q4_1 { d, m, qs }, Some(f)) if xr >= 4 => Some((d, m, qs, f)),
+        // Q4_1 and Q8_0 with a four-row kernel: each weight block unpacked once for four
+        // activation rows (the rest one at a time); the same results as the one-row kernel.
+        let four: Option<Box<FourDot<'_>>> = match (&self.format, k.q4_1x4, k.q8_0x4) {
+            (Format::Q4_1 { d, m, qs }, Some(f), _) if xr >= 4 => Some(Box::new(move |r, i| {
+                let (b0, b1) = (r * nbr, (r + 1) * nbr);
+                let rows = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
+                f(
+                    &d[b0..b1],
+                    &m[b0..b1],
+                    &qs[b0 * 16..b1 * 16],
+                    rows.map(|t| t.0),
+                    rows.map(|t| t.1),
+                    rows.map(|t| t.2),
+                )
+            })),
+            (Format::Q8_0 { d, qs }, _, Some(f)) if xr >= 4 => Some(Box::new(move |r, i| {
+                let (b0, b1) = (r * nbr, (r + 1) * nbr);
+                let rows = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
+                f(&d[b0..b1], &qs[b0 * QK..b1 * QK], rows.map(|t| t.0), rows.map(|t| t.1))
+            })),
             _ => None,
         };
         let mut first = 0;
-        if let Some((d, m, qs, f)) = x4 {
+        if let Some(f) = four {
             first = xr - xr % 4;
             for r in 0..n {
-                let (b0, b1) = ((r0 + r) * nbr, (r0 + r + 1) * nbr);
                 for i in (0..first).step_by(4) {
-                    let rows = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
-                    let y = f(
-                        &d[b0..b1],
-                        &m[b0..b1],
-                        &qs[b0 * 16..b1 * 16],
-                        rows.map(|t| t.0),
-                        rows.map(|t| t.1),
-                        rows.map(|t| t.2),
-                    );
-                    out[r * xr + i..r * xr + i + 4].copy_from_slice(&y);
+                    out[r * xr + i..r * xr + i + 4].copy_from_slice(&f(r0 + r, i));
                 }
             }
         }
@@ -354,10 +363,11 @@ mod tests {
         }
     }
 
-    /// The four-row path of `dot_rows` (whole groups of four activation rows, then the rest)
-    /// gives the one-row path's results exactly, for every row count the decode path takes.
+    /// The four-row paths of `dot_rows` (Q4_1 and Q8_0: whole groups of four activation rows,
+    /// then the rest) give the one-row paths' results exactly, for every row count the decode
+    /// path takes.
     #[test]
-    fn four_row_q4_1_path_equals_one_row_path() {
+    fn four_row_paths_equal_one_row_paths() {
         let (rows, cols) = (37, 4 * QK);
         let nb = rows * cols / QK;
         let mut seed = 7u32;
@@ -365,7 +375,7 @@ mod tests {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        let w = CpuMatrix {
+        let q4 = CpuMatrix {
             rows,
             cols,
             format: Format::Q4_1 {
@@ -374,24 +384,38 @@ mod tests {
                 qs: (0..nb * 16).map(|_| ((rnd() + 0.5) * 255.0) as u8).collect(),
             },
         };
+        let q8 = CpuMatrix {
+            rows,
+            cols,
+            format: Format::Q8_0 {
+                d: (0..nb).map(|_| rnd() * 0.1).collect(),
+                qs: (0..nb * QK).map(|_| (rnd() * 254.0) as i8).collect(),
+            },
+        };
         let one = Kernels::scalar();
-        let four = Kernels { q4_1x4: Some(super::super::quant::dot_q4_1_x4_scalar), ..one };
+        let four = Kernels {
+            q4_1x4: Some(super::super::quant::dot_q4_1_x4_scalar),
+            q8_0x4: Some(super::super::quant::dot_q8_0_x4_scalar),
+            ..one
+        };
         // The scalar pair, and every set with a four-row kernel (simd128) against itself
         // without it.
         let mut pairs = vec![(one, four)];
         pairs.extend(
             Kernels::available()
                 .into_iter()
-                .filter(|k| k.q4_1x4.is_some())
-                .map(|k| (Kernels { q4_1x4: None, ..k }, k)),
+                .filter(|k| k.q4_1x4.is_some() || k.q8_0x4.is_some())
+                .map(|k| (Kernels { q4_1x4: None, q8_0x4: None, ..k }, k)),
         );
         let most = [GEMM_MIN_ROWS, 12].into_iter().min().unwrap_or(12);
         for (one, four) in pairs {
             for n in 1..most {
                 let x: Vec<f32> = (0..n * cols).map(|_| rnd()).collect();
-                let a = matmul(&one, &x, n, &[&w]);
-                let b = matmul(&four, &x, n, &[&w]);
-                assert_eq!(a, b, "{}: {n} activation rows", four.name);
+                for w in [&q4, &q8] {
+                    let a = matmul(&one, &x, n, &[w]);
+                    let b = matmul(&four, &x, n, &[w]);
+                    assert_eq!(a, b, "{}: {n} activation rows", four.name);
+                }
             }
         }
     }

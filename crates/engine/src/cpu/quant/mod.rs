@@ -80,6 +80,8 @@ pub type DotQ4_1 = fn(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], x
 pub type DotQ4_1x4 = fn(&[f32], &[f32], &[u8], [&[i16]; 4], [&[f32]; 4], [&[f32]; 4]) -> [f32; 4];
 /// Q8_0 row dot a quantized activation row.
 pub type DotQ8_0 = fn(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32;
+/// [`DotQ8_0`] for four activation rows at once (each weight block widened once).
+pub type DotQ8_0x4 = fn(&[f32], &[i8], [&[i16]; 4], [&[f32]; 4]) -> [f32; 4];
 
 /// Q5 row (5-bit codes: nibbles, high bits, `w = d q + m`) dot a quantized activation row.
 pub type DotQ5 =
@@ -189,6 +191,11 @@ pub fn dot_q4_1_scalar(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], 
         acc += d[b] * xd[b] * sum as f32 + m[b] * xs[b];
     }
     acc
+}
+
+/// [`DotQ8_0x4`] as four one-row scalar dots: the reference the four-row kernels equal.
+pub fn dot_q8_0_x4_scalar(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd: [&[f32]; 4]) -> [f32; 4] {
+    std::array::from_fn(|j| dot_q8_0_scalar(d, qs, xq[j], xd[j]))
 }
 
 /// [`DotQ4_1x4`] as four one-row scalar dots: the reference the four-row kernels equal.

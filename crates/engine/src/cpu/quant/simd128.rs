@@ -184,6 +184,28 @@ pub fn dot_q8x16(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
     hsum(acc)
 }
 
+/// [`dot_q8_0`] for four activation rows: the same operations per row, in the same order (so
+/// the same results), with each block's codes loaded and widened once.
+pub fn dot_q8_0_x4(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd: [&[f32]; 4]) -> [f32; 4] {
+    let mut acc = [f32x4_splat(0.0); 4];
+    for b in 0..d.len() {
+        let w = &qs[b * QK..b * QK + QK];
+        // SAFETY: `w` is exactly 32 bytes.
+        let (w0, w1) = unsafe {
+            (v128_load(w.as_ptr() as *const v128), v128_load(w.as_ptr().add(16) as *const v128))
+        };
+        let (l0, h0) = (i16x8_extend_low_i8x16(w0), i16x8_extend_high_i8x16(w0));
+        let (l1, h1) = (i16x8_extend_low_i8x16(w1), i16x8_extend_high_i8x16(w1));
+        for j in 0..4 {
+            let x = &xq[j][b * QK..b * QK + QK];
+            let s = i32x4_add(dot16(l0, h0, &x[..16]), dot16(l1, h1, &x[16..]));
+            acc[j] =
+                f32x4_add(acc[j], f32x4_mul(f32x4_splat(d[b] * xd[j][b]), f32x4_convert_i32x4(s)));
+        }
+    }
+    [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
+}
+
 pub fn dot_q8_0(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
     let mut acc = f32x4_splat(0.0);
     for b in 0..d.len() {
