@@ -299,23 +299,29 @@ pub fn bootstrap_cosine(
     need_pairs(pos, neg, "stability")?;
     let n = pos.acts.len();
     let mut s = seed | 1;
-    let mut sum = vec![0f64; pos.n_layer];
-    for _ in 0..resamples {
-        let idx: Vec<usize> = (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % n as u64) as usize
-            })
-            .collect();
+    // The resamples' indices in order (one seeded stream), then their directions on threads.
+    let resampled: Vec<Vec<usize>> = (0..resamples)
+        .map(|_| {
+            (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    (s % n as u64) as usize
+                })
+                .collect()
+        })
+        .collect();
+    let cosines: Vec<Option<Vec<f64>>> = par::map(resampled, |idx| {
         let (p, q) = (pos.subset(&idx), neg.subset(&idx));
         // A resample whose examples do not vary has no direction: count it as unstable (0).
-        if let Ok(dirs) = directions(method, &p, &q) {
-            for (l, (a, b)) in dirs.iter().zip(full).enumerate() {
-                sum[l] += crate::cosine(a, b);
-            }
-        }
+        directions(method, &p, &q)
+            .ok()
+            .map(|dirs| dirs.iter().zip(full).map(|(a, b)| crate::cosine(a, b)).collect())
+    });
+    let mut sum = vec![0f64; pos.n_layer];
+    for c in cosines.iter().flatten() {
+        sum.iter_mut().zip(c).for_each(|(s, c)| *s += c);
     }
     Ok(sum.into_iter().map(|x| x / resamples.max(1) as f64).collect())
 }
