@@ -14,7 +14,7 @@
 //! `tests/tests/ports.rs` checks both against `shesha-geometry` 0.3.0 on the same activations
 //! (feature split with the same partitions).
 
-use crate::stats::{dot64, spearman, Rng};
+use crate::stats::{dot64, gram64, spearman, Rng};
 
 /// Random feature partitions averaged over (Shesha's default).
 pub const N_SPLITS: usize = 30;
@@ -41,16 +41,7 @@ pub fn partitions(width: usize, count: usize, seed: u64) -> Vec<Partition> {
 fn gram_cols(rows: &[&[f32]], cols: &[usize]) -> Vec<f64> {
     let sub: Vec<Vec<f64>> =
         rows.iter().map(|r| cols.iter().map(|&c| r[c] as f64).collect()).collect();
-    let n = sub.len();
-    let mut g = vec![0f64; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let v = dot64(&sub[i], &sub[j]);
-            g[i * n + j] = v;
-            g[j * n + i] = v;
-        }
-    }
-    g
+    gram64(&sub)
 }
 
 /// Condensed cosine-distance RDM (scipy's `pdist(metric="cosine")` order: (0,1), (0,2), ...)

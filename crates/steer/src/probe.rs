@@ -77,15 +77,7 @@ impl Gram {
             .iter()
             .map(|r| r.iter().zip(&mean).map(|(v, m)| *v as f64 - m / n as f64).collect())
             .collect();
-        let mut g = vec![0f64; n * n];
-        for i in 0..n {
-            for j in 0..=i {
-                let v = dot64(&centred[i], &centred[j]);
-                g[i * n + j] = v;
-                g[j * n + i] = v;
-            }
-        }
-        Gram { n, width, g }
+        Gram { n, width, g: crate::stats::gram64(&centred) }
     }
 
     fn at(&self, i: usize, j: usize) -> f64 {

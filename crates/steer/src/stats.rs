@@ -13,6 +13,20 @@ pub fn dot64(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
+/// The inner products of `rows` (n x n, row-major), each computed once.
+pub fn gram64(rows: &[Vec<f64>]) -> Vec<f64> {
+    let n = rows.len();
+    let mut g = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let v = dot64(&rows[i], &rows[j]);
+            g[i * n + j] = v;
+            g[j * n + i] = v;
+        }
+    }
+    g
+}
+
 /// `(mean, unbiased variance)`; variance 0 for fewer than two values.
 pub fn mean_var(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
