@@ -65,7 +65,7 @@ fn bf16_to_f32(h: &[u16], out: &mut [f32]) {
     out.iter_mut().zip(h).for_each(|(o, &b)| *o = f32::from_bits((b as u32) << 16));
 }
 
-/// One weight row (by index) dot four activation rows from a given one.
+/// One weight row (by index) dot a group of four activation rows (by index: rows 4 g .. 4 g + 4).
 type FourDot<'a> = dyn Fn(usize, usize) -> [f32; 4] + 'a;
 
 /// One weight row (by index) dot one quantized activation row (qs, scales, sums).
@@ -203,23 +203,19 @@ impl CpuMatrix {
         };
         // Q4_1 and Q8_0 with a four-row kernel: each weight block unpacked once for four
         // activation rows (the rest one at a time); the same results as the one-row kernel.
+        // Each group of four rows' codes and interleaved scales, looked up once per task.
+        let groups: Vec<_> = (0..xr / 4).map(|g| x.group4(g)).collect();
+        let groups = &groups;
         let four: Option<Box<FourDot<'_>>> = match (&self.format, k.q4_1x4, k.q8_0x4) {
-            (Format::Q4_1 { d, m, qs }, Some(f), _) if xr >= 4 => Some(Box::new(move |r, i| {
+            (Format::Q4_1 { d, m, qs }, Some(f), _) if xr >= 4 => Some(Box::new(move |r, g| {
                 let (b0, b1) = (r * nbr, (r + 1) * nbr);
-                let rows = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
-                f(
-                    &d[b0..b1],
-                    &m[b0..b1],
-                    &qs[b0 * 16..b1 * 16],
-                    rows.map(|t| t.0),
-                    rows.map(|t| t.1),
-                    rows.map(|t| t.2),
-                )
+                let (codes, xd4, xs4) = groups[g];
+                f(&d[b0..b1], &m[b0..b1], &qs[b0 * 16..b1 * 16], codes, xd4, xs4)
             })),
-            (Format::Q8_0 { d, qs }, _, Some(f)) if xr >= 4 => Some(Box::new(move |r, i| {
+            (Format::Q8_0 { d, qs }, _, Some(f)) if xr >= 4 => Some(Box::new(move |r, g| {
                 let (b0, b1) = (r * nbr, (r + 1) * nbr);
-                let rows = [x.row(i), x.row(i + 1), x.row(i + 2), x.row(i + 3)];
-                f(&d[b0..b1], &qs[b0 * QK..b1 * QK], rows.map(|t| t.0), rows.map(|t| t.1))
+                let (codes, xd4, _) = groups[g];
+                f(&d[b0..b1], &qs[b0 * QK..b1 * QK], codes, xd4)
             })),
             _ => None,
         };
@@ -227,8 +223,8 @@ impl CpuMatrix {
         if let Some(f) = four {
             first = xr - xr % 4;
             for r in 0..n {
-                for i in (0..first).step_by(4) {
-                    out[r * xr + i..r * xr + i + 4].copy_from_slice(&f(r0 + r, i));
+                for g in 0..first / 4 {
+                    out[r * xr + 4 * g..r * xr + 4 * g + 4].copy_from_slice(&f(r0 + r, g));
                 }
             }
         }

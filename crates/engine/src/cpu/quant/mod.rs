@@ -23,6 +23,10 @@ pub struct QAct {
     pub d: Vec<f32>,
     pub s: Vec<f32>,
     pub cols: usize,
+    /// The scales and sums again, interleaved by groups of four rows (`[group][block][row]`,
+    /// whole groups only), so a four-row kernel loads a block's four scales as one vector.
+    pub d4: Vec<f32>,
+    pub s4: Vec<f32>,
 }
 
 impl QAct {
@@ -41,10 +45,19 @@ impl QAct {
             d[b] = db;
             s[b] = db * sum as f32;
         }
-        QAct { qs, d, s, cols }
+        let (d4, s4) = (interleave4(&d, cols / QK), interleave4(&s, cols / QK));
+        QAct { qs, d, s, cols, d4, s4 }
     }
     pub fn rows(&self) -> usize {
         self.qs.len() / self.cols
+    }
+    /// The codes of rows `4 g .. 4 g + 4` and their interleaved scales and sums
+    /// (`4 * blocks` each: block b's four values at `4 b ..`).
+    pub fn group4(&self, g: usize) -> ([&[i16]; 4], &[f32], &[f32]) {
+        let nb = self.cols / QK;
+        let codes = std::array::from_fn(|j| self.row(4 * g + j).0);
+        let span = g * 4 * nb..(g + 1) * 4 * nb;
+        (codes, &self.d4[span.clone()], &self.s4[span])
     }
     /// (qs, d, s) of one row.
     pub fn row(&self, r: usize) -> (&[i16], &[f32], &[f32]) {
@@ -55,6 +68,23 @@ impl QAct {
             &self.s[r * nb..(r + 1) * nb],
         )
     }
+}
+
+/// `v` (rows of `nb`) interleaved by whole groups of four rows: `[group][block][row]`.
+fn interleave4(v: &[f32], nb: usize) -> Vec<f32> {
+    let groups = v.len() / nb / 4;
+    let mut out = vec![0f32; groups * 4 * nb];
+    for (g, o) in out.chunks_exact_mut(4 * nb).enumerate() {
+        for (b, o) in o.chunks_exact_mut(4).enumerate() {
+            o.iter_mut().enumerate().for_each(|(j, o)| *o = v[(4 * g + j) * nb + b]);
+        }
+    }
+    out
+}
+
+/// The four rows of an interleaved `[block][row]` slice (for the scalar references).
+fn deinterleave4(v: &[f32]) -> [Vec<f32>; 4] {
+    std::array::from_fn(|j| v.iter().skip(j).step_by(4).copied().collect())
 }
 
 /// One block of 32 activations as int16 codes: the scale `max|x| / 32767` and the codes' sum.
@@ -75,13 +105,15 @@ pub fn quantize_block(xb: &[f32], qb: &mut [i16]) -> (f32, i32) {
 /// Q4_1 row dot a quantized activation row.
 pub type DotQ4_1 = fn(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32;
 /// Q4_1 dot products of one weight row with four activation rows at once (each block's codes
-/// unpacked once for the four): `None` where a set has no such kernel (one row at a time).
-/// Each result is the same, bit for bit, as the one-row kernel's.
-pub type DotQ4_1x4 = fn(&[f32], &[f32], &[u8], [&[i16]; 4], [&[f32]; 4], [&[f32]; 4]) -> [f32; 4];
+/// unpacked once for the four; the rows' scales and sums interleaved as [`QAct::group4`] gives
+/// them): `None` where a set has no such kernel (one row at a time). Each result is the same,
+/// bit for bit, as the one-row kernel's.
+pub type DotQ4_1x4 = fn(&[f32], &[f32], &[u8], [&[i16]; 4], &[f32], &[f32]) -> [f32; 4];
 /// Q8_0 row dot a quantized activation row.
 pub type DotQ8_0 = fn(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32;
-/// [`DotQ8_0`] for four activation rows at once (each weight block widened once).
-pub type DotQ8_0x4 = fn(&[f32], &[i8], [&[i16]; 4], [&[f32]; 4]) -> [f32; 4];
+/// [`DotQ8_0`] for four activation rows at once (each weight block widened once; the scales
+/// interleaved as [`QAct::group4`] gives them).
+pub type DotQ8_0x4 = fn(&[f32], &[i8], [&[i16]; 4], &[f32]) -> [f32; 4];
 
 /// Q5 row (5-bit codes: nibbles, high bits, `w = d q + m`) dot a quantized activation row.
 pub type DotQ5 =
@@ -194,8 +226,9 @@ pub fn dot_q4_1_scalar(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], 
 }
 
 /// [`DotQ8_0x4`] as four one-row scalar dots: the reference the four-row kernels equal.
-pub fn dot_q8_0_x4_scalar(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd: [&[f32]; 4]) -> [f32; 4] {
-    std::array::from_fn(|j| dot_q8_0_scalar(d, qs, xq[j], xd[j]))
+pub fn dot_q8_0_x4_scalar(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd4: &[f32]) -> [f32; 4] {
+    let xd = deinterleave4(xd4);
+    std::array::from_fn(|j| dot_q8_0_scalar(d, qs, xq[j], &xd[j]))
 }
 
 /// [`DotQ4_1x4`] as four one-row scalar dots: the reference the four-row kernels equal.
@@ -204,10 +237,11 @@ pub fn dot_q4_1_x4_scalar(
     m: &[f32],
     qs: &[u8],
     xq: [&[i16]; 4],
-    xd: [&[f32]; 4],
-    xs: [&[f32]; 4],
+    xd4: &[f32],
+    xs4: &[f32],
 ) -> [f32; 4] {
-    std::array::from_fn(|j| dot_q4_1_scalar(d, m, qs, xq[j], xd[j], xs[j]))
+    let (xd, xs) = (deinterleave4(xd4), deinterleave4(xs4));
+    std::array::from_fn(|j| dot_q4_1_scalar(d, m, qs, xq[j], &xd[j], &xs[j]))
 }
 
 pub fn dot_q8_0_scalar(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {

@@ -69,20 +69,44 @@ fn dot16(wl: v128, wh: v128, x: &[i16]) -> v128 {
     i32x4_add(i32x4_dot_i16x8(wl, x0), i32x4_dot_i16x8(wh, x1))
 }
 
+/// Lane `j` of `v` in every lane.
+#[inline(always)]
+fn lane(v: v128, j: usize) -> v128 {
+    match j {
+        0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
+        1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
+        2 => i32x4_shuffle::<2, 2, 2, 2>(v, v),
+        _ => i32x4_shuffle::<3, 3, 3, 3>(v, v),
+    }
+}
+
+/// Four f32 at `v[at..at + 4]`.
+#[inline(always)]
+fn load4(v: &[f32], at: usize) -> v128 {
+    assert!(at + 4 <= v.len());
+    // SAFETY: bounds checked above (unaligned load).
+    unsafe { v128_load(v.as_ptr().add(at) as *const v128) }
+}
+
 /// [`dot_q4_1`] for four activation rows: the same operations per row, in the same order
-/// (so the same results), with each block's codes loaded and widened once.
+/// (so the same results), with each block's codes loaded and widened once, and the four rows'
+/// scales and sums (interleaved, `xd4`/`xs4`) multiplied as one vector each.
 pub fn dot_q4_1_x4(
     d: &[f32],
     m: &[f32],
     qs: &[u8],
     xq: [&[i16]; 4],
-    xd: [&[f32]; 4],
-    xs: [&[f32]; 4],
+    xd4: &[f32],
+    xs4: &[f32],
 ) -> [f32; 4] {
+    let nb = d.len();
+    assert!(m.len() >= nb && qs.len() >= nb * 16 && xd4.len() >= 4 * nb && xs4.len() >= 4 * nb);
+    assert!(xq.iter().all(|x| x.len() >= nb * QK));
     let mut acc = [f32x4_splat(0.0); 4];
-    let mut mins = [0f32; 4];
+    // Lane j: row j's sum of m * xs, block by block as the one-row kernel adds them.
+    let mut mins = f32x4_splat(0.0);
     let mask = u8x16_splat(15);
-    for b in 0..d.len() {
+    for b in 0..nb {
         let q = &qs[b * 16..b * 16 + 16];
         // SAFETY: `q` is exactly 16 bytes.
         let qv = unsafe { v128_load(q.as_ptr() as *const v128) };
@@ -90,15 +114,21 @@ pub fn dot_q4_1_x4(
         let hi = u8x16_shr(qv, 4);
         let (l0, l1) = (u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo));
         let (h0, h1) = (u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi));
+        // Lane j: d * xd of row j (the one-row kernel's product).
+        let scale = f32x4_mul(f32x4_splat(d[b]), load4(xd4, 4 * b));
+        mins = f32x4_add(mins, f32x4_mul(f32x4_splat(m[b]), load4(xs4, 4 * b)));
         for j in 0..4 {
             let x = &xq[j][b * QK..b * QK + QK];
             let s = i32x4_add(dot16(l0, l1, &x[..16]), dot16(h0, h1, &x[16..]));
-            acc[j] =
-                f32x4_add(acc[j], f32x4_mul(f32x4_splat(d[b] * xd[j][b]), f32x4_convert_i32x4(s)));
-            mins[j] += m[b] * xs[j][b];
+            acc[j] = f32x4_add(acc[j], f32x4_mul(lane(scale, j), f32x4_convert_i32x4(s)));
         }
     }
-    [hsum(acc[0]) + mins[0], hsum(acc[1]) + mins[1], hsum(acc[2]) + mins[2], hsum(acc[3]) + mins[3]]
+    [
+        hsum(acc[0]) + f32x4_extract_lane::<0>(mins),
+        hsum(acc[1]) + f32x4_extract_lane::<1>(mins),
+        hsum(acc[2]) + f32x4_extract_lane::<2>(mins),
+        hsum(acc[3]) + f32x4_extract_lane::<3>(mins),
+    ]
 }
 
 pub fn dot_q4_1(d: &[f32], m: &[f32], qs: &[u8], xq: &[i16], xd: &[f32], xs: &[f32]) -> f32 {
@@ -185,10 +215,14 @@ pub fn dot_q8x16(d: &[f32], qs: &[i8], xq: &[i16], xd: &[f32]) -> f32 {
 }
 
 /// [`dot_q8_0`] for four activation rows: the same operations per row, in the same order (so
-/// the same results), with each block's codes loaded and widened once.
-pub fn dot_q8_0_x4(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd: [&[f32]; 4]) -> [f32; 4] {
+/// the same results), with each block's codes loaded and widened once and the four rows'
+/// scales (interleaved, `xd4`) multiplied as one vector.
+pub fn dot_q8_0_x4(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd4: &[f32]) -> [f32; 4] {
+    let nb = d.len();
+    assert!(qs.len() >= nb * QK && xd4.len() >= 4 * nb);
+    assert!(xq.iter().all(|x| x.len() >= nb * QK));
     let mut acc = [f32x4_splat(0.0); 4];
-    for b in 0..d.len() {
+    for b in 0..nb {
         let w = &qs[b * QK..b * QK + QK];
         // SAFETY: `w` is exactly 32 bytes.
         let (w0, w1) = unsafe {
@@ -196,11 +230,11 @@ pub fn dot_q8_0_x4(d: &[f32], qs: &[i8], xq: [&[i16]; 4], xd: [&[f32]; 4]) -> [f
         };
         let (l0, h0) = (i16x8_extend_low_i8x16(w0), i16x8_extend_high_i8x16(w0));
         let (l1, h1) = (i16x8_extend_low_i8x16(w1), i16x8_extend_high_i8x16(w1));
+        let scale = f32x4_mul(f32x4_splat(d[b]), load4(xd4, 4 * b));
         for j in 0..4 {
             let x = &xq[j][b * QK..b * QK + QK];
             let s = i32x4_add(dot16(l0, h0, &x[..16]), dot16(l1, h1, &x[16..]));
-            acc[j] =
-                f32x4_add(acc[j], f32x4_mul(f32x4_splat(d[b] * xd[j][b]), f32x4_convert_i32x4(s)));
+            acc[j] = f32x4_add(acc[j], f32x4_mul(lane(scale, j), f32x4_convert_i32x4(s)));
         }
     }
     [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
