@@ -42,7 +42,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         BackendKind::Gpu => {
             let g = gpu()?;
             let h = g.clone();
+            // Whether the decode products sum their rows with subgroup shuffles, or why not.
+            let off = g.subgroups_off();
             let (mut o, model) = run_on(&a, g, Some(Box::new(move || h.stats())))?;
+            o["subgroups"] = json!(off.is_none());
+            if let Some(why) = off {
+                o["subgroups_off"] = json!(why);
+            }
             if let Some(p) = &a.concept {
                 let before = model.backend.stats();
                 o["concept"] = concept_bench(&model, p, a.reps)?;

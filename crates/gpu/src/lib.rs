@@ -37,6 +37,11 @@ pub struct Gpu {
     /// shader-f16 is used when present, never required.
     pub f16: bool,
     pipelines: Arc<ops::Pipelines>,
+    /// The row-summing kernels with subgroup shuffles, once [`ops::rows::probe`] finds them
+    /// usable (the same bits as the portable ones, fewer barriers).
+    rows_subgroup: Arc<std::sync::Mutex<Option<Arc<ops::rows::RowKernels>>>>,
+    /// Why the subgroup kernels are not in use (`None` when they are).
+    subgroups_off: Arc<std::sync::Mutex<Option<String>>>,
     exec: Arc<std::sync::Mutex<ops::Exec>>,
     /// The first error the device reported on its own (a validation error, out of memory, a
     /// lost device): every read-back after it fails with it, so the caller hears of it.
@@ -67,7 +72,53 @@ impl Gpu {
         }));
         device
             .set_device_lost_callback(move |_, msg| f2(format!("the GPU device was lost: {msg}")));
-        Gpu { device, queue, info, limits, f16, pipelines, exec: Default::default(), failure }
+        Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            f16,
+            pipelines,
+            rows_subgroup: Default::default(),
+            subgroups_off: Arc::new(std::sync::Mutex::new(Some("not probed".into()))),
+            exec: Default::default(),
+            failure,
+        }
+    }
+
+    /// Find out whether this device's subgroups can serve the row sums ([`ops::rows::probe`])
+    /// and use them if so; `TILLER_GPU_SUBGROUPS=0` (native) keeps the portable kernels.
+    pub async fn use_subgroups(&self) -> Result<()> {
+        let off = if !cfg!(target_arch = "wasm32")
+            && std::env::var("TILLER_GPU_SUBGROUPS").is_ok_and(|v| v == "0")
+        {
+            Some("turned off by TILLER_GPU_SUBGROUPS=0".to_string())
+        } else {
+            ops::rows::probe(self).await?
+        };
+        *self.subgroups_off.lock().unwrap_or_else(|e| e.into_inner()) = off;
+        Ok(())
+    }
+
+    /// Why the row sums do not use subgroups on this device, or `None` when they do.
+    pub fn subgroups_off(&self) -> Option<String> {
+        self.subgroups_off.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The same device with the portable row-summing kernels only (tests and benchmarks
+    /// compare the two forms).
+    pub fn without_subgroups(&self) -> Gpu {
+        Gpu {
+            rows_subgroup: Default::default(),
+            subgroups_off: Arc::new(std::sync::Mutex::new(Some("turned off".into()))),
+            ..self.clone()
+        }
+    }
+
+    /// The row-summing kernels this device runs.
+    pub(crate) fn rows(&self) -> Arc<ops::rows::RowKernels> {
+        let sub = self.rows_subgroup.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        sub.unwrap_or_else(|| self.pipelines.rows.clone())
     }
 
     /// What went wrong with the device, if anything has (see [`Gpu::check_failure`]).
@@ -103,7 +154,7 @@ impl Gpu {
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
-        let want = adapter.features() & wgpu::Features::SHADER_F16;
+        let want = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("tiller"),
@@ -113,7 +164,9 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Device(e.to_string()))?;
-        Ok(Self::new(device, queue, info))
+        let gpu = Self::new(device, queue, info);
+        gpu.use_subgroups().await?;
+        Ok(gpu)
     }
 
     /// The adapter and API ("llvmpipe (Vulkan)"; in the browser "WebGPU (...)", whose adapter

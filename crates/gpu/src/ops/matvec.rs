@@ -122,17 +122,18 @@ pub fn matvec(
         return Err(Error::Shape(format!("{format:?} matvec of {rows}x{cols} by {n_tok} rows")));
     }
     let pl = gpu.pipelines();
+    let rk = gpu.rows();
     // Decode (one row) reads each weight once anyway; a prefill of Q4_1 weights or of the code
     // layouts (Q4_0, Q4_K, Q5_*, Q6_K, F16, BF16) takes a tiled kernel, which reads (and
     // decodes) each weight block once per 8 rows. (Q8_0 and f32 matrices are the head and the
     // embedding in the default model: matrix-vector for every shape.)
     let (pipeline, tile) = match (format, n_tok) {
-        (Format::Q4_1, 1) => (&pl.matvec_q4_1, 1),
+        (Format::Q4_1, 1) => (&rk.matvec_q4_1, 1),
         (Format::Q4_1, _) => (&pl.matmul_q4_1, 8),
-        (Format::Q8_0, _) => (&pl.matvec_q8_0, 1),
-        (Format::F32, _) => (&pl.matvec_f32, 1),
+        (Format::Q8_0, _) => (&rk.matvec_q8_0, 1),
+        (Format::F32, _) => (&rk.matvec_f32, 1),
         (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, 1) => {
-            (&pl.matvec_codes, 1)
+            (&rk.matvec_codes, 1)
         }
         (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, _) => {
             (&pl.matmul_codes, 8)

@@ -7,7 +7,6 @@ struct Params { rows: u32, cols: u32, n_tok: u32, acc: u32 }
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-var<workgroup> part: array<f32, 64>;
 
 fn byte_at(o: u32) -> u32 {
     return (w[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu;
@@ -38,20 +37,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             s += d * acc;
         }
     }
-    part[lid.x] = s;
-    workgroupBarrier();
-    for (var k = 2u; k > 0u; k >>= 1u) {
-        if (lane < k) {
-            part[lid.x] += part[lid.x + k];
-        }
-        workgroupBarrier();
-    }
+    // The row's four partial sums (row_sum.wgsl or row_sum_subgroup.wgsl, appended).
+    let total = row_sum(s, lid.x);
     if (lane == 0u && r < p.rows) {
         let i = t * p.rows + r;
         if (p.acc == 1u) {
-            y[i] += part[lid.x];
+            y[i] += total;
         } else {
-            y[i] = part[lid.x];
+            y[i] = total;
         }
     }
 }

@@ -37,7 +37,8 @@ pub fn gate_up_q4_1(
 ) -> Result<()> {
     check_shape(gpu, rows, cols)?;
     let p = gpu.uniform(&[rows as u32, cols as u32, eps.to_bits(), 0])?;
-    let pl = &gpu.pipelines().mlp_q4_1;
+    let rk = gpu.rows();
+    let pl = &rk.mlp_q4_1;
     gpu.dispatch(pl, &[&p, x, norm, gate, up, y], (rows.div_ceil(16) as u32, 1, 1));
     Ok(())
 }

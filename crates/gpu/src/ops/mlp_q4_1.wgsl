@@ -11,7 +11,6 @@ struct Params { rows: u32, cols: u32, eps: f32, pad1: u32 }
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 var<workgroup> xn: array<f32, 2048>;
 var<workgroup> pg: array<f32, 64>;
-var<workgroup> pu: array<f32, 64>;
 
 // The 32 weights of a block against x: (sum q x, sum x), to be scaled by d and m.
 fn nibbles(q: array<u32, 4>, xb: u32) -> vec2<f32> {
@@ -67,18 +66,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             su += du.x * u.x + du.y * u.y;
         }
     }
-    pg[lid.x] = sg;
-    pu[lid.x] = su;
-    workgroupBarrier();
-    for (var k = 2u; k > 0u; k >>= 1u) {
-        if (lane < k) {
-            pg[lid.x] += pg[lid.x + k];
-            pu[lid.x] += pu[lid.x + k];
-        }
-        workgroupBarrier();
-    }
+    // Each row's four partial sums (row_sum.wgsl or row_sum_subgroup.wgsl, appended).
+    let a = row_sum(sg, lid.x);
+    let u = row_sum(su, lid.x);
     if (lane == 0u && r < p.rows) {
-        let a = pg[lid.x];
-        y[r] = a / (1.0 + exp(-a)) * pu[lid.x];
+        y[r] = a / (1.0 + exp(-a)) * u;
     }
 }

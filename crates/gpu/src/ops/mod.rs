@@ -10,29 +10,26 @@ pub mod mlp;
 pub mod qkv;
 pub mod rms_norm;
 pub mod rope;
+pub mod rows;
 pub mod swiglu;
 
 use crate::{Error, Gpu, Result};
 use std::collections::HashMap;
 
-/// Every op's compute pipeline, built once per device.
+/// Every op's compute pipeline, built once per device (the row-summing kernels in their
+/// portable form; [`rows`] builds the subgroup form where it is usable).
 pub struct Pipelines {
+    pub rows: std::sync::Arc<rows::RowKernels>,
     pub rms_norm: wgpu::ComputePipeline,
     pub layer_norm: wgpu::ComputePipeline,
-    pub matvec_q4_1: wgpu::ComputePipeline,
-    pub matvec_q8_0: wgpu::ComputePipeline,
     pub rope: wgpu::ComputePipeline,
     pub swiglu: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
     pub add: wgpu::ComputePipeline,
-    pub matvec_f32: wgpu::ComputePipeline,
-    pub matvec_codes: wgpu::ComputePipeline,
     pub edit: wgpu::ComputePipeline,
     pub matmul_q4_1: wgpu::ComputePipeline,
     pub matmul_codes: wgpu::ComputePipeline,
-    pub mlp_q4_1: wgpu::ComputePipeline,
-    pub qkv_q4_1: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -42,7 +39,7 @@ pub(crate) fn groups(n: usize, size: usize) -> (u32, u32, u32) {
     (x as u32, g.div_ceil(65535).max(1) as u32, 1)
 }
 
-fn pipeline(device: &wgpu::Device, name: &str, src: &str) -> wgpu::ComputePipeline {
+pub(crate) fn pipeline(device: &wgpu::Device, name: &str, src: &str) -> wgpu::ComputePipeline {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
         source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -59,23 +56,20 @@ fn pipeline(device: &wgpu::Device, name: &str, src: &str) -> wgpu::ComputePipeli
 
 impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
+        #[allow(clippy::arc_with_non_send_sync)]
+        let rows = std::sync::Arc::new(rows::RowKernels::new(device, false, false));
         Pipelines {
+            rows,
             rms_norm: pipeline(device, "rms_norm", include_str!("rms_norm.wgsl")),
             layer_norm: pipeline(device, "layer_norm", include_str!("layer_norm.wgsl")),
-            matvec_q4_1: pipeline(device, "matvec_q4_1", include_str!("matvec_q4_1.wgsl")),
-            matvec_q8_0: pipeline(device, "matvec_q8_0", include_str!("matvec_q8_0.wgsl")),
             rope: pipeline(device, "rope", include_str!("rope.wgsl")),
             swiglu: pipeline(device, "swiglu", include_str!("swiglu.wgsl")),
             argmax: pipeline(device, "argmax", include_str!("argmax.wgsl")),
             attention: pipeline(device, "attention", include_str!("attention.wgsl")),
             add: pipeline(device, "add", include_str!("add.wgsl")),
-            matvec_f32: pipeline(device, "matvec_f32", include_str!("matvec_f32.wgsl")),
-            matvec_codes: pipeline(device, "matvec_codes", include_str!("matvec_codes.wgsl")),
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
             matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
             matmul_codes: pipeline(device, "matmul_codes", include_str!("matmul_codes.wgsl")),
-            mlp_q4_1: pipeline(device, "mlp_q4_1", include_str!("mlp_q4_1.wgsl")),
-            qkv_q4_1: pipeline(device, "qkv_q4_1", include_str!("qkv_q4_1.wgsl")),
         }
     }
 }

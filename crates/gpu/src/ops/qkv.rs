@@ -27,7 +27,8 @@ pub fn qkv_q4_1(
         0,
         0,
     ])?;
-    let pl = &gpu.pipelines().qkv_q4_1;
+    let rk = gpu.rows();
+    let pl = &rk.qkv_q4_1;
     let b = [&p, x, norm, w[0], w[1], w[2], out[0], out[1], out[2]];
     gpu.dispatch(pl, &b, (total.div_ceil(16) as u32, 1, 1));
     Ok(())

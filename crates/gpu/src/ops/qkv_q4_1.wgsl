@@ -91,16 +91,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     } else if (r < p.rq + p.rk + p.rv) {
         s = row_v(r - p.rq - p.rk, lane, nb);
     }
-    part[lid.x] = s;
-    workgroupBarrier();
-    for (var kk = 2u; kk > 0u; kk >>= 1u) {
-        if (lane < kk) {
-            part[lid.x] += part[lid.x + kk];
-        }
-        workgroupBarrier();
-    }
+    // The row's four partial sums (row_sum.wgsl or row_sum_subgroup.wgsl, appended).
+    let y = row_sum(s, lid.x);
     if (lane == 0u) {
-        let y = part[lid.x];
         if (r < p.rq) {
             q[r] = y;
         } else if (r < p.rq + p.rk) {
