@@ -76,8 +76,11 @@ pub(crate) async fn probe(gpu: &Gpu) -> Result<Option<String>> {
             lanes[i]
         )));
     }
-    *gpu.rows_subgroup.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some(std::sync::Arc::new(kernels));
+    // Shared between natively threaded callers; in the page's threaded build WebGPU objects
+    // are not Send and stay on the engine's thread.
+    #[allow(clippy::arc_with_non_send_sync)]
+    let kernels = std::sync::Arc::new(kernels);
+    *gpu.rows_subgroup.lock().unwrap_or_else(|e| e.into_inner()) = Some(kernels);
     Ok(None)
 }
 
