@@ -37,11 +37,11 @@ pub struct Gpu {
     /// shader-f16 is used when present, never required.
     pub f16: bool,
     pipelines: Arc<ops::Pipelines>,
-    /// The row-summing kernels with subgroup shuffles, once [`ops::rows::probe`] finds them
-    /// usable (the same bits as the portable ones, fewer barriers).
-    rows_subgroup: Arc<std::sync::Mutex<Option<Arc<ops::rows::RowKernels>>>>,
-    /// Why the subgroup kernels are not in use (`None` when they are).
-    subgroups_off: Arc<std::sync::Mutex<Option<String>>>,
+    /// The row-summing kernels this device runs: the portable form, or the subgroup form once
+    /// [`ops::rows::probe`] finds it usable (the same bits, fewer barriers).
+    rows: Arc<ops::rows::RowKernels>,
+    /// Why the subgroup form is not in use (`None` when it is).
+    subgroups_off: Option<String>,
     exec: Arc<std::sync::Mutex<ops::Exec>>,
     /// The first error the device reported on its own (a validation error, out of memory, a
     /// lost device): every read-back after it fails with it, so the caller hears of it.
@@ -78,9 +78,9 @@ impl Gpu {
             info,
             limits,
             f16,
+            rows: pipelines.rows.clone(),
+            subgroups_off: Some("not probed".into()),
             pipelines,
-            rows_subgroup: Default::default(),
-            subgroups_off: Arc::new(std::sync::Mutex::new(Some("not probed".into()))),
             exec: Default::default(),
             failure,
         }
@@ -88,37 +88,47 @@ impl Gpu {
 
     /// Find out whether this device's subgroups can serve the row sums ([`ops::rows::probe`])
     /// and use them if so; `TILLER_GPU_SUBGROUPS=0` (native) keeps the portable kernels.
-    pub async fn use_subgroups(&self) -> Result<()> {
-        let off = if !cfg!(target_arch = "wasm32")
+    pub async fn use_subgroups(&mut self) {
+        if !cfg!(target_arch = "wasm32")
             && std::env::var("TILLER_GPU_SUBGROUPS").is_ok_and(|v| v == "0")
         {
-            Some("turned off by TILLER_GPU_SUBGROUPS=0".to_string())
-        } else {
-            ops::rows::probe(self).await?
-        };
-        *self.subgroups_off.lock().unwrap_or_else(|e| e.into_inner()) = off;
-        Ok(())
+            self.subgroups_off = Some("turned off by TILLER_GPU_SUBGROUPS=0".into());
+            return;
+        }
+        match ops::rows::probe(self).await {
+            Ok(k) => self.set_rows(k),
+            Err(why) => self.subgroups_off = Some(why),
+        }
+    }
+
+    /// Run the row sums with `kernels`.
+    pub(crate) fn set_rows(&mut self, kernels: ops::rows::RowKernels) {
+        self.subgroups_off = (!kernels.subgroups).then(|| "turned off".into());
+        // Shared between natively threaded callers; in the page's threaded build WebGPU
+        // objects are not Send and stay on the engine's thread.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let kernels = Arc::new(kernels);
+        self.rows = kernels;
     }
 
     /// Why the row sums do not use subgroups on this device, or `None` when they do.
     pub fn subgroups_off(&self) -> Option<String> {
-        self.subgroups_off.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.subgroups_off.clone()
     }
 
     /// The same device with the portable row-summing kernels only (tests and benchmarks
     /// compare the two forms).
     pub fn without_subgroups(&self) -> Gpu {
         Gpu {
-            rows_subgroup: Default::default(),
-            subgroups_off: Arc::new(std::sync::Mutex::new(Some("turned off".into()))),
+            rows: self.pipelines.rows.clone(),
+            subgroups_off: Some("turned off".into()),
             ..self.clone()
         }
     }
 
     /// The row-summing kernels this device runs.
-    pub(crate) fn rows(&self) -> Arc<ops::rows::RowKernels> {
-        let sub = self.rows_subgroup.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        sub.unwrap_or_else(|| self.pipelines.rows.clone())
+    pub(crate) fn rows(&self) -> &ops::rows::RowKernels {
+        &self.rows
     }
 
     /// What went wrong with the device, if anything has (see [`Gpu::check_failure`]).
@@ -164,8 +174,8 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::Device(e.to_string()))?;
-        let gpu = Self::new(device, queue, info);
-        gpu.use_subgroups().await?;
+        let mut gpu = Self::new(device, queue, info);
+        gpu.use_subgroups().await;
         Ok(gpu)
     }
 

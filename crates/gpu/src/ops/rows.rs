@@ -42,13 +42,21 @@ impl RowKernels {
     }
 }
 
-/// Why subgroups are not used on this device, or `None` when they are usable: the adapter
-/// offers them, the subgroup kernels compile, and a probe dispatch finds every invocation of
-/// a 64-thread workgroup at lane `index % size` of a subgroup of a size that is a multiple of
-/// four (what `row_sum_subgroup.wgsl` takes a row's four threads to be).
-pub(crate) async fn probe(gpu: &Gpu) -> Result<Option<String>> {
+/// The subgroup form of the row-summing kernels, or why this device cannot use it: the
+/// adapter offers subgroups, the kernels compile, and a probe dispatch finds every invocation
+/// of a 64-thread workgroup at lane `index % size` of a subgroup of a size that is a multiple
+/// of four (what `row_sum_subgroup.wgsl` takes a row's four threads to be). A probe that fails
+/// on the device is a reason too: the portable kernels serve.
+pub(crate) async fn probe(gpu: &Gpu) -> std::result::Result<RowKernels, String> {
+    match try_probe(gpu).await {
+        Ok(r) => r,
+        Err(e) => Err(format!("the subgroup probe failed: {e}")),
+    }
+}
+
+async fn try_probe(gpu: &Gpu) -> Result<std::result::Result<RowKernels, String>> {
     if !gpu.device.features().contains(wgpu::Features::SUBGROUP) {
-        return Ok(Some("the adapter has no subgroups".into()));
+        return Ok(Err("the adapter has no subgroups".into()));
     }
     // A shader the device rejects is reported here, not as a device failure.
     let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -58,7 +66,7 @@ pub(crate) async fn probe(gpu: &Gpu) -> Result<Option<String>> {
     let probe = super::pipeline(&gpu.device, "subgroup_layout", &src);
     let kernels = RowKernels::new(&gpu.device, true, browser);
     if let Some(e) = scope.pop().await {
-        return Ok(Some(format!("the subgroup kernels did not compile here: {e}")));
+        return Ok(Err(format!("the subgroup kernels did not compile here: {e}")));
     }
     const GROUPS: usize = 4;
     let out = gpu.upload("subgroup layout", bytemuck::cast_slice(&[u32::MAX; 2 * 64 * GROUPS]))?;
@@ -67,21 +75,16 @@ pub(crate) async fn probe(gpu: &Gpu) -> Result<Option<String>> {
     let (lanes, sizes) = got.split_at(64 * GROUPS);
     let size = sizes[0];
     if size < 4 || size % 4 != 0 || sizes.iter().any(|&s| s != size) {
-        return Ok(Some(format!("subgroups of {size} lanes (a multiple of four is needed)")));
+        return Ok(Err(format!("subgroups of {size} lanes (a multiple of four is needed)")));
     }
     if let Some(i) = (0..lanes.len()).find(|&i| lanes[i] != (i % 64) as u32 % size) {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "subgroups are not laid out along the invocation index (invocation {} is lane {})",
             i % 64,
             lanes[i]
         )));
     }
-    // Shared between natively threaded callers; in the page's threaded build WebGPU objects
-    // are not Send and stay on the engine's thread.
-    #[allow(clippy::arc_with_non_send_sync)]
-    let kernels = std::sync::Arc::new(kernels);
-    *gpu.rows_subgroup.lock().unwrap_or_else(|e| e.into_inner()) = Some(kernels);
-    Ok(None)
+    Ok(Ok(kernels))
 }
 
 #[cfg(test)]
@@ -102,10 +105,11 @@ mod tests {
     fn subgroup_kernels_give_the_portable_bits() {
         // Probed here whatever TILLER_GPU_SUBGROUPS says.
         let plain = gpu().without_subgroups();
-        let gpu = plain.without_subgroups();
-        let why = pollster::block_on(super::probe(&gpu)).unwrap();
-        assert!(why.is_none(), "subgroups are not usable on {}: {why:?}", gpu.name());
-        assert!(gpu.rows().subgroups);
+        let mut gpu = plain.clone();
+        let kernels = pollster::block_on(super::probe(&gpu));
+        let kernels = kernels.unwrap_or_else(|why| panic!("no subgroups on {}: {why}", gpu.name()));
+        gpu.set_rows(kernels);
+        assert!(gpu.rows().subgroups && gpu.subgroups_off().is_none());
         assert!(!plain.rows().subgroups);
         let both = [&gpu, &plain];
         let mut r = rng(11);
