@@ -44,8 +44,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let h = g.clone();
             // Whether the decode products sum their rows with subgroup shuffles, or why not.
             let off = g.subgroups_off();
+            // Whether the adapter offers shader-f16 (no kernel needs it: see the README).
+            let f16 = g.f16;
             let (mut o, model) = run_on(&a, g, Some(Box::new(move || h.stats())))?;
             o["subgroups"] = json!(off.is_none());
+            o["shader_f16"] = json!(f16);
             if let Some(why) = off {
                 o["subgroups_off"] = json!(why);
             }

@@ -34,7 +34,8 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// shader-f16 is used when present, never required.
+    /// Whether the adapter offers shader-f16 (reported; no kernel uses it: every f16 value is
+    /// read exactly with `unpack2x16float`, and f16 arithmetic would change the CPU's bits).
     pub f16: bool,
     pipelines: Arc<ops::Pipelines>,
     /// The row-summing kernels this device runs: the portable form, or the subgroup form once

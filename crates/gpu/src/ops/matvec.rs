@@ -1,5 +1,5 @@
 //! `y[t] = W x[t]` with W (rows x cols) as stored: GGUF Q4_1 or Q8_0 blocks, or f32. One op
-//! (with a tiled prefill kernel for Q4_1, `matmul_q4_1.wgsl`, picked by the same match),
+//! (with a tiled prefill kernel for each, `matmul_*.wgsl`, picked by the same match),
 //! one kernel per weight format (`matvec_q4_1.wgsl`, `matvec_q8_0.wgsl`, `matvec_f32.wgsl`),
 //! chosen by an explicit match; all take the same parameters and dispatch (a workgroup per
 //! sixteen output rows and one activation row, four threads a row).
@@ -123,15 +123,16 @@ pub fn matvec(
     }
     let pl = gpu.pipelines();
     let rk = gpu.rows();
-    // Decode (one row) reads each weight once anyway; a prefill of Q4_1 weights or of the code
-    // layouts (Q4_0, Q4_K, Q5_*, Q6_K, F16, BF16) takes a tiled kernel, which reads (and
-    // decodes) each weight block once per 8 rows. (Q8_0 and f32 matrices are the head and the
-    // embedding in the default model: matrix-vector for every shape.)
+    // Decode (one row) reads each weight once anyway; a prefill takes a tiled kernel for every
+    // format, which reads (and decodes) each weight block once per 8 rows and gives each row
+    // the matrix-vector kernel's result.
     let (pipeline, tile) = match (format, n_tok) {
         (Format::Q4_1, 1) => (&rk.matvec_q4_1, 1),
         (Format::Q4_1, _) => (&pl.matmul_q4_1, 8),
-        (Format::Q8_0, _) => (&rk.matvec_q8_0, 1),
-        (Format::F32, _) => (&rk.matvec_f32, 1),
+        (Format::Q8_0, 1) => (&rk.matvec_q8_0, 1),
+        (Format::Q8_0, _) => (&pl.matmul_q8_0, 8),
+        (Format::F32, 1) => (&rk.matvec_f32, 1),
+        (Format::F32, _) => (&pl.matmul_f32, 8),
         (Format::Q4 | Format::Q5 | Format::Q8x16 | Format::F16 | Format::BF16, 1) => {
             (&rk.matvec_codes, 1)
         }
@@ -285,6 +286,61 @@ mod tests {
                 let wf = dequantize(&info, &data).unwrap();
                 let what = format!("{t:?} as {format:?}");
                 check_product(&gpu, &mut r, format, &words, &wf, (rows, cols, n_tok), &what);
+            }
+        }
+    }
+
+    /// A prefill (the tiled kernels, up to 8 rows a tile) gives every row the bits of a
+    /// decode step on that row alone (the matrix-vector kernels), for every weight format: a
+    /// prompt's positions do not depend on how many went through together.
+    #[test]
+    fn tiled_prefill_equals_decode_bit_for_bit() {
+        let gpu = gpu();
+        let mut r = rng(4);
+        let (rows, cols, n_tok) = (37usize, 96usize, 11usize);
+        let mut cases: Vec<(String, Format, Vec<u8>)> = [Format::Q4_1, Format::Q8_0, Format::F32]
+            .into_iter()
+            .map(|f| (format!("{f:?}"), f, weights(&mut r, f, rows, cols).0))
+            .collect();
+        for t in [GgmlType::Q4_0, GgmlType::Q5_1, GgmlType::Q6K, GgmlType::F16, GgmlType::BF16] {
+            let n = if t == GgmlType::Q6K { 256 } else { cols };
+            let data = gguf_blocks(&mut r, t, rows * n);
+            let info = TensorInfo {
+                name: "w".into(),
+                dims: vec![n as u64, rows as u64],
+                dtype: t,
+                start: 0,
+                n_bytes: data.len(),
+            };
+            let (f, words) = code_words(&info, &data).unwrap().expect("a code format");
+            cases.push((format!("{t:?}"), f, words));
+        }
+        for (name, format, bytes) in cases {
+            let cols = if name == "Q6K" { 256 } else { cols };
+            let x = random(&mut r, n_tok * cols, 2.0);
+            let wb = gpu.upload("w", &bytes).unwrap();
+            let xb = gpu.upload_f32("x", &x).unwrap();
+            let yb = gpu.filled("y", n_tok * rows, f32::NAN).unwrap();
+            matvec(&gpu, format, &wb, &xb, &yb, rows, cols, n_tok, Out::Set).unwrap();
+            let tiled = gpu.read_f32(&yb, n_tok * rows).unwrap();
+            for t in 0..n_tok {
+                let xt = gpu.upload_f32("x", &x[t * cols..(t + 1) * cols]).unwrap();
+                let yt = gpu.filled("y", rows, f32::NAN).unwrap();
+                matvec(&gpu, format, &wb, &xt, &yt, rows, cols, 1, Out::Set).unwrap();
+                let one = gpu.read_f32(&yt, rows).unwrap();
+                let row = &tiled[t * rows..(t + 1) * rows];
+                let worst = one
+                    .iter()
+                    .zip(row)
+                    .enumerate()
+                    .map(|(i, (a, b))| ((a - b).abs(), i))
+                    .fold((0f32, 0), |m, v| if v.0 > m.0 { v } else { m });
+                assert!(
+                    one.iter().zip(row).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name}: row {t} of the prefill differs from its decode step, max {} at {}",
+                    worst.0,
+                    worst.1
+                );
             }
         }
     }

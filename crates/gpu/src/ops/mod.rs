@@ -30,6 +30,8 @@ pub struct Pipelines {
     pub edit: wgpu::ComputePipeline,
     pub matmul_q4_1: wgpu::ComputePipeline,
     pub matmul_codes: wgpu::ComputePipeline,
+    pub matmul_q8_0: wgpu::ComputePipeline,
+    pub matmul_f32: wgpu::ComputePipeline,
 }
 
 /// Workgroups for `n` invocations of `size` each, split over y past the per-dimension limit.
@@ -70,6 +72,8 @@ impl Pipelines {
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
             matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
             matmul_codes: pipeline(device, "matmul_codes", include_str!("matmul_codes.wgsl")),
+            matmul_q8_0: pipeline(device, "matmul_q8_0", include_str!("matmul_q8_0.wgsl")),
+            matmul_f32: pipeline(device, "matmul_f32", include_str!("matmul_f32.wgsl")),
         }
     }
 }
