@@ -9,8 +9,6 @@ struct Params { rows: u32, cols: u32, n_tok: u32, acc: u32, kind: u32, words: u3
 @group(0) @binding(1) var<storage, read> w: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-const T: u32 = 8u;
-var<workgroup> part: array<f32, 512>; // T x 64 threads
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -81,20 +79,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             }
         }
     }
-    for (var t = 0u; t < T; t++) {
-        part[t * 64u + lid.x] = s[t];
-    }
-    workgroupBarrier();
-    if (lane == 0u && r < p.rows) {
-        for (var t = 0u; t < nt; t++) {
-            let b = t * 64u + lid.x;
-            let v = (part[b] + part[b + 2u]) + (part[b + 1u] + part[b + 3u]);
-            let i = (t0 + t) * p.rows + r;
-            if (p.acc == 1u) {
-                y[i] += v;
-            } else {
-                y[i] = v;
-            }
-        }
-    }
+    // The tile's sums into y (tile_out.wgsl, appended).
+    tile_out(s, lid.x, r, t0, nt);
 }

@@ -224,6 +224,17 @@ mod tests {
         check(&format!("{what}, accumulated"), &got, &want, 1e-4);
     }
 
+    /// A `rows` x `cols` tensor of type `t` (`n_bytes` of data at offset 0).
+    fn tensor(t: GgmlType, rows: usize, cols: usize, n_bytes: usize) -> TensorInfo {
+        TensorInfo {
+            name: "w".into(),
+            dims: vec![cols as u64, rows as u64],
+            dtype: t,
+            start: 0,
+            n_bytes,
+        }
+    }
+
     /// Random GGUF blocks of `t` (modest f16 scales in the scale fields).
     fn gguf_blocks(r: &mut StdRng, t: GgmlType, n: usize) -> Vec<u8> {
         let (el, by) = t.block();
@@ -275,13 +286,7 @@ mod tests {
         ] {
             for (rows, cols, n_tok) in [(64usize, 512usize, 1usize), (37, 256, 5), (24, 256, 19)] {
                 let data = gguf_blocks(&mut r, t, rows * cols);
-                let info = TensorInfo {
-                    name: "w".into(),
-                    dims: vec![cols as u64, rows as u64],
-                    dtype: t,
-                    start: 0,
-                    n_bytes: data.len(),
-                };
+                let info = tensor(t, rows, cols, data.len());
                 let (format, words) = code_words(&info, &data).unwrap().expect("a code format");
                 let wf = dequantize(&info, &data).unwrap();
                 let what = format!("{t:?} as {format:?}");
@@ -297,26 +302,23 @@ mod tests {
     fn tiled_prefill_equals_decode_bit_for_bit() {
         let gpu = gpu();
         let mut r = rng(4);
-        let (rows, cols, n_tok) = (37usize, 96usize, 11usize);
-        let mut cases: Vec<(String, Format, Vec<u8>)> = [Format::Q4_1, Format::Q8_0, Format::F32]
-            .into_iter()
-            .map(|f| (format!("{f:?}"), f, weights(&mut r, f, rows, cols).0))
-            .collect();
+        let (rows, n_tok) = (37usize, 11usize);
+        // (name, format, columns, weight bytes)
+        let mut cases: Vec<(String, Format, usize, Vec<u8>)> =
+            [Format::Q4_1, Format::Q8_0, Format::F32]
+                .into_iter()
+                .map(|f| (format!("{f:?}"), f, 96, weights(&mut r, f, rows, 96).0))
+                .collect();
         for t in [GgmlType::Q4_0, GgmlType::Q5_1, GgmlType::Q6K, GgmlType::F16, GgmlType::BF16] {
-            let n = if t == GgmlType::Q6K { 256 } else { cols };
-            let data = gguf_blocks(&mut r, t, rows * n);
-            let info = TensorInfo {
-                name: "w".into(),
-                dims: vec![n as u64, rows as u64],
-                dtype: t,
-                start: 0,
-                n_bytes: data.len(),
-            };
-            let (f, words) = code_words(&info, &data).unwrap().expect("a code format");
-            cases.push((format!("{t:?}"), f, words));
+            // Q6_K's super-blocks hold 256 weights.
+            let cols = if t == GgmlType::Q6K { 256 } else { 96 };
+            let data = gguf_blocks(&mut r, t, rows * cols);
+            let (f, words) = code_words(&tensor(t, rows, cols, data.len()), &data)
+                .unwrap()
+                .expect("a code format");
+            cases.push((format!("{t:?}"), f, cols, words));
         }
-        for (name, format, bytes) in cases {
-            let cols = if name == "Q6K" { 256 } else { cols };
+        for (name, format, cols, bytes) in cases {
             let x = random(&mut r, n_tok * cols, 2.0);
             let wb = gpu.upload("w", &bytes).unwrap();
             let xb = gpu.upload_f32("x", &x).unwrap();
@@ -362,13 +364,7 @@ mod tests {
         for format in [Format::Q4_1, Format::Q8_0, Format::F32] {
             for (rows, cols, n_tok) in shapes {
                 let (wq, dtype) = weights(&mut r, format, rows, cols);
-                let info = TensorInfo {
-                    name: "w".into(),
-                    dims: vec![cols as u64, rows as u64],
-                    dtype,
-                    start: 0,
-                    n_bytes: wq.len(),
-                };
+                let info = tensor(dtype, rows, cols, wq.len());
                 // The CPU reference: the GGUF de-quantizer the CPU backend uses, then f64 sums.
                 let wf = dequantize(&info, &wq).unwrap();
                 let what = format!("{format:?} matvec");

@@ -56,6 +56,11 @@ pub(crate) fn pipeline(device: &wgpu::Device, name: &str, src: &str) -> wgpu::Co
     })
 }
 
+/// A tiled prefill kernel with `tile_out.wgsl` (the tile's sums written out) appended.
+fn tiled(device: &wgpu::Device, name: &str, src: &str) -> wgpu::ComputePipeline {
+    pipeline(device, name, &format!("{src}{}", include_str!("tile_out.wgsl")))
+}
+
 impl Pipelines {
     pub fn new(device: &wgpu::Device) -> Self {
         #[allow(clippy::arc_with_non_send_sync)]
@@ -70,10 +75,10 @@ impl Pipelines {
             attention: pipeline(device, "attention", include_str!("attention.wgsl")),
             add: pipeline(device, "add", include_str!("add.wgsl")),
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
-            matmul_q4_1: pipeline(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
-            matmul_codes: pipeline(device, "matmul_codes", include_str!("matmul_codes.wgsl")),
-            matmul_q8_0: pipeline(device, "matmul_q8_0", include_str!("matmul_q8_0.wgsl")),
-            matmul_f32: pipeline(device, "matmul_f32", include_str!("matmul_f32.wgsl")),
+            matmul_q4_1: tiled(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
+            matmul_codes: tiled(device, "matmul_codes", include_str!("matmul_codes.wgsl")),
+            matmul_q8_0: tiled(device, "matmul_q8_0", include_str!("matmul_q8_0.wgsl")),
+            matmul_f32: tiled(device, "matmul_f32", include_str!("matmul_f32.wgsl")),
         }
     }
 }
