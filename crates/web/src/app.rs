@@ -374,10 +374,17 @@ fn start_worker(st: AppState) {
 fn spawn_worker(st: AppState, url: &'static str, why_one: Option<String>) {
     let opts = WorkerOptions::new();
     opts.set_type(WorkerType::Classic);
+    let adopt = why_one.is_none();
     if let Some(why) = why_one {
         opts.set_name(&format!("{}{why}", tiller_web::protocol::FALLBACK_NAME));
     }
-    let worker = match Worker::new_with_options(url, &opts) {
+    // The worker index.html started for this URL, with what it said meanwhile, if any.
+    let early = if adopt { adopt_early(url) } else { None };
+    let (worker, said) = match early {
+        Some((w, said)) => (Ok(w), said),
+        None => (Worker::new_with_options(url, &opts), Vec::new()),
+    };
+    let worker = match worker {
         Ok(w) => w,
         Err(e) => {
             st.status.set(ModelStatus {
@@ -433,7 +440,35 @@ fn spawn_worker(st: AppState, url: &'static str, why_one: Option<String>) {
     worker.set_onerror(Some(on_err.as_ref().unchecked_ref()));
     on_msg.forget();
     on_err.forget();
-    st.worker.set_value(Some(worker));
+    st.worker.set_value(Some(worker.clone()));
+    // What the adopted worker said before the page's handlers were set, in order.
+    for (ev, error) in said {
+        let handler = if error { worker.onerror() } else { worker.onmessage() };
+        if let Some(f) = handler {
+            let _ = f.call1(&worker, &ev);
+        }
+    }
+}
+
+/// Take the worker index.html started early for `url` (see its inline script), with its
+/// messages and then its errors so far (`true` marks an error event). None when it started
+/// none, or one for another URL (which is then ended).
+fn adopt_early(url: &str) -> Option<(Worker, Vec<(JsValue, bool)>)> {
+    let window: JsValue = web_sys::window()?.into();
+    let key = JsValue::from_str("__tillerEarlyWorker");
+    let early = js_sys::Reflect::get(&window, &key).ok().filter(|v| v.is_object())?;
+    let _ = js_sys::Reflect::delete_property(window.unchecked_ref::<js_sys::Object>(), &key);
+    let get = |k: &str| js_sys::Reflect::get(&early, &JsValue::from_str(k)).ok();
+    let worker: Worker = get("worker")?.dyn_into().ok()?;
+    if get("url")?.as_string().as_deref() != Some(url) {
+        worker.terminate();
+        return None;
+    }
+    let list = |k: &str| get(k).and_then(|v| v.dyn_into::<js_sys::Array>().ok());
+    let mut said: Vec<(JsValue, bool)> = Vec::new();
+    said.extend(list("messages")?.iter().map(|m| (m, false)));
+    said.extend(list("errors")?.iter().map(|e| (e, true)));
+    Some((worker, said))
 }
 
 #[component]

@@ -46,6 +46,7 @@ pub(crate) async fn fall_back(state: &Shared, why: &str, task: Task) -> Result<(
         })
     })
     .map_err(|e| format!("{why}; loading on the CPU failed: {e}"))?;
+    crate::pool::started().await;
     let backend = crate::pool::cpu_name(&model.backend);
     state.borrow_mut().model = Some(Loaded::Cpu(Rc::new(model)));
     post(&FromWorker::Fallback { backend, reason: why.to_string(), task });
@@ -68,12 +69,22 @@ async fn unloadable(name: &str, key: &str, cached: bool, e: tiller_engine::Error
 
 pub(crate) async fn load_url(state: &Shared, url: &str) -> Result<(), String> {
     let t0 = now();
+    // The first open counts from the worker's start: the engine's module compiled and its
+    // threads started before the page could ask for the model.
+    let first = !std::mem::replace(&mut state.borrow_mut().opened, true);
+    let (t0, mut steps) = if first {
+        let boot = crate::worker::since_start();
+        (t0 - boot, vec![("starting the engine".to_string(), boot)])
+    } else {
+        (t0, Vec::new())
+    };
     let f = fetch_cached(url, &mut |done, total, cached| {
         post(&FromWorker::Progress { stage: Stage::Downloading, done, total, cached })
     })
     .await?;
     let what = if f.cached { "read from the cache" } else { "download and sha256" };
-    let steps = vec![(what.to_string(), now() - t0)];
+    let so_far: f64 = steps.iter().map(|s| s.1).sum();
+    steps.push((what.to_string(), now() - t0 - so_far));
     load(state, url, url, f, t0, steps).await
 }
 
@@ -155,6 +166,8 @@ async fn load(
         step("keeping it in the cache", &mut steps);
     }
     drop(bytes);
+    crate::pool::started().await;
+    step("the engine's threads", &mut steps);
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
     let (backend, concepts, gpu_bytes, cfg) = match &loaded {
         Loaded::Gpu(m) => {

@@ -25,11 +25,29 @@ thread_local! {
     static ONE_THREAD: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Start the engine's threads where this build and the page allow them; afterwards
-/// [`cpu_name`] says how many run, or why only one.
-pub async fn init() {
-    let why = pool().await.err();
-    ONE_THREAD.with(|w| *w.borrow_mut() = why);
+thread_local! {
+    /// The pool's start: settles once its threads have started, or failed to.
+    static STARTING: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+}
+
+/// Start the engine's threads where this build and the page allow them, without waiting for
+/// them: the model is read meanwhile (a parallel region before they are up runs on this
+/// thread). [`started`] waits for them.
+pub fn init() {
+    let p = wasm_bindgen_futures::future_to_promise(async {
+        let why = pool().await.err();
+        ONE_THREAD.with(|w| *w.borrow_mut() = why);
+        Ok(wasm_bindgen::JsValue::UNDEFINED)
+    });
+    STARTING.with(|s| *s.borrow_mut() = Some(p));
+}
+
+/// Wait until the pool's threads have started (or failed to): [`cpu_name`] then says how many
+/// run, or why only one.
+pub async fn started() {
+    if let Some(p) = STARTING.with(|s| s.borrow().clone()) {
+        let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+    }
 }
 
 #[cfg(target_feature = "atomics")]

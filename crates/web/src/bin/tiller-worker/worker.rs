@@ -53,6 +53,8 @@ pub(crate) struct State {
     pub(crate) queue: std::collections::VecDeque<ToWorker>,
     pub(crate) busy: bool,
     pub(crate) stop: bool,
+    /// A model was asked for before (the engine's start is part of the first open only).
+    pub(crate) opened: bool,
 }
 
 pub(crate) type Shared = Rc<RefCell<State>>;
@@ -74,6 +76,18 @@ pub(crate) fn post(msg: &FromWorker) {
 
 pub(crate) fn now() -> f64 {
     js_sys::Date::now()
+}
+
+/// Milliseconds since this worker was created (its `performance.now()`).
+pub(crate) fn since_start() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let f: js_sys::Function =
+                js_sys::Reflect::get(&p, &"now".into()).ok()?.dyn_into().ok()?;
+            f.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or(0.0)
 }
 
 /// Let the event loop run (so a Stop message can arrive) before the next step. A message to a
@@ -129,11 +143,10 @@ pub fn start() {
     });
     scope().set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
     on_msg.forget();
-    // The page sends its first task on `Started`: the pool's threads are up (or not) by then.
-    spawn_local(async {
-        crate::pool::init().await;
-        post(&FromWorker::Started);
-    });
+    // The page sends its first task (the model to load) on `Started`; the pool's threads start
+    // meanwhile (loading waits for them before it says which backend runs).
+    crate::pool::init();
+    post(&FromWorker::Started);
 }
 
 /// Run queued tasks one after another (one model, one thread).
