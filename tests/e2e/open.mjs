@@ -27,7 +27,12 @@ const visit = async (page, first) => {
 await report(out, async () => {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   page.on('pageerror', e => out.console_errors.push(String(e)));
+  // The engine's worker index.html starts early must be the one the page adopts: one engine
+  // worker on the first visit, not a second beside it.
+  const workers = [];
+  page.on('worker', w => workers.push(new URL(w.url()).pathname));
   out.visits.push(await visit(page, true));
+  out.first_visit_workers = [...workers];
   for (let i = 0; i < 3; i++) out.visits.push(await visit(page, false));
   // Damage the cached copy (keep its stored hash): the page says the model cannot be opened and
   // drops the entry; the next visit downloads it again.

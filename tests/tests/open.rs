@@ -24,6 +24,18 @@ fn cached_model_opens_with_its_stored_hash_and_a_damaged_copy_is_replaced() {
         // Cached visits hash nothing: no step names the hash.
         assert!(i == 0 || !m.contains("sha256"), "visit {i}: {m}");
     }
+    // One engine worker (the one index.html starts while the page loads, adopted by the page;
+    // served isolated, the threaded one), and the first open counts its start.
+    let engines: Vec<&str> = v["first_visit_workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .filter(|w| w.contains("tiller-worker"))
+        .collect();
+    assert_eq!(engines, ["/tiller-worker-mt_loader.js"], "{}", v["first_visit_workers"]);
+    let first = visits[0]["message"].as_str().unwrap();
+    assert!(first.contains("starting the engine"), "{first}");
     assert_eq!(v["damaged"].as_u64(), Some(1));
     let d = &v["after_damage"];
     assert_eq!(d["state"], "error");
