@@ -19,6 +19,15 @@ const ids = async (page, id) => ((await page.getByTestId(id).getAttribute('data-
 const shot = async (page, name, fullPage = false) => { if (shots) await page.screenshot({ path: path.join(shots, name), fullPage }); };
 const settled = page => page.waitForFunction(() => !document.querySelector('[data-testid=working]'), null, { timeout: T });
 const step = page => page.getByTestId('lesson-panel').getAttribute('data-step').then(Number);
+// The step after a click on Next or Back: waits (up to 15 s) for it to leave `from`, then two
+// animation frames (the panel scrolls to its current step and moves the focus in the next frame:
+// a click sent before that, on a loaded machine, can land where the button no longer is), then
+// reads it.
+const stepAfter = async (page, from) => {
+  await page.waitForFunction(f => document.querySelector('[data-testid=lesson-panel]')?.dataset.step !== String(f), from, { timeout: 15000 }).catch(() => {});
+  await page.evaluate(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))));
+  return step(page);
+};
 const overflow = page => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 const untitled = untitledCharts;
 const selectedLayer = page => page.evaluate(() => {
@@ -49,9 +58,9 @@ await report(out, async () => {
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, `lesson-${path.basename(l.file, '.json')}.png`);
     await page.getByTestId('lesson-next').click();
-    r.after_next = await step(page);
+    r.after_next = await stepAfter(page, r.first);
     await page.getByTestId('lesson-back').click();
-    r.after_back = await step(page);
+    r.after_back = await stepAfter(page, r.after_next);
     out.lessons.push(r);
   }
 
