@@ -266,20 +266,24 @@ pub struct ConceptActs {
     pub context_logits: Vec<Vec<f32>>,
 }
 
-/// Capture a concept's examples (and, with `mlp`, the MLP activations of every token).
+/// Capture a concept's examples (and, with `mlp`, the MLP activations of every token; with
+/// `logits`, the contexts' last-position logits, else `contexts` and `context_logits` are
+/// empty).
 pub async fn capture_concept_full<B: Backend>(
     model: &Model<B>,
     c: &Concept,
     mlp: bool,
+    logits: bool,
 ) -> Result<ConceptActs> {
     c.validate()?;
     let pos: Vec<String> = c.pairs.iter().map(|p| p.0.clone()).collect();
     let neg: Vec<String> = c.pairs.iter().map(|p| p.1.clone()).collect();
     let mut m = mlp.then(MlpActs::default);
     let (mut lp, mut ln) = (Vec::new(), Vec::new());
-    let p = capture_full(model, &pos, c.read, m.as_mut(), Some((&mut lp, SHIFT_CONTEXTS))).await?;
-    let n = capture_full(model, &neg, c.read, m.as_mut(), Some((&mut ln, SHIFT_CONTEXTS))).await?;
-    let take = SHIFT_CONTEXTS.min(c.pairs.len());
+    let keep = if logits { SHIFT_CONTEXTS } else { 0 };
+    let p = capture_full(model, &pos, c.read, m.as_mut(), Some((&mut lp, keep))).await?;
+    let n = capture_full(model, &neg, c.read, m.as_mut(), Some((&mut ln, keep))).await?;
+    let take = keep.min(c.pairs.len());
     let mut contexts = Vec::with_capacity(2 * take);
     for t in pos.iter().take(take).chain(neg.iter().take(take)) {
         contexts.push(model.encode_prompt(t, false)?);
@@ -290,7 +294,7 @@ pub async fn capture_concept_full<B: Backend>(
 
 /// Positive and negative activations of a concept.
 pub async fn capture_concept<B: Backend>(model: &Model<B>, c: &Concept) -> Result<(Acts, Acts)> {
-    let a = capture_concept_full(model, c, false).await?;
+    let a = capture_concept_full(model, c, false, false).await?;
     Ok((a.pos, a.neg))
 }
 
@@ -299,7 +303,7 @@ pub async fn capture_concept_mlp<B: Backend>(
     model: &Model<B>,
     c: &Concept,
 ) -> Result<(Acts, Acts, MlpActs)> {
-    let a = capture_concept_full(model, c, true).await?;
+    let a = capture_concept_full(model, c, true, false).await?;
     Ok((a.pos, a.neg, a.mlp.unwrap_or_default()))
 }
 

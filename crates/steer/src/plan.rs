@@ -134,7 +134,7 @@ impl Prepared {
 /// Capture a concept and compute what interventions on it need.
 pub async fn prepare<B: Backend>(model: &Model<B>, c: &Concept) -> Result<Prepared> {
     let Computed { pos, neg, dirs, .. } =
-        compute(model, c, c.method, &SnmfParams::default()).await?;
+        compute(model, c, c.method, &SnmfParams::default(), false).await?;
     Prepared::from_acts(c.clone(), &pos, &neg, dirs)
 }
 

@@ -85,30 +85,76 @@ impl Gram {
     }
 }
 
-/// A probe fitted on rows `train` of a [`Gram`] matrix, in kernel form:
-/// `w . z_k = sum_i coef_i C(train_i, k) / sigma^2`, with `C` the inner products after
-/// centring on the training rows' mean.
-struct KernelFit {
+/// What a probe fit on rows `train` of a [`Gram`] matrix needs that the labels leave
+/// unchanged: the training rows' mean terms, the global scale, and the examples' coordinates in
+/// an orthonormal basis of their span. A fold's held-out fit and all its shuffled-label refits
+/// share one (the eigendecomposition is most of a fit's cost).
+struct Basis {
     train: Vec<usize>,
-    coef: Vec<f64>,
-    b: f64,
     /// `x_k . mu` for every row k (mu: the training rows' mean) and `mu . mu`.
     a: Vec<f64>,
     c: f64,
     sigma: f64,
+    /// Rank kept (eigenvalues above `1e-12` of the largest).
+    r: usize,
+    /// `Z = U L^1/2` on the kept eigenvalues, column-major (r columns of n).
+    xs: Vec<f64>,
+    /// `U L^-1/2` on the kept eigenvalues, column-major: `coef = back beta`.
+    back: Vec<f64>,
+}
+
+impl Basis {
+    fn new(g: &Gram, train: Vec<usize>) -> Basis {
+        let n = train.len();
+        let nf = n as f64;
+        let a: Vec<f64> =
+            (0..g.n).map(|k| train.iter().map(|&t| g.at(k, t)).sum::<f64>() / nf).collect();
+        let c = train.iter().map(|&t| a[t]).sum::<f64>() / nf;
+        let cen = |i: usize, j: usize| g.at(i, j) - a[i] - a[j] + c;
+        // One global scale: the root mean square of the centred training features.
+        let var = train.iter().map(|&t| cen(t, t)).sum::<f64>() / (n * g.width).max(1) as f64;
+        let sigma = var.max(0.0).sqrt().max(1e-12);
+        let s2 = sigma * sigma;
+        // Coordinates of the examples in an orthonormal basis of their span: Z = U L^1/2.
+        let eig = nalgebra::SymmetricEigen::new(DMatrix::from_fn(n, n, |i, j| {
+            cen(train[i], train[j]) / s2
+        }));
+        let top = eig.eigenvalues.iter().fold(0f64, |m, v| m.max(*v));
+        let keep: Vec<usize> =
+            (0..n).filter(|&i| eig.eigenvalues[i] > top * 1e-12 && top > 0.0).collect();
+        let r = keep.len();
+        let (mut xs, mut back) = (vec![0f64; n * r], vec![0f64; n * r]);
+        for (j, &kj) in keep.iter().enumerate() {
+            let sq = eig.eigenvalues[kj].sqrt();
+            for i in 0..n {
+                xs[j * n + i] = eig.eigenvectors[(i, kj)] * sq;
+                back[j * n + i] = eig.eigenvectors[(i, kj)] / sq;
+            }
+        }
+        Basis { train, a, c, sigma, r, xs, back }
+    }
+
+    fn centred(&self, g: &Gram, i: usize, j: usize) -> f64 {
+        g.at(i, j) - self.a[i] - self.a[j] + self.c
+    }
+}
+
+/// A probe fitted on a [`Basis`], in kernel form: `w . z_k = sum_i coef_i C(train_i, k) /
+/// sigma^2`, with `C` the inner products after centring on the training rows' mean.
+struct KernelFit<'a> {
+    basis: &'a Basis,
+    coef: Vec<f64>,
+    b: f64,
     iterations: usize,
     grad: f64,
 }
 
-impl KernelFit {
-    fn centred(&self, g: &Gram, i: usize, j: usize) -> f64 {
-        g.at(i, j) - self.a[i] - self.a[j] + self.c
-    }
-
+impl KernelFit<'_> {
     /// `w . z_k + b` for row k of the Gram matrix.
     fn logit(&self, g: &Gram, k: usize) -> f64 {
-        let s2 = self.sigma * self.sigma;
-        self.train.iter().zip(&self.coef).map(|(&t, c)| c * self.centred(g, t, k)).sum::<f64>() / s2
+        let bs = self.basis;
+        let s2 = bs.sigma * bs.sigma;
+        bs.train.iter().zip(&self.coef).map(|(&t, c)| c * bs.centred(g, t, k)).sum::<f64>() / s2
             + self.b
     }
 }
@@ -138,34 +184,15 @@ fn cholesky_solve(a: &mut [f64], m: usize, rhs: &[f64], x: &mut [f64]) -> bool {
     true
 }
 
-fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
-    let n = train.len();
+/// The probe on a fold's [`Basis`] with labels `y` (1 positive, 0 negative; one per training
+/// row).
+fn fit_kernel<'a>(bs: &'a Basis, y: &[f64]) -> KernelFit<'a> {
+    let n = bs.train.len();
     let nf = n as f64;
-    let a: Vec<f64> =
-        (0..g.n).map(|k| train.iter().map(|&t| g.at(k, t)).sum::<f64>() / nf).collect();
-    let c = train.iter().map(|&t| a[t]).sum::<f64>() / nf;
-    let cen = |i: usize, j: usize| g.at(i, j) - a[i] - a[j] + c;
-    // One global scale: the root mean square of the centred training features.
-    let var = train.iter().map(|&t| cen(t, t)).sum::<f64>() / (n * g.width).max(1) as f64;
-    let sigma = var.max(0.0).sqrt().max(1e-12);
-    let s2 = sigma * sigma;
-    // Coordinates of the examples in an orthonormal basis of their span: Z = U L^1/2.
-    let eig =
-        nalgebra::SymmetricEigen::new(DMatrix::from_fn(n, n, |i, j| cen(train[i], train[j]) / s2));
-    let top = eig.eigenvalues.iter().fold(0f64, |m, v| m.max(*v));
-    let keep: Vec<usize> =
-        (0..n).filter(|&i| eig.eigenvalues[i] > top * 1e-12 && top > 0.0).collect();
-    let r = keep.len();
-    // Column-major (r columns of n); the Newton loop below works in plain buffers allocated
-    // once (it runs for every fold of every shuffled-label refit, on threads that share one
-    // allocator) and in dot products over the n examples (vectorized).
-    let mut xs = vec![0f64; n * r];
-    for (j, &kj) in keep.iter().enumerate() {
-        let sq = eig.eigenvalues[kj].sqrt();
-        for i in 0..n {
-            xs[j * n + i] = eig.eigenvectors[(i, kj)] * sq;
-        }
-    }
+    let (r, xs) = (bs.r, &bs.xs);
+    // The Newton loop below works in plain buffers allocated once (it runs for every fold of
+    // every shuffled-label refit, on threads that share one allocator) and in dot products
+    // over the n examples (vectorized).
     let col = |j: usize| &xs[j * n..(j + 1) * n];
     let scores = |beta: &[f64], out: &mut [f64]| {
         out.iter_mut().for_each(|o| *o = 0.0);
@@ -242,14 +269,8 @@ fn fit_kernel(g: &Gram, train: Vec<usize>, y: &[f64]) -> KernelFit {
         }
     }
     // w = Z' U L^-1/2 beta = Z' coef.
-    let coef = (0..n)
-        .map(|i| {
-            (0..r)
-                .map(|j| eig.eigenvectors[(i, keep[j])] / eig.eigenvalues[keep[j]].sqrt() * beta[j])
-                .sum::<f64>()
-        })
-        .collect();
-    KernelFit { train, coef, b, a, c, sigma, iterations, grad }
+    let coef = (0..n).map(|i| (0..r).map(|j| bs.back[j * n + i] * beta[j]).sum::<f64>()).collect();
+    KernelFit { basis: bs, coef, b, iterations, grad }
 }
 
 impl Probe {
@@ -257,17 +278,18 @@ impl Probe {
     pub fn fit(x: &[&[f32]], y: &[f64]) -> Probe {
         let (n, d) = (x.len(), x.first().map_or(0, |r| r.len()));
         let g = Gram::of(x);
-        let k = fit_kernel(&g, (0..n).collect(), y);
+        let bs = Basis::new(&g, (0..n).collect());
+        let k = fit_kernel(&bs, y);
         let mut mu = vec![0f64; d];
         for r in x {
             mu.iter_mut().zip(r.iter()).for_each(|(m, v)| *m += *v as f64 / n as f64);
         }
         let mut w = vec![0f64; d];
         for (r, c) in x.iter().zip(&k.coef) {
-            let c = c / k.sigma;
+            let c = c / bs.sigma;
             w.iter_mut().zip(r.iter().zip(&mu)).for_each(|(w, (v, m))| *w += c * (*v as f64 - m));
         }
-        Probe { w, b: k.b, mu, sigma: k.sigma, iterations: k.iterations, grad: k.grad }
+        Probe { w, b: k.b, mu, sigma: bs.sigma, iterations: k.iterations, grad: k.grad }
     }
 
     pub fn prob(&self, h: &[f32]) -> f64 {
@@ -337,22 +359,37 @@ pub fn heldout_accuracy(pos: &Acts, neg: &Acts, layer: usize) -> Option<f64> {
 /// [`heldout_accuracy`] from a layer's [`gram`], with the labels of pairs where `flips` is
 /// true swapped (the shuffled-label null).
 pub fn heldout_accuracy_gram(g: &Gram, flips: &[bool]) -> Option<f64> {
+    heldout_accuracies(g, std::slice::from_ref(&flips.to_vec())).pop().flatten()
+}
+
+/// [`heldout_accuracy_gram`] for several label flips at once (the true labels are all
+/// `false`): each fold's basis is computed once for every run, so the results are the same,
+/// bit for bit, as one call per run.
+pub fn heldout_accuracies(g: &Gram, runs: &[Vec<bool>]) -> Vec<Option<f64>> {
     let n = g.n / 2;
-    let folds = crate::heldout::folds(n)?;
-    let label = |i: usize, positive: bool| if positive ^ flips[i] { 1.0 } else { 0.0 };
-    let (mut right, mut total) = (0usize, 0usize);
+    let Some(folds) = crate::heldout::folds(n) else {
+        return vec![None; runs.len()];
+    };
+    let mut right = vec![0usize; runs.len()];
+    let mut total = 0usize;
     for (train, test) in &folds {
         let rows: Vec<usize> = train.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect();
-        let y: Vec<f64> = train.iter().flat_map(|&i| [label(i, true), label(i, false)]).collect();
-        let k = fit_kernel(g, rows, &y);
-        for &i in test {
-            for (row, positive) in [(2 * i, true), (2 * i + 1, false)] {
-                right += ((sigmoid(k.logit(g, row)) > 0.5) == (label(i, positive) > 0.5)) as usize;
-                total += 1;
+        let bs = Basis::new(g, rows);
+        for (flips, right) in runs.iter().zip(right.iter_mut()) {
+            let label = |i: usize, positive: bool| if positive ^ flips[i] { 1.0 } else { 0.0 };
+            let y: Vec<f64> =
+                train.iter().flat_map(|&i| [label(i, true), label(i, false)]).collect();
+            let k = fit_kernel(&bs, &y);
+            for &i in test {
+                for (row, positive) in [(2 * i, true), (2 * i + 1, false)] {
+                    *right +=
+                        ((sigmoid(k.logit(g, row)) > 0.5) == (label(i, positive) > 0.5)) as usize;
+                }
             }
         }
+        total += 2 * test.len();
     }
-    Some(right as f64 / total as f64)
+    right.into_iter().map(|r| Some(r as f64 / total as f64)).collect()
 }
 
 #[cfg(test)]
@@ -462,13 +499,19 @@ mod tests {
             println!("shuffled labels: held-out probe accuracy {explicit:.3}");
             assert_eq!(heldout_accuracy_gram(&g, &flips), Some(explicit), "flips {flips:?}");
         }
+        // One basis per fold for every run gives what a basis per run gives.
+        let runs: Vec<Vec<bool>> =
+            std::iter::once(vec![false; 12]).chain(crate::heldout::label_flips(12, 6, 3)).collect();
+        let single: Vec<Option<f64>> = runs.iter().map(|f| heldout_accuracy_gram(&g, f)).collect();
+        assert_eq!(heldout_accuracies(&g, &runs), single);
+        assert_eq!(single[0], heldout_accuracy(&pos, &neg, 0));
         let all: Vec<usize> = (0..12).collect();
         let (x, y) = rows(&pos, &neg, 0, &all);
         let p = Probe::fit(&x, &y);
-        let k =
-            fit_kernel(&Gram::of(&x), all.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect(), &y);
-        let worst =
-            (0..24).map(|r| (p.logit(x[r]) - k.logit(&Gram::of(&x), r)).abs()).fold(0f64, f64::max);
+        let g = Gram::of(&x);
+        let bs = Basis::new(&g, all.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect());
+        let k = fit_kernel(&bs, &y);
+        let worst = (0..24).map(|r| (p.logit(x[r]) - k.logit(&g, r)).abs()).fold(0f64, f64::max);
         println!("kernel vs explicit probe logits: max difference {worst:.2e}");
         assert!(worst < 1e-9, "{worst}");
     }

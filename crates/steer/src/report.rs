@@ -202,7 +202,7 @@ pub async fn analyze_and_prepare<B: Backend>(
     let total = 6;
     progress("reading the examples", 0, total);
     let Computed { pos, neg, dirs, snmf, contexts, context_logits } =
-        compute(model, c, method, &opts.snmf).await?;
+        compute(model, c, method, &opts.snmf, opts.promotes).await?;
     let n_pairs = pos.acts.len();
     progress("held-out separation", 1, total);
     let snmf_layers = snmf.as_ref().map(|(s, _)| s.as_slice());
@@ -214,8 +214,6 @@ pub async fn analyze_and_prepare<B: Backend>(
     } else {
         vec![Separation { auroc: f64::NAN, cohens_d: f64::NAN, accuracy: f64::NAN }; n_layer]
     };
-    let probe_acc: Vec<Option<f64>> =
-        par::map((0..n_layer).collect(), |l| probe::heldout_accuracy(&pos, &neg, l));
     progress("null baseline (shuffled labels)", 2, total);
     let runs = if n_pairs >= 2 { opts.null_runs } else { 0 };
     let flips = label_flips(n_pairs, runs, NULL_SEED);
@@ -226,11 +224,13 @@ pub async fn analyze_and_prepare<B: Backend>(
         let fit = fitter(method, snmf_layers, &f);
         separation(&fp, &fneg, &*fit)
     });
-    // The probe's refits per layer share one Gram matrix of the examples.
-    let accs: Vec<Vec<Option<f64>>> = par::map((0..n_layer).collect(), |l| {
-        let g = probe::gram(&pos, &neg, l);
-        flips.iter().map(|f| probe::heldout_accuracy_gram(&g, f)).collect()
+    // The probe's fits per layer (true labels first, then each shuffle) share one Gram matrix
+    // of the examples and, per fold, one basis of their span.
+    let probe_runs: Vec<Vec<bool>> = std::iter::once(no_flips.clone()).chain(flips).collect();
+    let mut accs: Vec<Vec<Option<f64>>> = par::map((0..n_layer).collect(), |l| {
+        probe::heldout_accuracies(&probe::gram(&pos, &neg, l), &probe_runs)
     });
+    let probe_acc: Vec<Option<f64>> = accs.iter_mut().map(|a| a.remove(0)).collect();
     let nulls: Vec<Run> = seps
         .into_iter()
         .enumerate()
@@ -476,20 +476,23 @@ pub struct Computed {
     pub dirs: Vec<Vec<f32>>,
     /// For SNMF: the factorization of each layer and the MLP activations it came from.
     pub snmf: Option<(Vec<LayerSnmf>, MlpActs)>,
-    /// The first examples' token ids and last-position logits (see [`promotes_at`]).
+    /// The first examples' token ids and last-position logits (see [`promotes_at`]; empty
+    /// unless asked for).
     pub contexts: Vec<Vec<u32>>,
     pub context_logits: Vec<Vec<f32>>,
 }
 
-/// Capture the concept and compute its direction by `method` at every layer.
+/// Capture the concept and compute its direction by `method` at every layer (with
+/// `contexts`, also the contexts [`promotes_at`] averages over and their logits).
 pub async fn compute<B: Backend>(
     model: &Model<B>,
     c: &Concept,
     method: Method,
     snmf: &SnmfParams,
+    contexts: bool,
 ) -> Result<Computed> {
     let ConceptActs { pos, neg, mlp, contexts, context_logits } =
-        capture_concept_full(model, c, method == Method::Snmf).await?;
+        capture_concept_full(model, c, method == Method::Snmf, contexts).await?;
     let Some(mlp) = mlp else {
         let dirs = directions(method, &pos, &neg)?;
         return Ok(Computed { pos, neg, dirs, snmf: None, contexts, context_logits });
