@@ -33,9 +33,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let o = match a.m.backend {
         BackendKind::Cpu => {
-            let (mut o, model) = run_on(&a, Cpu::default(), None)?;
+            let (mut o, model) = run_on(&a, Cpu::default(), None, None)?;
             if let Some(p) = &a.concept {
-                o["concept"] = concept_bench(&model, p, a.reps)?;
+                o["concept"] = concept_bench(&model, p, a.reps, &|| None)?;
             }
             o
         }
@@ -46,7 +46,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let off = g.subgroups_off();
             // Whether the adapter offers shader-f16 (no kernel needs it: see the README).
             let f16 = g.f16;
-            let (mut o, model) = run_on(&a, g, Some(Box::new(move || h.stats())))?;
+            let p = g.clone();
+            let (mut o, model) = run_on(
+                &a,
+                g,
+                Some(Box::new(move || h.stats())),
+                Some(Box::new(move || p.take_profile())),
+            )?;
             o["subgroups"] = json!(off.is_none());
             o["shader_f16"] = json!(f16);
             if let Some(why) = off {
@@ -54,7 +60,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
             if let Some(p) = &a.concept {
                 let before = model.backend.stats();
-                o["concept"] = concept_bench(&model, p, a.reps)?;
+                let prof = || model.backend.take_profile();
+                o["concept"] = concept_bench(&model, p, a.reps, &prof)?;
                 let after = model.backend.stats();
                 o["concept"]["submits"] = json!(after.submits - before.submits);
                 o["concept"]["dispatches"] = json!(after.dispatches - before.dispatches);
@@ -69,10 +76,33 @@ pub fn run(a: BenchArgs) -> Result<()> {
 /// The GPU's counters, read before and after the decode loop.
 type Stats = Box<dyn Fn() -> tiller_gpu::ops::Stats>;
 
+/// GPU time by dispatch site since the last call (with `TILLER_GPU_PROFILE=1`).
+type Profile = Box<dyn Fn() -> Option<Vec<(String, u64, f64)>>>;
+
+/// A profile as JSON, each site's passes and milliseconds divided by `per`, and its total;
+/// the largest sites also to stderr.
+fn profile_json(what: &str, p: Vec<(String, u64, f64)>, per: f64) -> serde_json::Value {
+    let total: f64 = p.iter().map(|s| s.2).sum::<f64>() / per / 1e6;
+    let passes: u64 = p.iter().map(|s| s.1).sum();
+    eprintln!(
+        "GPU profile, {what}: {total:.3} ms of GPU time in {:.1} passes",
+        passes as f64 / per
+    );
+    for (site, n, ns) in p.iter().take(8) {
+        eprintln!("  {site:>16} {:>8.1} passes {:>9.3} ms", *n as f64 / per, ns / per / 1e6);
+    }
+    let sites: Vec<_> = p
+        .iter()
+        .map(|(site, n, ns)| json!({ "site": site, "passes": *n as f64 / per, "ms": ns / per / 1e6 }))
+        .collect();
+    json!({ "gpu_ms": total, "passes": passes as f64 / per, "sites": sites })
+}
+
 fn run_on<B: Backend>(
     a: &BenchArgs,
     backend: B,
     stats: Option<Stats>,
+    prof: Option<Profile>,
 ) -> Result<(serde_json::Value, Model<B>)> {
     let model = load_bytes(&a.m, backend)?.0;
     let be = &model.backend;
@@ -96,21 +126,31 @@ fn run_on<B: Backend>(
     // from a GPU), else on the host.
     let next = |l: &B::Act| be.argmax(l).wait();
     let mut per_token = None;
+    let take = || prof.as_ref().and_then(|f| f());
+    let mut profiles = (None, None);
     // One untimed warm-up, then `reps` timed runs.
     for rep in 0..=a.reps {
         let mut s = model.session();
+        take();
         let t = Instant::now();
         let mut tok = next(&s.forward_act(&ids, None, LogitsFor::Last).wait()?)?;
         let pf = t.elapsed().as_secs_f64();
+        profiles.0 = take();
         let before = stats.as_ref().map(|f| f());
         let t = Instant::now();
+        let mut rec = 0.0;
         for _ in 0..a.gen_tokens {
-            tok = next(&s.forward_act(&[tok], None, LogitsFor::Last).wait()?)?;
+            let r = Instant::now();
+            let l = s.forward_act(&[tok], None, LogitsFor::Last).wait()?;
+            rec += r.elapsed().as_secs_f64();
+            tok = next(&l)?;
         }
         let dec = t.elapsed().as_secs_f64();
+        profiles.1 = take();
         if let (Some(b), Some(f)) = (before, &stats) {
             let (after, n) = (f(), a.gen_tokens.max(1) as f64);
             per_token = Some(json!({
+                "record_ms": rec * 1e3 / n,
                 "dispatches": (after.dispatches - b.dispatches) as f64 / n,
                 "submits": (after.submits - b.submits) as f64 / n,
                 "buffers_created": (after.buffers - b.buffers) as f64 / n,
@@ -140,6 +180,12 @@ fn run_on<B: Backend>(
     if let Some(p) = per_token {
         o["per_decoded_token"] = p;
     }
+    if let (Some(p), Some(d)) = profiles {
+        o["gpu_profile"] = json!({
+            "prefill": profile_json(&format!("prefill of {} tokens", a.prompt_tokens), p, 1.0),
+            "decode_per_token": profile_json("per decoded token", d, a.gen_tokens.max(1) as f64),
+        });
+    }
     Ok((o, model))
 }
 
@@ -159,6 +205,7 @@ fn concept_bench<B: Backend>(
     model: &tiller_engine::Model<B>,
     path: &std::path::Path,
     reps: usize,
+    prof: &dyn Fn() -> Option<Vec<(String, u64, f64)>>,
 ) -> Result<serde_json::Value> {
     use tiller_steer::concept::{capture, capture_concept_mlp, Concept};
     use tiller_steer::directions::{directions, Method};
@@ -174,15 +221,18 @@ fn concept_bench<B: Backend>(
     let ids: Vec<Vec<u32>> =
         texts.iter().map(|t| model.encode_prompt(t, false)).collect::<Result<_, _>>()?;
     let (mut plain, mut cap) = (f64::MAX, f64::MAX);
+    let mut cap_prof = None;
     for _ in 0..=reps {
         let t = Instant::now();
         for i in &ids {
             model.session().forward(i, None, LogitsFor::Last).wait()?;
         }
         plain = plain.min(t.elapsed().as_secs_f64());
+        prof();
         let t = Instant::now();
         capture(model, &texts, c.read).wait()?;
         cap = cap.min(t.elapsed().as_secs_f64());
+        cap_prof = prof();
     }
     let (p, n) = (capture(model, &pos, c.read).wait()?, capture(model, &neg, c.read).wait()?);
     let big = Concept { pairs, ..c.clone() };
@@ -226,8 +276,9 @@ fn concept_bench<B: Backend>(
         );
     }
     let tokens: usize = ids.iter().map(Vec::len).sum();
+    let cap_prof = cap_prof.map(|p| profile_json("the capture of 32 pairs", p, 1.0));
     eprintln!("concept bench: 32 pairs ({tokens} tokens): plain prefill {:.0} ms, capture of all layers {:.0} ms ({:.3}x)", plain * 1e3, cap * 1e3, cap / plain);
     Ok(
-        json!({ "pairs": 32, "tokens": tokens, "prefill_ms": plain * 1e3, "capture_ms": cap * 1e3, "capture_over_prefill": cap / plain, "methods": methods }),
+        json!({ "pairs": 32, "tokens": tokens, "prefill_ms": plain * 1e3, "capture_ms": cap * 1e3, "capture_over_prefill": cap / plain, "methods": methods, "capture_gpu_profile": cap_prof }),
     )
 }

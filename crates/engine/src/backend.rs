@@ -143,9 +143,40 @@ pub trait Backend {
     fn concat_rows(&self, _parts: &[&Self::Act]) -> Result<Self::Act> {
         Err(Error::Backend(format!("{}: no packed passes", self.name())))
     }
+    /// RoPE (each sequence from position 0; `style` None: none) and causal attention within
+    /// each of several sequences packed one after another (`lens` rows each, no cache): what
+    /// a block of [`crate::Model::forward_packed`] runs. By default one sequence at a time
+    /// (rows copied out, attended over a fresh cache, joined again); a GPU does all the
+    /// sequences in one dispatch each, with the same results.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_packed(
+        &self,
+        q: &Self::Act,
+        k: &Self::Act,
+        v: &Self::Act,
+        lens: &[usize],
+        theta: f32,
+        style: RopeStyle,
+        s: AttnShape,
+    ) -> Result<Self::Act> {
+        let mut parts = Vec::with_capacity(lens.len());
+        let mut first = 0;
+        for &n in lens {
+            let mut qs = self.copy_rows(q, first, n)?;
+            let mut ks = self.copy_rows(k, first, n)?;
+            let vs = self.copy_rows(v, first, n)?;
+            if style != RopeStyle::None {
+                self.rope_qk(&mut qs, &mut ks, s.n_head, s.n_kv_head, s.head_dim, 0, theta, style)?;
+            }
+            let mut cache = self.new_cache(s.n_kv_head * s.head_dim);
+            parts.push(self.attention(&qs, &ks, &vs, &mut cache, AttnShape { pos0: 0, ..s })?);
+            first += n;
+        }
+        self.concat_rows(&parts.iter().collect::<Vec<_>>())
+    }
     /// Does [`crate::Model::forward_packed`] run here (several short sequences in one pass:
-    /// the products see all their rows at once)? The CPU's products gain from more rows; a
-    /// GPU backend keeps one pass per sequence.
+    /// the products see all their rows at once)? The CPU's products gain from more rows, and
+    /// a GPU saves a submission and a read-back per sequence.
     fn packs_sequences(&self) -> bool {
         false
     }

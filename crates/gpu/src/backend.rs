@@ -488,8 +488,88 @@ impl Backend for Gpu {
             pos0,
             theta,
             style,
+            None,
         );
         r.map_err(gpu_err)
+    }
+
+    fn packs_sequences(&self) -> bool {
+        true
+    }
+
+    fn concat_rows(&self, parts: &[&GpuAct]) -> Result<GpuAct> {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        if parts.iter().any(|p| p.cols != cols) {
+            return Err(Error::Backend("rows of different widths joined".into()));
+        }
+        let y = self.act(parts.iter().map(|p| p.rows).sum(), cols)?;
+        let mut at = 0;
+        for p in parts {
+            let n = (p.rows * cols * 4) as u64;
+            if n > 0 {
+                self.copy(&p.buf, 0, &y.buf, at, n);
+            }
+            at += n;
+        }
+        Ok(y)
+    }
+
+    /// Every sequence's RoPE in one dispatch and its attention in another: each row knows the
+    /// first row of its sequence (a buffer uploaded once per shape of pack), keys and values
+    /// are read from the packed rows themselves (no cache). The same sums in the same order
+    /// as one sequence at a time.
+    fn attention_packed(
+        &self,
+        q: &GpuAct,
+        k: &GpuAct,
+        v: &GpuAct,
+        lens: &[usize],
+        theta: f32,
+        style: RopeStyle,
+        s: AttnShape,
+    ) -> Result<GpuAct> {
+        let rows: usize = lens.iter().sum();
+        if rows != q.rows || k.rows != rows || v.rows != rows {
+            return Err(Error::Backend(format!("{rows} packed rows, q {} k {}", q.rows, k.rows)));
+        }
+        // Row indices as f32 bits, to share the constant cache (found again by content).
+        let starts: Vec<f32> = lens
+            .iter()
+            .scan(0u32, |first, &n| {
+                let f = *first;
+                *first += n as u32;
+                Some(std::iter::repeat_n(f32::from_bits(f), n))
+            })
+            .flatten()
+            .collect();
+        let sb = self.constant(&starts).map_err(gpu_err)?;
+        let r = rope::rope_qk(
+            self,
+            (&q.buf, s.n_head),
+            Some((&k.buf, s.n_kv_head)),
+            rows,
+            s.head_dim,
+            0,
+            theta,
+            style,
+            Some(&sb),
+        );
+        r.map_err(gpu_err)?;
+        let out = self.act(rows, s.n_head * s.head_dim)?;
+        let shape = attention::Shape {
+            rows,
+            n_head: s.n_head,
+            n_kv: s.n_kv_head,
+            head_dim: s.head_dim,
+            pos0: 0,
+            window: s.window.unwrap_or(0),
+            scale: s.scale,
+            softcap: s.softcap.unwrap_or(0.0),
+        };
+        let sp = attention::splits(&shape);
+        attention::attention_split(self, &q.buf, &k.buf, &v.buf, &out.buf, shape, sp, Some(&sb))
+            .map_err(gpu_err)?;
+        Ok(out)
     }
 
     fn matmul_add(&self, x: &GpuAct, w: &GpuMatrix, into: &mut GpuAct) -> Result<()> {

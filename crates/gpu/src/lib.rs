@@ -26,6 +26,12 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `TILLER_GPU_PROFILE=1` (native): time every dispatch with timestamp queries, where the
+/// adapter has them ([`Gpu::take_profile`]; `tiller bench --backend gpu` reports it).
+fn profiling() -> bool {
+    !cfg!(target_arch = "wasm32") && std::env::var("TILLER_GPU_PROFILE").is_ok_and(|v| v == "1")
+}
+
 /// A device and queue with what the adapter offers. Entry points take one (so tests and the
 /// page supply their own).
 #[derive(Clone)]
@@ -54,6 +60,9 @@ impl Gpu {
     pub fn new(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let limits = device.limits();
         let f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        let mut exec = ops::Exec::default();
+        exec.prof = (profiling() && device.features().contains(wgpu::Features::TIMESTAMP_QUERY))
+            .then(|| ops::Prof::new(&device, &queue));
         // Shared between natively threaded callers; in the page's threaded wasm build WebGPU
         // objects are not Send, and they stay on the engine's thread.
         #[allow(clippy::arc_with_non_send_sync)]
@@ -82,7 +91,8 @@ impl Gpu {
             rows: pipelines.rows.clone(),
             subgroups_off: Some("not probed".into()),
             pipelines,
-            exec: Default::default(),
+            #[allow(clippy::arc_with_non_send_sync)]
+            exec: Arc::new(std::sync::Mutex::new(exec)),
             failure,
         }
     }
@@ -165,7 +175,11 @@ impl Gpu {
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
-        let want = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        let mut want = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
+        if profiling() {
+            want |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let want = adapter.features() & want;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("tiller"),

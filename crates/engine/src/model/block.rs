@@ -17,8 +17,8 @@ pub enum Seq<'a, C> {
     /// One sequence, continuing `cache` at position `pos0`.
     Cached { cache: &'a mut C, pos0: usize },
     /// Independent sequences of these lengths, one after another, each from position 0 with
-    /// no cache kept (keys and values `kv_width` wide). Hooks may only keep every row here.
-    Packed { lens: &'a [usize], kv_width: usize },
+    /// no cache kept. Hooks may only keep every row here.
+    Packed { lens: &'a [usize] },
 }
 
 /// [`hooks::run`], refusing in a packed pass what needs to know where a sequence starts (an
@@ -127,21 +127,8 @@ pub fn forward<B: Backend>(
     };
     let a = match seq {
         Seq::Cached { cache, .. } => be.attention(&q, &k, &v, cache, shape)?,
-        Seq::Packed { lens, kv_width } => {
-            // RoPE and attention per sequence, each from position 0 over its own keys.
-            let mut parts = Vec::with_capacity(lens.len());
-            let mut first = 0;
-            for &n in lens {
-                let mut qs = be.copy_rows(&q, first, n)?;
-                let mut ks = be.copy_rows(&k, first, n)?;
-                let vs = be.copy_rows(&v, first, n)?;
-                rope(&mut qs, &mut ks, 0)?;
-                let mut cache = be.new_cache(kv_width);
-                parts.push(be.attention(&qs, &ks, &vs, &mut cache, shape)?);
-                first += n;
-            }
-            be.concat_rows(&parts.iter().collect::<Vec<_>>())?
-        }
+        // RoPE and attention per sequence, each from position 0 over its own keys.
+        Seq::Packed { lens } => be.attention_packed(&q, &k, &v, lens, theta, b.rope, shape)?,
     };
     project_out(be, &a, &w.wo, &w.wo_b, &w.post_attn_norm, eps, x)?;
     // MLP: gate/up projection (fused with the norm and SwiGLU when nothing hooks the norm's

@@ -161,7 +161,6 @@ impl<B: Backend> Model<B> {
         kept: &mut Vec<Kept<B::Act>>,
     ) -> Result<B::Act> {
         let (be, w, cfg) = (&self.backend, &self.weights, &self.config);
-        let kv_width = cfg.n_kv_head * cfg.head_dim;
         let mut x = be.embed(&w.embed, ids)?;
         if let Some(s) = cfg.block.embed_scale {
             be.scale(&mut x, s)?;
@@ -173,7 +172,7 @@ impl<B: Backend> Model<B> {
         for (l, lw) in w.layers.iter().enumerate() {
             let seq = match caches.as_deref_mut() {
                 Some(c) => block::Seq::Cached { cache: &mut c[l], pos0 },
-                None => block::Seq::Packed { lens, kv_width },
+                None => block::Seq::Packed { lens },
             };
             block::forward(be, cfg, lw, &mut x, seq, l, hooks, kept)?;
             let d = cfg.d_model;

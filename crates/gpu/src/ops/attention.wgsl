@@ -6,13 +6,20 @@
 // keys. With `window` > 0 a query attends to its last `window` positions only (sliding-window
 // layers). `scale` multiplies q . k; with `softcap` > 0 the scores are soft-capped
 // (Gemma 2). Workgroup memory: 512 bytes (WebGPU's default limit is 16 KiB), head widths up to
-// 256.
-struct Params { rows: u32, n_head: u32, n_kv: u32, hd: u32, pos0: u32, scale: f32, window: u32, softcap: f32 }
+// 256. With `splits` > 1 (few rows over many keys: decode) workgroup (row, head, s) takes the
+// row's keys first + s * span .. first + (s + 1) * span and writes its running max, sum and
+// unnormalised output to `part` ((row * n_head + head) * splits + s, hd + 2 values each) for
+// attention_merge.wgsl to combine; with 1 it writes `o` as before. With `packed` set the rows
+// are several sequences one after another (pos0 0, kc and vc their keys and values row for
+// row): row i attends to rows starts[i]..i, starts[i] being the first row of its sequence.
+struct Params { rows: u32, n_head: u32, n_kv: u32, hd: u32, pos0: u32, scale: f32, window: u32, softcap: f32, splits: u32, span: u32, packed: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
 @group(0) @binding(3) var<storage, read> vc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+@group(0) @binding(6) var<storage, read> starts: array<u32>;
 var<workgroup> sc: array<f32, 64>;
 var<workgroup> red: array<f32, 64>;
 
@@ -37,8 +44,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let kvh = h / (p.n_head / p.n_kv);
     let n = p.pos0 + row + 1u; // attends to keys first..n
     var first = 0u;
-    if (p.window > 0u && n > p.window) {
+    if (p.packed != 0u) {
+        first = starts[row];
+    }
+    if (p.window > 0u && n - first > p.window) {
         first = n - p.window;
+    }
+    var hi = n;
+    if (p.splits > 1u) {
+        first += wg.z * p.span;
+        hi = min(n, first + p.span);
     }
     let qo = row * p.n_head * p.hd + h * p.hd;
     let kw = p.n_kv * p.hd;
@@ -49,10 +64,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     var a1 = 0.0;
     var a2 = 0.0;
     var a3 = 0.0;
-    for (var c = first; c < n; c += 64u) {
+    for (var c = first; c < hi; c += 64u) {
         let j = c + lid.x;
         var s = -3.4e38;
-        if (j < n) {
+        if (j < hi) {
             s = score(qo, j * kw + ko);
         }
         sc[lid.x] = s;
@@ -71,7 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         a1 *= f;
         a2 *= f;
         a3 *= f;
-        let cnt = min(64u, n - c);
+        let cnt = min(64u, hi - c);
         for (var t = 0u; t < cnt; t++) {
             let e = exp(sc[t] - mn);
             z += e;
@@ -91,6 +106,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         }
         m = mn;
         workgroupBarrier();
+    }
+    if (p.splits > 1u) {
+        let po = ((row * p.n_head + h) * p.splits + wg.z) * (p.hd + 2u);
+        if (lid.x == 0u) {
+            part[po] = m;
+            part[po + 1u] = z;
+        }
+        if (lid.x < p.hd) {
+            part[po + 2u + lid.x] = a0;
+        }
+        if (lid.x + 64u < p.hd) {
+            part[po + 2u + lid.x + 64u] = a1;
+        }
+        if (lid.x + 128u < p.hd) {
+            part[po + 2u + lid.x + 128u] = a2;
+        }
+        if (lid.x + 192u < p.hd) {
+            part[po + 2u + lid.x + 192u] = a3;
+        }
+        return;
     }
     let oo = row * p.n_head * p.hd + h * p.hd;
     if (lid.x < p.hd) {

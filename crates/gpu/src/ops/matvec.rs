@@ -105,6 +105,7 @@ pub enum Out {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 pub fn matvec(
     gpu: &Gpu,
     format: Format,

@@ -26,6 +26,7 @@ pub struct Pipelines {
     pub swiglu: wgpu::ComputePipeline,
     pub argmax: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
+    pub attention_merge: wgpu::ComputePipeline,
     pub add: wgpu::ComputePipeline,
     pub edit: wgpu::ComputePipeline,
     pub matmul_q4_1: wgpu::ComputePipeline,
@@ -73,6 +74,11 @@ impl Pipelines {
             swiglu: pipeline(device, "swiglu", include_str!("swiglu.wgsl")),
             argmax: pipeline(device, "argmax", include_str!("argmax.wgsl")),
             attention: pipeline(device, "attention", include_str!("attention.wgsl")),
+            attention_merge: pipeline(
+                device,
+                "attention_merge",
+                include_str!("attention_merge.wgsl"),
+            ),
             add: pipeline(device, "add", include_str!("add.wgsl")),
             edit: pipeline(device, "edit", include_str!("edit.wgsl")),
             matmul_q4_1: tiled(device, "matmul_q4_1", include_str!("matmul_q4_1.wgsl")),
@@ -104,6 +110,53 @@ pub(crate) struct Exec {
     pool: HashMap<u64, Vec<wgpu::Buffer>>,
     staging: Option<wgpu::Buffer>,
     pub(crate) stats: Stats,
+    /// GPU time per dispatch site when profiling (`TILLER_GPU_PROFILE=1`, native).
+    pub(crate) prof: Option<Prof>,
+}
+
+/// Most compute passes one submission times (two timestamps each, at most 4096 queries in a
+/// set): a profiling run submits when it is full.
+const PROF_PASSES: u32 = 2048;
+
+/// Timestamps around every compute pass (each dispatch is one), resolved and read back at
+/// each submission (blocking: a profiling run only), summed by the code that dispatched.
+pub(crate) struct Prof {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    read: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+    /// The dispatch site of each pass timed in the commands being recorded.
+    pending: Vec<&'static std::panic::Location<'static>>,
+    /// Per site: passes and nanoseconds since the last [`Gpu::take_profile`].
+    totals: HashMap<String, (u64, f64)>,
+}
+
+impl Prof {
+    pub(crate) fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
+        let n = 2 * PROF_PASSES;
+        let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count: n,
+        });
+        let buf = |usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile"),
+                size: n as u64 * 8,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Prof {
+            set,
+            resolve: buf(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            read: buf(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            period: queue.get_timestamp_period() as f64,
+            pending: Vec::new(),
+            totals: HashMap::new(),
+        }
+    }
 }
 
 /// What the device was asked to do since it was created.
@@ -285,17 +338,66 @@ impl Gpu {
 
     /// Submit what has been recorded.
     pub fn flush(&self) {
-        let enc = {
+        let (enc, prof) = {
             let mut e = self.exec();
             let enc = e.encoder.take();
             if enc.is_some() {
                 e.stats.submits += 1;
             }
-            enc
+            let prof = e.prof.as_mut().filter(|p| !p.pending.is_empty()).map(|p| {
+                (p.set.clone(), p.resolve.clone(), p.read.clone(), std::mem::take(&mut p.pending))
+            });
+            (enc, prof)
         };
-        if let Some(enc) = enc {
-            self.queue.submit([enc.finish()]);
+        let Some(mut enc) = enc else { return };
+        if let Some((set, resolve, read, _)) = &prof {
+            let n = 2 * prof.as_ref().map_or(0, |p| p.3.len()) as u32;
+            enc.resolve_query_set(set, 0..n, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, read, 0, n as u64 * 8);
         }
+        self.queue.submit([enc.finish()]);
+        if let Some((_, _, read, sites)) = prof {
+            self.tally(&read, &sites);
+        }
+    }
+
+    /// Read a submission's timestamps back and add each pass's time to its site (native).
+    fn tally(&self, read: &wgpu::Buffer, sites: &[&'static std::panic::Location<'static>]) {
+        if cfg!(target_arch = "wasm32") {
+            return;
+        }
+        let n = sites.len() as u64 * 16;
+        read.map_async(wgpu::MapMode::Read, ..n, |_| {});
+        if self.device.poll(wgpu::PollType::wait_indefinitely()).is_err() {
+            return;
+        }
+        let ticks: Vec<u64> = match read.get_mapped_range(..n) {
+            Ok(v) => bytemuck::cast_slice::<u8, u64>(&v).to_vec(),
+            Err(_) => return,
+        };
+        read.unmap();
+        let mut e = self.exec();
+        if let Some(p) = e.prof.as_mut() {
+            for (site, t) in sites.iter().zip(ticks.chunks_exact(2)) {
+                let ns = t[1].saturating_sub(t[0]) as f64 * p.period;
+                let k = format!("{}:{}", site.file().rsplit('/').next().unwrap_or(""), site.line());
+                let e = p.totals.entry(k).or_default();
+                e.0 += 1;
+                e.1 += ns;
+            }
+        }
+    }
+
+    /// GPU time by dispatch site since the last call (`file:line`, passes, nanoseconds), the
+    /// largest first; `None` unless profiling (`TILLER_GPU_PROFILE=1` natively, on an adapter
+    /// with timestamp queries).
+    pub fn take_profile(&self) -> Option<Vec<(String, u64, f64)>> {
+        self.flush();
+        let mut e = self.exec();
+        let p = e.prof.as_mut()?;
+        let mut v: Vec<_> = p.totals.drain().map(|(k, (n, ns))| (k, n, ns)).collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Some(v)
     }
 
     /// Copy `n_bytes` from `src` at `from` to `dst` at `to` (recorded in order).
@@ -317,6 +419,7 @@ impl Gpu {
 
     /// Record one compute pass of `pipeline` over `groups` with `buffers` bound in order
     /// (the bind group is made once per pipeline and buffers, then reused).
+    #[track_caller]
     pub(crate) fn dispatch(
         &self,
         pipeline: &wgpu::ComputePipeline,
@@ -345,8 +448,26 @@ impl Gpu {
             bounded(&mut e.binds).insert(key, bind.clone());
             bind
         });
+        let site = std::panic::Location::caller();
+        if self.exec().prof.as_ref().is_some_and(|p| p.pending.len() as u32 >= PROF_PASSES) {
+            self.flush();
+        }
+        let timed = self.exec().prof.as_mut().and_then(|p| {
+            let i = p.pending.len() as u32;
+            (i < PROF_PASSES).then(|| {
+                p.pending.push(site);
+                (p.set.clone(), 2 * i)
+            })
+        });
         self.with_encoder(|enc| {
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: timed.as_ref().map(|(set, i)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(*i),
+                    end_of_pass_write_index: Some(i + 1),
+                }),
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);

@@ -14,10 +14,12 @@ pub fn rope(
     theta: f32,
     style: RopeStyle,
 ) -> Result<()> {
-    rope_qk(gpu, (x, n_head), None, rows, head_dim, pos0, theta, style)
+    rope_qk(gpu, (x, n_head), None, rows, head_dim, pos0, theta, style, None)
 }
 
-/// RoPE on q (`n_head` heads) and, if given, k (`n_head_k` heads) in one dispatch.
+/// RoPE on q (`n_head` heads) and, if given, k (`n_head_k` heads) in one dispatch; with
+/// `starts` (each row's first row of its sequence, as u32) rows are packed sequences, each
+/// from position 0 (`pos0` unused).
 #[allow(clippy::too_many_arguments)]
 pub fn rope_qk(
     gpu: &Gpu,
@@ -28,6 +30,7 @@ pub fn rope_qk(
     pos0: usize,
     theta: f32,
     style: RopeStyle,
+    starts: Option<&wgpu::Buffer>,
 ) -> Result<()> {
     if style == RopeStyle::None {
         return Ok(());
@@ -47,7 +50,7 @@ pub fn rope_qk(
         theta.to_bits(),
         n_head_k as u32,
         (style == RopeStyle::Neox) as u32,
-        0,
+        starts.is_some() as u32,
     ])?;
     let none;
     let kb = match k {
@@ -57,7 +60,16 @@ pub fn rope_qk(
             &none
         }
     };
-    gpu.dispatch(&gpu.pipelines().rope, &[&p, q, kb], super::groups(pairs, 64));
+    let none_s;
+    let sb = match starts {
+        Some(b) => b,
+        None => {
+            // Not read; two words, so not the one-word constant bound read-write for k.
+            none_s = gpu.constant(&[0.0, 0.0])?;
+            &none_s
+        }
+    };
+    gpu.dispatch(&gpu.pipelines().rope, &[&p, q, kb, sb], super::groups(pairs, 64));
     Ok(())
 }
 
@@ -85,7 +97,7 @@ mod tests {
                 let nk = n_head.max(2) - 1;
                 let k = random(&mut r, rows * nk * hd, 2.0);
                 let (qb, kb) = (gpu.upload_f32("q", &x).unwrap(), gpu.upload_f32("k", &k).unwrap());
-                rope_qk(&gpu, (&qb, n_head), Some((&kb, nk)), rows, hd, pos0, 10000.0, style)
+                rope_qk(&gpu, (&qb, n_head), Some((&kb, nk)), rows, hd, pos0, 10000.0, style, None)
                     .unwrap();
                 assert_eq!(gpu.read_f32(&qb, x.len()).unwrap(), got, "q through rope_qk");
                 let kgot = gpu.read_f32(&kb, k.len()).unwrap();
