@@ -493,12 +493,8 @@ impl Backend for Gpu {
         r.map_err(gpu_err)
     }
 
-    /// On a hardware GPU a pack saves a submission and a read-back per sequence (an H200: a
-    /// 32-pair capture 1868 -> 175 ms). A software adapter (lavapipe, SwiftShader) runs the
-    /// packed products slower than one pass per sequence (lavapipe: the 8-pair concept of
-    /// `gpu_concept_work` 30.7 -> 160 s), so it keeps one pass per sequence.
     fn packs_sequences(&self) -> bool {
-        self.info.device_type != wgpu::DeviceType::Cpu
+        true
     }
 
     fn concat_rows(&self, parts: &[&GpuAct]) -> Result<GpuAct> {
