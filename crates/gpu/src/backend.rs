@@ -532,17 +532,7 @@ impl Backend for Gpu {
         if rows != q.rows || k.rows != rows || v.rows != rows {
             return Err(Error::Backend(format!("{rows} packed rows, q {} k {}", q.rows, k.rows)));
         }
-        // Row indices as f32 bits, to share the constant cache (found again by content).
-        let starts: Vec<f32> = lens
-            .iter()
-            .scan(0u32, |first, &n| {
-                let f = *first;
-                *first += n as u32;
-                Some(std::iter::repeat_n(f32::from_bits(f), n))
-            })
-            .flatten()
-            .collect();
-        let sb = self.constant(&starts).map_err(gpu_err)?;
+        let sb = crate::ops::starts(self, lens).map_err(gpu_err)?;
         let r = rope::rope_qk(
             self,
             (&q.buf, s.n_head),

@@ -100,15 +100,7 @@ pub fn attention_split(
     ])?;
     let groups = (s.rows as u32, s.n_head as u32, n_split as u32);
     let pl = gpu.pipelines();
-    let none_s;
-    let sb = match starts {
-        Some(b) => b,
-        None => {
-            // Not read; two words, so not the one-word constant bound read-write for k.
-            none_s = gpu.constant(&[0.0, 0.0])?;
-            &none_s
-        }
-    };
+    let sb = &super::starts_or_unused(gpu, starts)?;
     if n_split == 1 {
         // `part` is not used: a scratch buffer from the pool binds it.
         let none = gpu.scratch(1)?;
@@ -240,16 +232,7 @@ mod tests {
                 scale: 0.125,
                 softcap: 0.0,
             };
-            let starts: Vec<f32> = lens
-                .iter()
-                .scan(0u32, |f, &n| {
-                    let s = *f;
-                    *f += n as u32;
-                    Some(std::iter::repeat_n(f32::from_bits(s), n))
-                })
-                .flatten()
-                .collect();
-            let sb = gpu.upload_f32("starts", &starts).unwrap();
+            let sb = crate::ops::starts(&gpu, &lens).unwrap();
             let up = |v: &[f32]| gpu.upload_f32("x", v).unwrap();
             let ob = gpu.filled("o", rows * qw, f32::NAN).unwrap();
             let s = sh(rows);

@@ -89,6 +89,27 @@ impl Pipelines {
     }
 }
 
+/// For packed sequences of these lengths, each row's first row of its sequence (u32), in a
+/// constant buffer (found again by content: every layer of a pass shares it).
+pub(crate) fn starts(gpu: &Gpu, lens: &[usize]) -> Result<wgpu::Buffer> {
+    let mut v = Vec::with_capacity(lens.iter().sum());
+    let mut first = 0u32;
+    for &n in lens {
+        v.extend(std::iter::repeat_n(f32::from_bits(first), n));
+        first += n as u32;
+    }
+    gpu.constant(&v)
+}
+
+/// `starts` where a kernel takes it, else a buffer for its unused binding (two words, so not
+/// the one-word constant that RoPE binds read-write for a missing k).
+pub(crate) fn starts_or_unused(gpu: &Gpu, starts: Option<&wgpu::Buffer>) -> Result<wgpu::Buffer> {
+    match starts {
+        Some(b) => Ok(b.clone()),
+        None => gpu.constant(&[0.0, 0.0]),
+    }
+}
+
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
     .union(wgpu::BufferUsages::COPY_DST);

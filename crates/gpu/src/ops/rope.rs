@@ -60,15 +60,7 @@ pub fn rope_qk(
             &none
         }
     };
-    let none_s;
-    let sb = match starts {
-        Some(b) => b,
-        None => {
-            // Not read; two words, so not the one-word constant bound read-write for k.
-            none_s = gpu.constant(&[0.0, 0.0])?;
-            &none_s
-        }
-    };
+    let sb = &super::starts_or_unused(gpu, starts)?;
     gpu.dispatch(&gpu.pipelines().rope, &[&p, q, kb, sb], super::groups(pairs, 64));
     Ok(())
 }
