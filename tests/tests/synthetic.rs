@@ -62,6 +62,7 @@ fn check(t: Tiny, seed: u64) {
     let none = m.session().forward(&ids, Some(&mut without), LogitsFor::None).wait().unwrap();
     assert!(none.is_empty());
     assert_eq!(with.rows, without.rows);
+    check_hooks_only(&m, t, &ids, &with);
     check_packed(&m, t);
     check_packed(&fast, t);
     // Unembedding several directions at once is one at a time.
@@ -243,6 +244,63 @@ fn tokenizer_round_trips_bytes() {
 /// weights; the products may sum in another order for more rows, so within a tolerance), the
 /// logits asked for are those of each sequence's last position, and a hook that edits is
 /// refused rather than applied at the wrong positions.
+/// A pass for its hooks only (LogitsFor::Hooks, and a packed pass with no logits) stops after
+/// the first block when only layer 0 is captured: the same rows as a full pass (`full`), the
+/// later blocks never run (the hook is asked about the last block less often), and the
+/// session cannot go on.
+fn check_hooks_only(m: &Model<Cpu>, t: Tiny, ids: &[u32], full: &Capture) {
+    use std::cell::Cell;
+    struct First {
+        cap: Capture,
+        asked_last: Cell<usize>,
+        last: usize,
+        running: Cell<bool>,
+    }
+    impl Hooks for First {
+        fn wants(&self, site: Site, l: usize) -> bool {
+            // Counted once the pass runs (keeps is first asked in block 0).
+            if l == self.last && self.running.get() {
+                self.asked_last.set(self.asked_last.get() + 1);
+            }
+            self.cap.wants(site, l)
+        }
+        fn keeps(&self, site: Site, l: usize) -> Vec<tiller_engine::Keep> {
+            self.running.set(true);
+            self.cap.keeps(site, l)
+        }
+        fn take(&mut self, tag: u32, site: Site, l: usize, p: usize, rows: &[f32], w: usize) {
+            self.cap.take(tag, site, l, p, rows, w)
+        }
+    }
+    let first = || First {
+        cap: Capture::new([0]),
+        asked_last: Cell::new(0),
+        last: t.n_layer - 1,
+        running: Cell::new(false),
+    };
+    let (mut a, mut b) = (first(), first());
+    m.session().forward(ids, Some(&mut a), LogitsFor::None).wait().unwrap();
+    let mut s = m.session();
+    assert!(s.forward(ids, Some(&mut b), LogitsFor::Hooks).wait().unwrap().is_empty());
+    assert_eq!(a.cap.rows[0], full.rows[0]);
+    assert_eq!(b.cap.rows[0], full.rows[0]);
+    println!(
+        "asked about the last block: {} times by a pass with no logits, {} by a hooks-only one",
+        a.asked_last.get(),
+        b.asked_last.get()
+    );
+    // (With one block there is nothing to skip.)
+    let skips = t.n_layer > 1;
+    assert!(a.asked_last.get() > 0 || !skips);
+    assert!(b.asked_last.get() == 0 || !skips, "a hooks-only pass ran the last block");
+    let e = s.forward(&ids[..1], None, LogitsFor::Last).wait().unwrap_err().to_string();
+    assert!(e.contains("start a new session"), "{e}");
+    let mut p = first();
+    m.forward_packed(&[ids.to_vec()], Some(&mut p), &[false]).wait().unwrap();
+    assert_eq!(p.cap.rows[0], full.rows[0]);
+    assert!(p.asked_last.get() == 0 || !skips, "a packed pass with no logits ran the last block");
+}
+
 fn check_packed(m: &Model<Cpu>, t: Tiny) {
     let seqs: Vec<Vec<u32>> = vec![vec![5, 77, 3], vec![200, 9, 41, 120, 7, 8, 9, 10, 11], vec![1]];
     let mut packed = Capture::new(0..t.n_layer);

@@ -21,7 +21,7 @@ pub async fn patterns<B: Backend>(model: &Model<B>, ids: &[u32], layer: usize) -
         return Err(Error::Layer { layer, max: cfg.n_layer - 1 });
     }
     let mut caps = vec![Capture::at(Site::Query, [layer]), Capture::at(Site::Key, [layer])];
-    model.session().forward(ids, Some(&mut caps), LogitsFor::Last).await?;
+    model.session().forward(ids, Some(&mut caps), LogitsFor::Hooks).await?;
     let (q, k) = (&caps[0].rows[0], &caps[1].rows[0]);
     let (n, hd, nh, nkv) = (ids.len(), cfg.head_dim, cfg.n_head, cfg.n_kv_head);
     if q.len() != n * nh * hd || k.len() != n * nkv * hd {

@@ -241,7 +241,7 @@ pub async fn capture_sites<B: Backend>(
     for t in texts {
         let ids = model.encode_prompt(t, false)?;
         let mut caps: Vec<Capture> = sites.iter().map(|&s| Capture::at(s, 0..n_layer)).collect();
-        model.session().forward(&ids, Some(&mut caps), LogitsFor::None).await?;
+        model.session().forward(&ids, Some(&mut caps), LogitsFor::Hooks).await?;
         for (o, c) in out.iter_mut().zip(&caps) {
             o.d = c.width;
             o.acts.push(c.rows.iter().map(|rows| read_rows(rows, c.width, read)).collect());

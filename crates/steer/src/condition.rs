@@ -80,7 +80,7 @@ impl Condition {
             .get(self.layer)
             .ok_or(Error::Layer { layer: self.layer, max: dirs.len().saturating_sub(1) })?;
         let mut cap = Capture::new([self.layer]);
-        model.session().forward(prompt, Some(&mut cap), LogitsFor::Last).await?;
+        model.session().forward(prompt, Some(&mut cap), LogitsFor::Hooks).await?;
         let d = model.config.d_model;
         let rows = &cap.rows[0];
         let n = rows.len() / d;

@@ -54,7 +54,7 @@ pub async fn concept_score<B: Backend>(
 ) -> Result<f64> {
     let u = unit(direction);
     let mut cap = Capture::new([layer]);
-    model.session().forward(ids, Some(&mut cap), LogitsFor::Last).await?;
+    model.session().forward(ids, Some(&mut cap), LogitsFor::Hooks).await?;
     let d = model.config.d_model;
     let rows: Vec<&[f32]> = cap.rows[0].chunks_exact(d).skip(from).collect();
     if rows.is_empty() {

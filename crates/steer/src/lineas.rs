@@ -369,12 +369,12 @@ pub async fn fit<B: Backend>(
     let (src, tgt) = (encode(source)?, encode(target)?);
     let mut cap = Recorder { layers, ops: &[], rows: vec![Vec::new(); layers.len()] };
     for ids in &tgt {
-        model.session().forward(ids, Some(&mut cap), LogitsFor::Last).await?;
+        model.session().forward(ids, Some(&mut cap), LogitsFor::Hooks).await?;
     }
     let mut run = async |ops: &[(usize, Op)]| -> Result<LayerRows> {
         let mut rec = Recorder { layers, ops, rows: vec![Vec::new(); layers.len()] };
         for ids in &src {
-            model.session().forward(ids, Some(&mut rec), LogitsFor::Last).await?;
+            model.session().forward(ids, Some(&mut rec), LogitsFor::Hooks).await?;
         }
         Ok(rec.rows)
     };

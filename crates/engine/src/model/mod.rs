@@ -147,8 +147,9 @@ impl<B: Backend> Model<B> {
         Ok(be.read(&[&y]).await?.pop().unwrap_or_default())
     }
 
-    /// Embed `ids` (at `positions`) and run every block: over `caches` from `pos0`, or, with
-    /// no caches, as independent sequences of lengths `lens` packed one after another.
+    /// Embed `ids` (at `positions`) and run the first `upto` blocks (every block for a pass
+    /// with logits): over `caches` from `pos0`, or, with no caches, as independent sequences
+    /// of lengths `lens` packed one after another.
     #[allow(clippy::too_many_arguments)]
     fn blocks(
         &self,
@@ -159,6 +160,7 @@ impl<B: Backend> Model<B> {
         lens: &[usize],
         hooks: Option<&(dyn Hooks + '_)>,
         kept: &mut Vec<Kept<B::Act>>,
+        upto: usize,
     ) -> Result<B::Act> {
         let (be, w, cfg) = (&self.backend, &self.weights, &self.config);
         let mut x = be.embed(&w.embed, ids)?;
@@ -169,7 +171,7 @@ impl<B: Backend> Model<B> {
             be.add_assign(&mut x, &be.embed(table, positions)?)?;
         }
         let packed = caches.is_none();
-        for (l, lw) in w.layers.iter().enumerate() {
+        for (l, lw) in w.layers.iter().enumerate().take(upto) {
             let seq = match caches.as_deref_mut() {
                 Some(c) => block::Seq::Cached { cache: &mut c[l], pos0 },
                 None => block::Seq::Packed { lens },
@@ -207,7 +209,7 @@ impl<B: Backend> Model<B> {
             let mut hooks = hooks;
             let mut out = Vec::with_capacity(seqs.len());
             for (i, ids) in seqs.iter().enumerate() {
-                let which = if want(i) { LogitsFor::Last } else { LogitsFor::None };
+                let which = if want(i) { LogitsFor::Last } else { LogitsFor::Hooks };
                 out.push(self.session().forward(ids, hooks.as_deref_mut(), which).await?);
             }
             return Ok(out);
@@ -218,7 +220,10 @@ impl<B: Backend> Model<B> {
         let n_logits = (0..seqs.len()).filter(|&i| want(i)).count();
         be.fits(cfg, ids.len(), n_logits)?;
         let mut kept = Vec::new();
-        let x = self.blocks(&ids, &positions, None, 0, &lens, hooks.as_deref(), &mut kept)?;
+        // With no logits wanted, the blocks after the last one any hook wants are skipped.
+        let upto =
+            if n_logits == 0 { hooked_blocks(hooks.as_deref(), cfg.n_layer) } else { cfg.n_layer };
+        let x = self.blocks(&ids, &positions, None, 0, &lens, hooks.as_deref(), &mut kept, upto)?;
         // The last row of each sequence that wants logits, through the head together.
         let mut last = Vec::with_capacity(n_logits);
         let mut end = 0;
@@ -256,6 +261,7 @@ impl<B: Backend> Model<B> {
             model: self,
             caches: (0..self.config.n_layer).map(|_| self.backend.new_cache(kv)).collect(),
             pos: 0,
+            ended: false,
         }
     }
 }
@@ -268,6 +274,10 @@ pub enum LogitsFor {
     /// No logits (the pass is run for what its hooks capture): an empty vector, and neither
     /// the final norm nor the LM head is computed.
     None,
+    /// Only what the hooks keep: no logits, and the pass stops after the last block any hook
+    /// wants (a capture of layer 10 runs 11 blocks). The later blocks' KV cache is never
+    /// written, so the session ends there: a later forward on it is an error.
+    Hooks,
 }
 
 /// One sequence being processed: the KV cache and the position reached.
@@ -275,6 +285,8 @@ pub struct Session<'m, B: Backend> {
     model: &'m Model<B>,
     caches: Vec<B::KvCache>,
     pos: usize,
+    /// A [`LogitsFor::Hooks`] pass stopped early here: the cache is incomplete.
+    ended: bool,
 }
 
 impl<'m, B: Backend> Session<'m, B> {
@@ -333,6 +345,13 @@ impl<'m, B: Backend> Session<'m, B> {
         if ids.is_empty() {
             return Err(Error::EmptyPrompt);
         }
+        if self.ended {
+            return Err(Error::Backend(
+                "this session ended with a pass run only for its hooks (LogitsFor::Hooks): \
+                 start a new session"
+                    .into(),
+            ));
+        }
         if self.pos + ids.len() > cfg.context_length {
             return Err(Error::ContextFull {
                 used: self.pos,
@@ -344,18 +363,25 @@ impl<'m, B: Backend> Session<'m, B> {
         let logit_rows = match which {
             LogitsFor::All => ids.len(),
             LogitsFor::Last => 1,
-            LogitsFor::None => 0,
+            LogitsFor::None | LogitsFor::Hooks => 0,
         };
         be.fits(cfg, ids.len(), logit_rows)?;
         let mut kept = Vec::new();
         let positions: Vec<u32> = (self.pos..self.pos + ids.len()).map(|p| p as u32).collect();
-        let x =
-            m.blocks(ids, &positions, Some(&mut self.caches), self.pos, &[], hooks, &mut kept)?;
+        let upto = match which {
+            LogitsFor::Hooks => {
+                self.ended = true;
+                hooked_blocks(hooks, cfg.n_layer)
+            }
+            _ => cfg.n_layer,
+        };
+        let caches = Some(&mut self.caches[..]);
+        let x = m.blocks(ids, &positions, caches, self.pos, &[], hooks, &mut kept, upto)?;
         self.pos += ids.len();
         let logits = match which {
             LogitsFor::All => Some(m.head(&x)?),
             LogitsFor::Last => Some(m.head(&be.last_row(&x)?)?),
-            LogitsFor::None => None,
+            LogitsFor::None | LogitsFor::Hooks => None,
         };
         Ok(Pass { logits, kept })
     }
@@ -366,6 +392,13 @@ pub struct Pass<B: Backend> {
     /// None for [`LogitsFor::None`].
     pub logits: Option<B::Act>,
     pub kept: Vec<Kept<B::Act>>,
+}
+
+/// How many blocks a pass must run for `hooks` alone: up to the last block where they want a
+/// site (none without hooks).
+fn hooked_blocks(hooks: Option<&(dyn Hooks + '_)>, n_layer: usize) -> usize {
+    let Some(h) = hooks else { return 0 };
+    (0..n_layer).rev().find(|&l| Site::ALL.iter().any(|&s| h.wants(s, l))).map_or(0, |l| l + 1)
 }
 
 /// Hand each kept copy, read back, to the hook that kept it.
