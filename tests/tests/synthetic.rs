@@ -240,14 +240,10 @@ fn tokenizer_round_trips_bytes() {
     assert_eq!(m.tokenizer.decode(&ids).unwrap(), text);
 }
 
-/// Sequences packed into one pass capture what one pass each does (f32 and quantized
-/// weights; the products may sum in another order for more rows, so within a tolerance), the
-/// logits asked for are those of each sequence's last position, and a hook that edits is
-/// refused rather than applied at the wrong positions.
 /// A pass for its hooks only (LogitsFor::Hooks, and a packed pass with no logits) stops after
 /// the first block when only layer 0 is captured: the same rows as a full pass (`full`), the
-/// later blocks never run (the hook is asked about the last block less often), and the
-/// session cannot go on.
+/// later blocks never run (once the pass runs, the hook is never asked about the last block),
+/// and the session cannot go on.
 fn check_hooks_only(m: &Model<Cpu>, t: Tiny, ids: &[u32], full: &Capture) {
     use std::cell::Cell;
     struct First {
@@ -301,6 +297,10 @@ fn check_hooks_only(m: &Model<Cpu>, t: Tiny, ids: &[u32], full: &Capture) {
     assert!(p.asked_last.get() == 0 || !skips, "a packed pass with no logits ran the last block");
 }
 
+/// Sequences packed into one pass capture what one pass each does (f32 and quantized
+/// weights; the products may sum in another order for more rows, so within a tolerance), the
+/// logits asked for are those of each sequence's last position, and a hook that edits is
+/// refused rather than applied at the wrong positions.
 fn check_packed(m: &Model<Cpu>, t: Tiny) {
     let seqs: Vec<Vec<u32>> = vec![vec![5, 77, 3], vec![200, 9, 41, 120, 7, 8, 9, 10, 11], vec![1]];
     let mut packed = Capture::new(0..t.n_layer);

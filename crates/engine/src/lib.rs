@@ -45,6 +45,11 @@ pub enum Error {
     Unsupported(String),
     #[error("backend: {0}")]
     Backend(String),
+    #[error(
+        "this session ended with a pass run only for its hooks (LogitsFor::Hooks), which left \
+         the later blocks' KV cache unwritten: start a new session"
+    )]
+    SessionEnded,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -346,11 +346,7 @@ impl<'m, B: Backend> Session<'m, B> {
             return Err(Error::EmptyPrompt);
         }
         if self.ended {
-            return Err(Error::Backend(
-                "this session ended with a pass run only for its hooks (LogitsFor::Hooks): \
-                 start a new session"
-                    .into(),
-            ));
+            return Err(Error::SessionEnded);
         }
         if self.pos + ids.len() > cfg.context_length {
             return Err(Error::ContextFull {
