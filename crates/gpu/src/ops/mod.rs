@@ -7,11 +7,14 @@ pub mod edit;
 pub mod layer_norm;
 pub mod matvec;
 pub mod mlp;
+mod profile;
 pub mod qkv;
 pub mod rms_norm;
 pub mod rope;
 pub mod rows;
 pub mod swiglu;
+
+pub(crate) use profile::{Prof, PROF_PASSES};
 
 use crate::{Error, Gpu, Result};
 use std::collections::HashMap;
@@ -133,51 +136,6 @@ pub(crate) struct Exec {
     pub(crate) stats: Stats,
     /// GPU time per dispatch site when profiling (`TILLER_GPU_PROFILE=1`, native).
     pub(crate) prof: Option<Prof>,
-}
-
-/// Most compute passes one submission times (two timestamps each, at most 4096 queries in a
-/// set): a profiling run submits when it is full.
-const PROF_PASSES: u32 = 2048;
-
-/// Timestamps around every compute pass (each dispatch is one), resolved and read back at
-/// each submission (blocking: a profiling run only), summed by the code that dispatched.
-pub(crate) struct Prof {
-    set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    read: wgpu::Buffer,
-    /// Nanoseconds per timestamp tick.
-    period: f64,
-    /// The dispatch site of each pass timed in the commands being recorded.
-    pending: Vec<&'static std::panic::Location<'static>>,
-    /// Per site: passes and nanoseconds since the last [`Gpu::take_profile`].
-    totals: HashMap<String, (u64, f64)>,
-}
-
-impl Prof {
-    pub(crate) fn new(device: &wgpu::Device, queue: &wgpu::Queue) -> Self {
-        let n = 2 * PROF_PASSES;
-        let set = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("profile"),
-            ty: wgpu::QueryType::Timestamp,
-            count: n,
-        });
-        let buf = |usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("profile"),
-                size: n as u64 * 8,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        Prof {
-            set,
-            resolve: buf(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
-            read: buf(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
-            period: queue.get_timestamp_period() as f64,
-            pending: Vec::new(),
-            totals: HashMap::new(),
-        }
-    }
 }
 
 /// What the device was asked to do since it was created.
@@ -397,15 +355,8 @@ impl Gpu {
             Err(_) => return,
         };
         read.unmap();
-        let mut e = self.exec();
-        if let Some(p) = e.prof.as_mut() {
-            for (site, t) in sites.iter().zip(ticks.chunks_exact(2)) {
-                let ns = t[1].saturating_sub(t[0]) as f64 * p.period;
-                let k = format!("{}:{}", site.file().rsplit('/').next().unwrap_or(""), site.line());
-                let e = p.totals.entry(k).or_default();
-                e.0 += 1;
-                e.1 += ns;
-            }
+        if let Some(p) = self.exec().prof.as_mut() {
+            p.add(sites, &ticks);
         }
     }
 
@@ -414,11 +365,7 @@ impl Gpu {
     /// with timestamp queries).
     pub fn take_profile(&self) -> Option<Vec<(String, u64, f64)>> {
         self.flush();
-        let mut e = self.exec();
-        let p = e.prof.as_mut()?;
-        let mut v: Vec<_> = p.totals.drain().map(|(k, (n, ns))| (k, n, ns)).collect();
-        v.sort_by(|a, b| b.2.total_cmp(&a.2));
-        Some(v)
+        self.exec().prof.as_mut().map(Prof::take)
     }
 
     /// Copy `n_bytes` from `src` at `from` to `dst` at `to` (recorded in order).
