@@ -15,7 +15,7 @@ fn gpu_teacher_forced_agreement() {
     let name = gpu.name();
     let bytes = std::fs::read(model_path()).unwrap();
     let m = Model::load(&bytes, gpu, Precision::Fast).expect("the model loads on the GPU");
-    let full = std::env::var("TILLER_GPU_GOLDEN").is_ok_and(|v| v == "full");
+    let full = gpu_full();
     let cases = if full { usize::MAX } else { 2 };
     for incremental in [false, true] {
         let how = if incremental { "through the KV cache" } else { "batched" };
@@ -39,7 +39,7 @@ fn gpu_steering_cases() {
     let bytes = std::fs::read(model_path()).unwrap();
     let m = Model::load(&bytes, gpu.clone(), Precision::F32).expect("the model loads on the GPU");
     let mut st = reference("steering.json");
-    if !std::env::var("TILLER_GPU_GOLDEN").is_ok_and(|v| v == "full") {
+    if !gpu_full() {
         let mut seen = std::collections::HashSet::new();
         let cases = st["cases"].as_array().expect("cases").iter();
         let first: Vec<_> = cases.filter(|c| seen.insert(c["op"].to_string())).cloned().collect();
@@ -50,7 +50,7 @@ fn gpu_steering_cases() {
         st["cases"] = serde_json::Value::Array(first);
     }
     let before = gpu.stats();
-    steering_cases_with(&m, &md, &st, &name);
+    steering_cases_with(&m, &md, &st, &name, gpu_greedy_len());
     let after = gpu.stats();
     println!(
         "{name}: {} dispatches, {} submits",

@@ -180,11 +180,20 @@ impl Gpu {
             want |= wgpu::Features::TIMESTAMP_QUERY;
         }
         let want = adapter.features() & want;
+        let mut limits = adapter.limits();
+        // TILLER_GPU_MAX_BINDING=BYTES caps the largest storage binding (`./dev test` gives
+        // WebGPU's default, 128 MiB, so the native tests take the row-part paths that a browser's
+        // device needs, on any Mesa).
+        if let Some(cap) = std::env::var("TILLER_GPU_MAX_BINDING").ok().and_then(|v| v.parse().ok())
+        {
+            let l = &mut limits.max_storage_buffer_binding_size;
+            *l = (*l).min(cap);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("tiller"),
                 required_features: want,
-                required_limits: adapter.limits(),
+                required_limits: limits,
                 ..Default::default()
             })
             .await
